@@ -1,0 +1,53 @@
+"""Every failure an operator or a task needs to tell apart, in one place."""
+
+from __future__ import annotations
+
+
+class CxsweepError(Exception):
+    """Base class: the message is one line, fit to show an operator as it is."""
+
+
+class SettingsError(CxsweepError):
+    """A setting is missing or malformed; raised before any call is made."""
+
+
+class ApiError(CxsweepError):
+    """An API call failed for good (do not retry)."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class CredentialsRefused(ApiError):
+    """The token endpoint refused the client id or secret."""
+
+
+class MalformedResponse(ApiError):
+    """The server answered, but not in the shape of the contract."""
+
+
+class NotFound(ApiError):
+    """404: the list or contact is not there."""
+
+
+class RetryableApiError(CxsweepError):
+    """A transient failure: 5xx, 429, time-out, dropped connection.
+
+    ``retry_after`` is the server's own wish (seconds) when it gave one.
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+    @property
+    def is_server_error(self) -> bool:
+        return self.status is not None and self.status >= 500
+
+
+class RateLimited(RetryableApiError):
+    """429 Too Many Requests."""

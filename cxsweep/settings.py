@@ -1,0 +1,221 @@
+"""Settings from ``CXSWEEP_*`` environment variables, optionally added to by a ``.env`` file.
+
+Validated once, up front: a bad value raises ``SettingsError`` with a one-line message
+that names the variable, before any network call is made.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import phonenumbers
+
+from cxsweep.errors import SettingsError
+from cxsweep.phone import TYPE_BY_NAME, Directive
+
+PREFIX = "CXSWEEP_"
+
+
+class Secret:
+    """A string that never prints itself: safe in reprs, logs and tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class Settings:
+    api_url: str = ""
+    token_url: str = ""
+    client_id: str = ""
+    client_secret: Secret = field(default_factory=lambda: Secret(""))
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    aggregator_url: str = ""
+    webhook_secret: Secret = field(default_factory=lambda: Secret(""))
+    audit_log: str = "sanitization_audit.log"
+    allowed_regions: frozenset[str] = frozenset({"US", "GB", "CA"})
+    blocked_types: frozenset[str] = frozenset({"VOIP", "TOLL_FREE"})
+    default_region: str | None = "US"
+    policy_file: str = ""
+    # Line-type look-up (optional, paid): used only when both credentials are set.
+    lookup_url: str = "https://lookups.twilio.com"
+    twilio_account_sid: str = ""
+    twilio_auth_token: Secret = field(default_factory=lambda: Secret(""))
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    max_response_bytes: int = 20 * 1024 * 1024
+    breaker_threshold: int = 5
+    run_deadline_seconds: int = 6 * 3600
+    http_pool_size: int = 32
+
+    @property
+    def directive(self) -> Directive:
+        """The default phone directive, built from the plain settings."""
+        return Directive(
+            allowed_regions=self.allowed_regions,
+            blocked_types=self.blocked_types,
+            default_region=self.default_region,
+        )
+
+    @property
+    def twilio_configured(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token)
+
+    def require_api(self) -> None:
+        """Raise unless everything needed to talk to the contact-list API is set."""
+        for name, value in (
+            ("API_URL", self.api_url),
+            ("CLIENT_ID", self.client_id),
+            ("CLIENT_SECRET", self.client_secret),
+        ):
+            if not value:
+                raise SettingsError(f"{PREFIX}{name} is not set")
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :]
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise SettingsError(f"{path}:{number}: expected NAME=value")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def _url(name: str, value: str, schemes: tuple[str, ...] = ("http", "https")) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.netloc:
+        raise SettingsError(
+            f"{PREFIX}{name}={value!r} is not a URL ({'/'.join(schemes)}://host...)"
+        )
+    return value.rstrip("/") if schemes != ("redis", "rediss", "unix") else value
+
+
+def _regions(name: str, value: str) -> frozenset[str]:
+    codes = frozenset(code.strip().upper() for code in value.split(",") if code.strip())
+    unknown = sorted(codes - phonenumbers.SUPPORTED_REGIONS)
+    if unknown:
+        raise SettingsError(f"{PREFIX}{name}: unknown region code(s) {', '.join(unknown)}")
+    return codes
+
+
+def _types(name: str, value: str) -> frozenset[str]:
+    names = frozenset(t.strip().upper() for t in value.split(",") if t.strip())
+    unknown = sorted(names - set(TYPE_BY_NAME))
+    if unknown:
+        raise SettingsError(
+            f"{PREFIX}{name}: unknown line type(s) {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(TYPE_BY_NAME))})"
+        )
+    return names
+
+
+def _number(name: str, value: str, kind: type[int] | type[float], minimum: float) -> float:
+    try:
+        number = kind(value)
+    except ValueError:
+        raise SettingsError(f"{PREFIX}{name}={value!r} is not a number") from None
+    if number < minimum:
+        raise SettingsError(f"{PREFIX}{name} must be at least {minimum}")
+    return number
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build and validate settings; raises ``SettingsError`` naming the bad variable."""
+    env = dict(os.environ if environ is None else environ)
+    env_file = Path(env.get(f"{PREFIX}ENV_FILE", ".env"))
+    if env_file.is_file():
+        for key, value in _read_env_file(env_file).items():
+            env.setdefault(key, value)
+
+    def get(name: str, default: str = "") -> str:
+        return env.get(PREFIX + name, default).strip()
+
+    api_url = get("API_URL")
+    if api_url:
+        api_url = _url("API_URL", api_url)
+    token_url = get("TOKEN_URL")
+    token_url = _url("TOKEN_URL", token_url) if token_url else (
+        f"{api_url}/oauth/token" if api_url else ""
+    )
+    redis_url = _url(
+        "REDIS_URL", get("REDIS_URL", "redis://127.0.0.1:6379/0"), ("redis", "rediss", "unix")
+    )
+    aggregator_url = get("AGGREGATOR_URL")
+    if aggregator_url:
+        aggregator_url = _url("AGGREGATOR_URL", aggregator_url)
+    lookup_url = _url("LOOKUP_URL", get("LOOKUP_URL", "https://lookups.twilio.com"))
+
+    default_region: str | None = get("DEFAULT_REGION", "US").upper() or None
+    if default_region is not None and default_region not in phonenumbers.SUPPORTED_REGIONS:
+        raise SettingsError(f"{PREFIX}DEFAULT_REGION: unknown region code {default_region}")
+
+    policy_file = get("POLICY_FILE")
+    if policy_file and not Path(policy_file).is_file():
+        raise SettingsError(f"{PREFIX}POLICY_FILE: no such file {policy_file}")
+
+    return Settings(
+        api_url=api_url,
+        token_url=token_url,
+        client_id=get("CLIENT_ID"),
+        client_secret=Secret(get("CLIENT_SECRET")),
+        redis_url=redis_url,
+        aggregator_url=aggregator_url,
+        webhook_secret=Secret(get("WEBHOOK_SECRET")),
+        audit_log=get("AUDIT_LOG", "sanitization_audit.log"),
+        allowed_regions=_regions("ALLOWED_REGIONS", get("ALLOWED_REGIONS", "US,GB,CA")),
+        blocked_types=_types("BLOCKED_TYPES", get("BLOCKED_TYPES", "VOIP,TOLL_FREE")),
+        default_region=default_region,
+        policy_file=policy_file,
+        lookup_url=lookup_url,
+        twilio_account_sid=get("TWILIO_ACCOUNT_SID"),
+        twilio_auth_token=Secret(get("TWILIO_AUTH_TOKEN")),
+        connect_timeout=_number("CONNECT_TIMEOUT", get("CONNECT_TIMEOUT", "5"), float, 0.1),
+        read_timeout=_number("READ_TIMEOUT", get("READ_TIMEOUT", "30"), float, 0.1),
+        max_response_bytes=int(
+            _number("MAX_RESPONSE_BYTES", get("MAX_RESPONSE_BYTES", str(20 * 1024 * 1024)), int, 1024)
+        ),
+        breaker_threshold=int(_number("BREAKER_THRESHOLD", get("BREAKER_THRESHOLD", "5"), int, 1)),
+        run_deadline_seconds=int(
+            _number("RUN_DEADLINE_SECONDS", get("RUN_DEADLINE_SECONDS", str(6 * 3600)), int, 10)
+        ),
+        http_pool_size=int(_number("HTTP_POOL_SIZE", get("HTTP_POOL_SIZE", "32"), int, 1)),
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (workers read them once; tests call ``cache_clear``)."""
+    return load_settings()
