@@ -167,8 +167,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if api_url:
         api_url = _url("API_URL", api_url)
     token_url = get("TOKEN_URL")
-    token_url = _url("TOKEN_URL", token_url) if token_url else (
-        f"{api_url}/oauth/token" if api_url else ""
+    token_url = (
+        _url("TOKEN_URL", token_url) if token_url else (f"{api_url}/oauth/token" if api_url else "")
     )
     redis_url = _url(
         "REDIS_URL", get("REDIS_URL", "redis://127.0.0.1:6379/0"), ("redis", "rediss", "unix")
@@ -205,7 +205,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         connect_timeout=_number("CONNECT_TIMEOUT", get("CONNECT_TIMEOUT", "5"), float, 0.1),
         read_timeout=_number("READ_TIMEOUT", get("READ_TIMEOUT", "30"), float, 0.1),
         max_response_bytes=int(
-            _number("MAX_RESPONSE_BYTES", get("MAX_RESPONSE_BYTES", str(20 * 1024 * 1024)), int, 1024)
+            _number(
+                "MAX_RESPONSE_BYTES", get("MAX_RESPONSE_BYTES", str(20 * 1024 * 1024)), int, 1024
+            )
         ),
         breaker_threshold=int(_number("BREAKER_THRESHOLD", get("BREAKER_THRESHOLD", "5"), int, 1)),
         run_deadline_seconds=int(

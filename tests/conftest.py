@@ -6,15 +6,20 @@ it); without it the session starts a private redis-server on a free port.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
-from cxsweep.localredis import LocalRedis, redis_answers
+from cxsweep.localredis import LocalRedis, free_port, redis_answers
 
 _private_redis: LocalRedis | None = None
+_sim_port = free_port()
+CLIENT_ID, CLIENT_SECRET = "test-client", "test-secret-value-9f2"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -27,6 +32,16 @@ def pytest_configure(config: pytest.Config) -> None:
     # Workers and the CLI in this process read their settings from the environment.
     os.environ["CXSWEEP_REDIS_URL"] = url
     os.environ["CXSWEEP_ENV_FILE"] = os.devnull
+    # The session's simulator listens here; its port is fixed before any settings load.
+    os.environ["CXSWEEP_API_URL"] = f"http://127.0.0.1:{_sim_port}"
+    os.environ["CXSWEEP_CLIENT_ID"] = CLIENT_ID
+    os.environ["CXSWEEP_CLIENT_SECRET"] = CLIENT_SECRET
+    os.environ["CXSWEEP_AGGREGATOR_URL"] = f"http://127.0.0.1:{_sim_port}/_sim/webhook"
+    os.environ["CXSWEEP_WEBHOOK_SECRET"] = "test-webhook-secret"
+    os.environ["CXSWEEP_AUDIT_LOG"] = str(
+        config.rootpath / ".pytest-audit" / f"audit-{os.getpid()}.log"
+    )
+    os.environ.setdefault("CXSWEEP_READ_TIMEOUT", "5")
     redis.Redis.from_url(url).flushdb()
 
 
@@ -47,3 +62,50 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def session_simulator() -> Iterator[Any]:
+    from cxsweep.simulator import SimConfig, Simulator
+
+    sim = Simulator(SimConfig(clients={CLIENT_ID: CLIENT_SECRET}), port=_sim_port).start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def simulator(session_simulator: Any) -> Any:
+    """The session's simulator, reset: no lists, faults, tokens or counts."""
+    session_simulator.reset()
+    session_simulator.configure(clients={CLIENT_ID: CLIENT_SECRET})
+    return session_simulator
+
+
+@pytest.fixture(scope="session")
+def sweep_worker(session_simulator: Any) -> Iterator[Any]:
+    """A real Celery worker (threads) on the project's own app, in this process."""
+    from celery.contrib.testing.worker import start_worker
+
+    from workers import app
+
+    with start_worker(
+        app,
+        pool="threads",
+        concurrency=8,
+        perform_ping_check=False,
+        loglevel="WARNING",
+        shutdown_timeout=30,
+    ) as worker:
+        yield worker
+
+
+@pytest.fixture
+def audit_log_path() -> Path:
+    return Path(os.environ["CXSWEEP_AUDIT_LOG"])
+
+
+def audit_lines(path: Path, run_id: str) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [line for line in lines if line.get("run_id") == run_id]

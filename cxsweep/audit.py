@@ -1,0 +1,97 @@
+"""The run's record: one JSON line in the audit log, the same fields in the webhook."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+_append_lock = threading.Lock()
+
+REASON_PREFIX = "reason:"
+REGION_PREFIX = "region:"
+TYPE_PREFIX = "type:"
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _by_prefix(counts: Mapping[str, int], prefix: str) -> dict[str, int]:
+    return dict(
+        sorted(
+            ((k[len(prefix) :], v) for k, v in counts.items() if k.startswith(prefix) and v),
+            key=lambda item: (-item[1], item[0]),
+        )
+    )
+
+
+def build_record(
+    meta: Mapping[str, str],
+    counts: Mapping[str, int],
+    *,
+    status: str,
+    removed: int,
+    finished_at: float,
+    message: str = "",
+) -> dict[str, Any]:
+    """The audit fields of a run from its metadata and counters (all kept in Redis)."""
+    dry_run = meta.get("dry_run") == "1"
+    total = counts.get("fetched", 0)
+    unchanged = counts.get("unchanged", 0)
+    planned_updates = counts.get("to_update", 0)
+    planned_removals = counts.get("to_remove", 0)
+    updated = counts.get("updated", 0)
+    checked = counts.get("latency_n", 0)
+    avg_latency_us = counts.get("latency_us_sum", 0) / checked if checked else 0.0
+    failures = 0 if dry_run else (planned_updates - updated) + (planned_removals - removed)
+    return {
+        "timestamp": iso(finished_at),
+        "run_id": meta.get("run_id", ""),
+        "list_id": meta.get("list_id", ""),
+        "status": status,
+        "dry_run": dry_run,
+        "total_processed": total,
+        "success_count": updated,
+        "unchanged_count": unchanged,
+        "failure_count": failures,
+        "purge_count": removed,
+        "planned_updates": planned_updates,
+        "planned_removals": planned_removals,
+        "reject_reasons": _by_prefix(counts, REASON_PREFIX),
+        "by_region": _by_prefix(counts, REGION_PREFIX),
+        "by_line_type": _by_prefix(counts, TYPE_PREFIX),
+        "avg_latency_ms": round(avg_latency_us / 1000.0, 6),
+        "avg_latency_us": round(avg_latency_us, 3),
+        "format_success_rate": round((unchanged + planned_updates) / total, 6) if total else 0.0,
+        "pages": counts.get("pages_read", 0),
+        "api_requests": counts.get("api_requests", 0),
+        "api_retries": counts.get("retries", 0),
+        "api_429s": counts.get("status:429", 0),
+        "started_at": iso(float(meta.get("started_at") or finished_at)),
+        "finished_at": iso(finished_at),
+        "duration_seconds": round(finished_at - float(meta.get("started_at") or finished_at), 3),
+        "message": message,
+    }
+
+
+def append_audit_line(path: str | os.PathLike[str], record: Mapping[str, Any]) -> Path:
+    """Append one line and make it durable before the run is called recorded."""
+    target = Path(path)
+    if target.parent != Path(""):
+        target.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(record, separators=(",", ":"), sort_keys=False) + "\n"
+    with _append_lock, open(target, "a", encoding="utf-8") as handle:
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return target.resolve()
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,281 @@
+"""A run's state in Redis: its metadata, counters, the plan, and the markers that make
+every step safe to run twice.
+
+Everything a worker needs lives under ``cxsweep:run:{run_id}:*`` so any worker on any
+machine can pick up any step. Counters only move inside the same transaction as the
+marker that says a step is done, so a redelivered task never counts twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.lock import Lock
+
+from cxsweep.redisconn import text
+
+# Bulky keys (pages, the plan) expire on their own; a week covers any review of a dry run.
+DATA_TTL = 7 * 24 * 3600
+RUN_INDEX = "cxsweep:runs"
+
+ACTIVE = ("reading", "writing")
+FINAL = ("completed", "halted", "failed")
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(4)
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    contact_id: str
+    before: str | None
+    after: str | None
+    reason: str | None
+
+    def to_json(self) -> str:
+        return json.dumps([self.contact_id, self.before, self.after, self.reason])
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> PlanEntry:
+        contact_id, before, after, reason = json.loads(raw)
+        return cls(contact_id, before, after, reason)
+
+
+class ListLock:
+    """One run per list, across machines: redis-py's Lock with the run id as its token,
+    so any worker of the run can renew or release it and nobody else can."""
+
+    def __init__(self, client: redis.Redis, list_id: str, ttl: float = 900.0) -> None:
+        self.key = f"cxsweep:list-lock:{list_id}"
+        self.ttl = ttl
+        self._lock = Lock(client, self.key, timeout=ttl, thread_local=False)
+        self._client = client
+
+    def acquire(self, run_id: str) -> bool:
+        return bool(self._lock.acquire(blocking=False, token=run_id))
+
+    def holder(self) -> str | None:
+        return text(self._client.get(self.key)) or None
+
+    def _as(self, run_id: str) -> Lock:
+        self._lock.local.token = run_id.encode()
+        return self._lock
+
+    def renew(self, run_id: str) -> bool:
+        try:
+            return bool(self._as(run_id).reacquire())
+        except redis.exceptions.LockError:
+            return False
+
+    def release(self, run_id: str) -> None:
+        # Expired or taken over: nothing of ours to release.
+        with contextlib.suppress(redis.exceptions.LockError):
+            self._as(run_id).release()
+
+
+class RunStore:
+    def __init__(self, client: redis.Redis, run_id: str) -> None:
+        self.redis = client
+        self.run_id = run_id
+        self.prefix = f"cxsweep:run:{run_id}"
+        self.meta_key = f"{self.prefix}:meta"
+        self.counts_key = f"{self.prefix}:counts"
+        self.updates_key = f"{self.prefix}:updates"
+        self.removes_key = f"{self.prefix}:removes"
+        self.removed_key = f"{self.prefix}:removed"
+
+    # --- metadata -------------------------------------------------------------------
+
+    def create(self, list_id: str, *, dry_run: bool, options: Mapping[str, Any]) -> None:
+        now = time.time()
+        pipe = self.redis.pipeline()
+        pipe.hset(
+            self.meta_key,
+            mapping={
+                "run_id": self.run_id,
+                "list_id": list_id,
+                "dry_run": int(dry_run),
+                "status": "reading",
+                "started_at": now,
+                "options": json.dumps(dict(options)),
+            },
+        )
+        pipe.expire(self.meta_key, DATA_TTL)
+        pipe.zadd(RUN_INDEX, {self.run_id: now})
+        pipe.execute()
+
+    def meta(self) -> dict[str, str]:
+        return {text(k): text(v) for k, v in self.redis.hgetall(self.meta_key).items()}
+
+    def exists(self) -> bool:
+        return bool(self.redis.exists(self.meta_key))
+
+    def set_meta(self, **fields: Any) -> None:
+        self.redis.hset(self.meta_key, mapping={k: v for k, v in fields.items()})
+
+    def options(self) -> dict[str, Any]:
+        raw = self.redis.hget(self.meta_key, "options")
+        return json.loads(raw) if raw else {}
+
+    def fail(self, message: str) -> None:
+        """Remember why the run cannot complete; the first reason is kept."""
+        self.redis.hsetnx(self.meta_key, "error", message[:500])
+
+    # --- counters -------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        return {text(k): int(v) for k, v in self.redis.hgetall(self.counts_key).items()}
+
+    def incr(self, field: str, amount: int = 1) -> None:
+        self.redis.hincrby(self.counts_key, field, amount)
+
+    # --- phase 1: pages and the plan ------------------------------------------------
+
+    def claim(self, step: str, task_id: str) -> bool:
+        """Whether this task (or a redelivery of it, same id) may perform ``step``.
+
+        A duplicate sent by a crashed predecessor has another id and is turned away.
+        """
+        key = f"{self.prefix}:claim:{step}"
+        if self.redis.set(key, task_id, nx=True, ex=DATA_TTL):
+            return True
+        return text(self.redis.get(key)) == task_id
+
+    def store_page(self, page_no: int, contacts: list[dict[str, Any]]) -> None:
+        self.redis.set(f"{self.prefix}:page:{page_no}", json.dumps(contacts), ex=DATA_TTL)
+
+    def load_page(self, page_no: int) -> list[dict[str, Any]] | None:
+        raw = self.redis.get(f"{self.prefix}:page:{page_no}")
+        return None if raw is None else json.loads(raw)
+
+    def commit_page(
+        self,
+        page_no: int,
+        updates: Iterable[PlanEntry],
+        removes: Iterable[PlanEntry],
+        counts: Mapping[str, int],
+    ) -> bool:
+        """Add one page's plan and counters exactly once; False when already committed."""
+        marker = f"{self.prefix}:done:page:{page_no}"
+        update_rows = [entry.to_json() for entry in updates]
+        remove_rows = [entry.to_json() for entry in removes]
+
+        def apply(pipe: redis.client.Pipeline) -> bool:
+            if pipe.exists(marker):
+                return False
+            pipe.multi()
+            pipe.set(marker, 1, ex=DATA_TTL)
+            if update_rows:
+                pipe.rpush(self.updates_key, *update_rows)
+                pipe.expire(self.updates_key, DATA_TTL)
+            if remove_rows:
+                pipe.rpush(self.removes_key, *remove_rows)
+                pipe.expire(self.removes_key, DATA_TTL)
+            for field, amount in counts.items():
+                if amount:
+                    pipe.hincrby(self.counts_key, field, amount)
+            pipe.hincrby(self.counts_key, "pages_sanitized", 1)
+            pipe.delete(f"{self.prefix}:page:{page_no}")
+            return True
+
+        # redis-py's stubs type the callable as returning None; value_from_callable says otherwise.
+        return bool(self.redis.transaction(apply, marker, value_from_callable=True))  # type: ignore[arg-type]
+
+    def plan_sizes(self) -> tuple[int, int]:
+        pipe = self.redis.pipeline()
+        pipe.llen(self.updates_key)
+        pipe.llen(self.removes_key)
+        updates, removes = pipe.execute()
+        return int(updates), int(removes)
+
+    def plan_slice(self, kind: str, start: int, stop: int) -> list[PlanEntry]:
+        key = self.updates_key if kind == "update" else self.removes_key
+        return [PlanEntry.from_json(raw) for raw in self.redis.lrange(key, start, stop - 1)]
+
+    def iter_plan(self, kind: str, batch: int = 1000) -> Iterable[PlanEntry]:
+        key = self.updates_key if kind == "update" else self.removes_key
+        start = 0
+        while True:
+            rows = self.redis.lrange(key, start, start + batch - 1)
+            if not rows:
+                return
+            for raw in rows:
+                yield PlanEntry.from_json(raw)
+            start += batch
+
+    # --- phase 2: writes ------------------------------------------------------------
+
+    def chunk_done(self, kind: str, index: int) -> bool:
+        return bool(self.redis.exists(f"{self.prefix}:done:{kind}:{index}"))
+
+    def commit_update_chunk(self, index: int, updated: int) -> bool:
+        """Count a PATCHed chunk once, however often its task ran."""
+        marker = f"{self.prefix}:done:update:{index}"
+
+        def apply(pipe: redis.client.Pipeline) -> bool:
+            if pipe.exists(marker):
+                return False
+            pipe.multi()
+            pipe.set(marker, 1, ex=DATA_TTL)
+            pipe.hincrby(self.counts_key, "updated", updated)
+            return True
+
+        # redis-py's stubs type the callable as returning None; value_from_callable says otherwise.
+        return bool(self.redis.transaction(apply, marker, value_from_callable=True))  # type: ignore[arg-type]
+
+    def record_removed(self, contact_id: str, *, was_there: bool) -> None:
+        # A set, so a DELETE repeated by a redelivered task counts once.
+        pipe = self.redis.pipeline()
+        pipe.sadd(self.removed_key, contact_id)
+        pipe.expire(self.removed_key, DATA_TTL)
+        if not was_there:
+            pipe.sadd(f"{self.prefix}:already-gone", contact_id)
+        pipe.execute()
+
+    def removed_ids_among(self, contact_ids: list[str]) -> set[str]:
+        if not contact_ids:
+            return set()
+        flags = self.redis.smismember(self.removed_key, contact_ids)
+        return {cid for cid, flag in zip(contact_ids, flags, strict=True) if flag}
+
+    def removed_count(self) -> int:
+        return int(self.redis.scard(self.removed_key))
+
+    def mark_chunk_done(self, kind: str, index: int) -> None:
+        self.redis.set(f"{self.prefix}:done:{kind}:{index}", 1, ex=DATA_TTL)
+
+    # --- the breaker ----------------------------------------------------------------
+
+    def halted(self) -> bool:
+        return self.redis.hget(self.meta_key, "halted") is not None
+
+    def note_write_outcome(self, server_error: bool, threshold: int) -> bool:
+        """Track consecutive 5xx answers to this run's writes; True once it trips."""
+        key = f"{self.prefix}:consecutive-5xx"
+        if not server_error:
+            self.redis.set(key, 0, ex=DATA_TTL)
+            return self.halted()
+        streak = int(self.redis.incr(key))
+        self.redis.expire(key, DATA_TTL)
+        if streak >= threshold:
+            self.redis.hsetnx(
+                self.meta_key,
+                "halted",
+                f"{streak} consecutive server errors on writes: halted for manual review",
+            )
+            return True
+        return False
+
+    # --- the end --------------------------------------------------------------------
+
+    def claim_finish(self) -> bool:
+        """True for exactly one caller: the run is recorded once."""
+        return bool(self.redis.set(f"{self.prefix}:recorded", 1, nx=True, ex=DATA_TTL))

@@ -1,0 +1,218 @@
+"""The sweep pipeline as Celery tasks.
+
+Phase 1, a chord: ``fetch_page`` reads page n, stores its contacts in Redis and adds to
+its own chord ``sanitize_page(n)`` and ``fetch_page(n + 1)``; sanitizing page 1 so runs
+while page 2 is read. The chord's callback ``plan_ready`` sees the whole plan and judges
+it. Phase 2, a second chord: one ``write_updates`` per 100 changed numbers and one
+``write_removals`` per chunk of rejects; its callback ``finish_run`` records the run.
+
+Header tasks never raise for good: they return ``{"ok": False, ...}`` so the callback
+always runs and records the failure. Arguments and results are ids and small counts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from celery import chord, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from cxsweep import audit, sweep, webhook
+from cxsweep.errors import CxsweepError, RetryableApiError
+from cxsweep.runs import ListLock, RunStore
+from tasks._deps import ApiTask, api_client, redis_client, run_store, sanitizer_for, settings
+
+log = logging.getLogger(__name__)
+
+
+def launch(run_id: str) -> None:
+    """Hand a run whose metadata is already in Redis to the workers.
+
+    The CLI sends one fire-and-forget message; a worker builds the chord. A client that
+    sent the chord itself would subscribe to its result and hold a connection open.
+    """
+    begin_run.delay(run_id)
+
+
+@shared_task(name="tasks.sweep.begin_run", ignore_result=True)
+def begin_run(run_id: str) -> None:
+    chord([fetch_page.si(run_id, 0, None)])(plan_ready.s(run_id))
+
+
+def _failed(store: RunStore, message: str, **extra: Any) -> dict[str, Any]:
+    store.fail(message)
+    log.warning("run %s: %s", store.run_id, message)
+    return {"ok": False, "error": message, **extra}
+
+
+@shared_task(bind=True, base=ApiTask, name="tasks.sweep.fetch_page")
+def fetch_page(self: ApiTask, run_id: str, page_no: int, url: str | None) -> dict[str, Any]:
+    store = run_store(run_id)
+    if not store.claim(f"fetch:{page_no}", self.request.id):
+        return {"ok": True, "page": page_no, "repeat": True}
+    if store.meta().get("error"):
+        return {"ok": False, "page": page_no, "error": "run already failed"}
+    list_id = store.meta()["list_id"]
+    client = api_client(store)
+    try:
+        page = client.read_page(url or client.list_url(list_id))
+    except RetryableApiError as exc:
+        if self.retries_left():
+            raise self.retry_api(exc, store) from None
+        return _failed(store, f"{exc} (gave up after {self.request.retries} retries)")
+    except CxsweepError as exc:
+        return _failed(store, str(exc), page=page_no)
+
+    store.store_page(page_no, page.contacts)
+    store.incr("pages_read")
+    if page.total is not None and page_no == 0:
+        store.set_meta(total_records=page.total)
+    self.add_to_chord(sanitize_page.si(run_id, page_no))
+    if page.next_url:
+        self.add_to_chord(fetch_page.si(run_id, page_no + 1, page.next_url))
+    else:
+        store.set_meta(pages_total=page_no + 1)
+    return {"ok": True, "page": page_no, "contacts": len(page.contacts)}
+
+
+@shared_task(bind=True, name="tasks.sweep.sanitize_page")
+def sanitize_page(self: Any, run_id: str, page_no: int) -> dict[str, Any]:
+    store = run_store(run_id)
+    contacts = store.load_page(page_no)
+    if contacts is None:
+        if store.redis.exists(f"{store.prefix}:done:page:{page_no}"):
+            return {"ok": True, "page": page_no, "repeat": True}
+        return _failed(store, f"page {page_no} is no longer in Redis (expired?)")
+    try:
+        plan = sweep.plan_page(contacts, sanitizer_for(store.meta()["list_id"]))
+    except (CxsweepError, SoftTimeLimitExceeded) as exc:
+        return _failed(store, f"sanitizing page {page_no}: {exc}")
+    store.commit_page(page_no, plan.updates, plan.removes, plan.counts)
+    return {
+        "ok": True,
+        "page": page_no,
+        "update": len(plan.updates),
+        "remove": len(plan.removes),
+    }
+
+
+@shared_task(bind=True, name="tasks.sweep.plan_ready")
+def plan_ready(self: Any, results: list[Any], run_id: str) -> dict[str, Any]:
+    store = run_store(run_id)
+    dry_run = store.meta().get("dry_run") == "1"
+    judgement = sweep.judge_plan(store, results, dry_run=dry_run)
+    if judgement.status != "write":
+        return record_run(store, judgement.status, judgement.message)
+    chunks = sweep.write_chunks(store)
+    if not chunks:
+        return record_run(store, "completed", "nothing to write")
+    store.set_meta(status="writing", chunks_total=len(chunks))
+    header = [
+        write_updates.si(run_id, index) if kind == "update" else write_removals.si(run_id, index)
+        for kind, index in chunks
+    ]
+    chord(header)(finish_run.s(run_id))
+    return {"ok": True, "chunks": len(chunks)}
+
+
+def _write(task: ApiTask, run_id: str, kind: str, index: int) -> dict[str, Any]:
+    store = run_store(run_id)
+    list_id = store.meta()["list_id"]
+    threshold = settings().breaker_threshold
+    try:
+        if kind == "update":
+            result = sweep.apply_update_chunk(
+                store, api_client(store), list_id, index, threshold=threshold
+            )
+        else:
+            result = sweep.apply_remove_chunk(store, api_client(store), index, threshold=threshold)
+    except RetryableApiError as exc:
+        if store.halted():
+            return {"ok": False, "kind": kind, "chunk": index, "halted": True}
+        if task.retries_left():
+            raise task.retry_api(exc, store) from None
+        return {"ok": False, "kind": kind, "chunk": index, "error": str(exc)}
+    except CxsweepError as exc:
+        log.warning("run %s: %s chunk %d failed: %s", run_id, kind, index, exc)
+        return {"ok": False, "kind": kind, "chunk": index, "error": str(exc)}
+    store.incr("chunks_done")
+    return result
+
+
+@shared_task(bind=True, base=ApiTask, name="tasks.sweep.write_updates")
+def write_updates(self: ApiTask, run_id: str, index: int) -> dict[str, Any]:
+    return _write(self, run_id, "update", index)
+
+
+@shared_task(bind=True, base=ApiTask, name="tasks.sweep.write_removals")
+def write_removals(self: ApiTask, run_id: str, index: int) -> dict[str, Any]:
+    return _write(self, run_id, "remove", index)
+
+
+@shared_task(bind=True, name="tasks.sweep.finish_run")
+def finish_run(self: Any, results: list[Any], run_id: str) -> dict[str, Any]:
+    store = run_store(run_id)
+    halted = store.meta().get("halted")
+    if halted:
+        return record_run(store, "halted", halted)
+    failures = [r for r in results if not (isinstance(r, dict) and r.get("ok"))]
+    if failures:
+        first = failures[0]
+        message = first.get("error", "a write failed") if isinstance(first, dict) else str(first)
+        return record_run(store, "failed", f"{len(failures)} write chunk(s) failed: {message}")
+    return record_run(store, "completed")
+
+
+def record_run(store: RunStore, status: str, message: str = "") -> dict[str, Any]:
+    """Write the audit line, free the list and send the webhook: once per run."""
+    if not store.claim_finish():
+        return {"ok": True, "repeat": True}
+    meta = store.meta()
+    finished_at = audit.now()
+    record = audit.build_record(
+        meta,
+        store.counts(),
+        status=status,
+        removed=store.removed_count(),
+        finished_at=finished_at,
+        message=message,
+    )
+    path = audit.append_audit_line(settings().audit_log, record)
+    store.set_meta(
+        status=status, finished_at=finished_at, record=json.dumps(record), audit_log=str(path)
+    )
+    ListLock(redis_client(), meta.get("list_id", "")).release(store.run_id)
+    if settings().aggregator_url:
+        send_webhook.delay(store.run_id)
+    log.info("run %s %s: %s", store.run_id, status, message or "ok")
+    return {"ok": True, "status": status}
+
+
+@shared_task(
+    bind=True,
+    name="tasks.sweep.send_webhook",
+    autoretry_for=(RetryableApiError,),
+    retry_backoff=1,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=8,
+)
+def send_webhook(self: Any, run_id: str) -> dict[str, Any]:
+    store = run_store(run_id)
+    record = json.loads(store.meta().get("record") or "{}")
+    if not record:
+        return {"ok": False, "error": "run has no record"}
+    try:
+        status = webhook.post(
+            settings().aggregator_url, webhook.build_payload(record), settings().webhook_secret
+        )
+    except RetryableApiError:
+        store.set_meta(webhook="retrying")
+        raise
+    except CxsweepError as exc:
+        store.set_meta(webhook=f"refused: {exc}")
+        return {"ok": False, "error": str(exc)}
+    store.set_meta(webhook=f"delivered ({status})")
+    return {"ok": True, "status": status}

@@ -1,0 +1,239 @@
+"""The whole sweep: real Redis, a real worker, the simulator over sockets."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cxsweep import cli
+from cxsweep.phone import Sanitizer
+from cxsweep.settings import get_settings
+from tests.conftest import audit_lines
+
+pytestmark = pytest.mark.usefixtures("sweep_worker")
+
+
+def sweep(list_id: str, *, dry_run: bool = False, timeout: float = 120) -> dict[str, Any]:
+    settings = cli._settings_for_run()
+    run_id = cli.start_run(settings, list_id, dry_run=dry_run)
+    return cli.wait_for_run(settings, run_id, timeout=timeout, quiet=True)
+
+
+def expected_outcome(contacts: list[dict[str, Any]]) -> tuple[dict[str, str], set[str]]:
+    """What the list must hold afterwards: id -> E.164 for keepers, and the removed ids."""
+    sanitizer = Sanitizer(get_settings().directive)
+    kept: dict[str, str] = {}
+    removed: set[str] = set()
+    for contact in contacts:
+        verdict = sanitizer.check(contact.get("phone"))
+        if verdict.e164 is not None:
+            kept[contact["id"]] = verdict.e164
+        else:
+            removed.add(contact["id"])
+    return kept, removed
+
+
+def new_list(sim: Any, count: int, seed: int) -> tuple[str, list[dict[str, Any]]]:
+    list_id = f"list-{uuid.uuid4().hex[:8]}"
+    sim.put_list(list_id, count=count, seed=seed)
+    return list_id, sim.get_list(list_id)
+
+
+def wait_for_webhooks(sim: Any, run_id: str, timeout: float = 20) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        hooks = [h for h in sim.webhooks() if h["body"].get("run_id") == run_id]
+        if hooks:
+            time.sleep(0.3)  # a second delivery, if any, would arrive now
+            return [h for h in sim.webhooks() if h["body"].get("run_id") == run_id]
+        time.sleep(0.05)
+    return []
+
+
+def test_sweep_with_429_5xx_and_revoked_token_ends_right(
+    simulator: Any, audit_log_path: Path
+) -> None:
+    list_id, original = new_list(simulator, 1200, seed=11)
+    simulator.configure(page_size=100)
+    simulator.add_faults(
+        [
+            {
+                "method": "GET",
+                "path": "/contactlists/",
+                "action": 429,
+                "after": 2,
+                "times": 2,
+                "retry_after": "1",
+            },
+            {"method": "GET", "path": "/contactlists/", "action": 503, "after": 5, "times": 1},
+            {"method": "PATCH", "path": "/contacts$", "action": 503, "after": 1, "times": 2},
+            {"method": "PATCH", "path": "/contacts$", "action": 429, "after": 4, "times": 1},
+            {"method": "DELETE", "path": "/contacts/", "action": 502, "after": 3, "times": 2},
+            {"method": "DELETE", "path": "/contacts/", "action": "drop", "after": 20, "times": 1},
+        ]
+    )
+    kept, removed = expected_outcome(original)
+    assert removed and kept  # the seed has both, or this test proves nothing
+
+    settings = cli._settings_for_run()
+    run_id = cli.start_run(settings, list_id, dry_run=False)
+    time.sleep(0.3)
+    simulator.revoke_tokens()
+    record = cli.wait_for_run(settings, run_id, timeout=180, quiet=True)
+
+    assert record["status"] == "completed", record
+    final = {c["id"]: c for c in simulator.get_list(list_id)}
+    assert set(final) == set(kept), "exactly the rejects are gone"
+    by_id = {c["id"]: c for c in original}
+    for contact_id, contact in final.items():
+        assert contact["phone"] == kept[contact_id]
+        before = {k: v for k, v in by_id[contact_id].items() if k != "phone"}
+        assert {k: v for k, v in contact.items() if k != "phone"} == before
+
+    stats = simulator.stats()
+    changed = {cid for cid, e164 in kept.items() if by_id[cid]["phone"] != e164}
+    assert set(stats["patched"]) == changed, "only changed numbers are PATCHed"
+    assert all(times == 1 for times in stats["patched"].values())
+    assert stats["max_patch_batch"] <= 100
+    assert stats["statuses"].get("429", 0) >= 3 and stats["statuses"].get("401", 0) >= 1
+
+    assert record["total_processed"] == len(original)
+    assert record["success_count"] == len(changed)
+    assert record["unchanged_count"] == len(kept) - len(changed)
+    assert record["purge_count"] == len(removed)
+    assert record["failure_count"] == 0
+    assert sum(record["reject_reasons"].values()) == len(removed)
+    assert record["api_retries"] >= 5
+
+    lines = audit_lines(audit_log_path, run_id)
+    assert len(lines) == 1 and lines[0]["status"] == "completed"
+    for field in (
+        "timestamp",
+        "total_processed",
+        "success_count",
+        "unchanged_count",
+        "failure_count",
+        "purge_count",
+        "reject_reasons",
+        "avg_latency_ms",
+        "format_success_rate",
+        "started_at",
+        "finished_at",
+        "dry_run",
+    ):
+        assert field in lines[0]
+    assert 0 < lines[0]["avg_latency_ms"] < 50
+
+    hooks = wait_for_webhooks(simulator, run_id)
+    assert len(hooks) == 1
+    body = hooks[0]["body"]
+    assert body["event"] == "campaign.sanitization.complete"
+    assert body["list_id"] == list_id and body["metrics"]["purge_count"] == len(removed)
+    # Signed with the configured secret, over "timestamp.body".
+    timestamp = hooks[0]["headers"]["X-Cxsweep-Timestamp"]
+    mac = hmac.new(
+        b"test-webhook-secret", timestamp.encode() + b"." + hooks[0]["raw"], hashlib.sha256
+    ).hexdigest()
+    assert hooks[0]["headers"]["X-Cxsweep-Signature"] == f"sha256={mac}"
+
+
+def test_dry_run_writes_nothing(simulator: Any, audit_log_path: Path) -> None:
+    list_id, original = new_list(simulator, 600, seed=12)
+    kept, removed = expected_outcome(original)
+    record = sweep(list_id, dry_run=True)
+    assert record["status"] == "completed" and record["dry_run"] is True
+    stats = simulator.stats()
+    assert stats["requests"]["patch"] == 0 and stats["requests"]["delete"] == 0
+    assert simulator.get_list(list_id) == original
+    assert record["planned_removals"] == len(removed)
+    changed = sum(1 for c in original if c["id"] in kept and kept[c["id"]] != c["phone"])
+    assert record["planned_updates"] == changed
+    assert record["purge_count"] == 0 and record["success_count"] == 0
+
+
+def test_breaker_halts_and_removes_nothing(
+    simulator: Any, audit_log_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    list_id, original = new_list(simulator, 400, seed=13)
+    simulator.add_faults([{"method": "DELETE", "path": "/contacts/", "action": 503}])
+    simulator.add_faults([{"method": "PATCH", "path": "/contacts$", "action": 500}])
+    settings = get_settings()
+    code = cli.main(["run", list_id, "--quiet", "--timeout", "120"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "HALTED for manual review" in out
+    final = simulator.get_list(list_id)
+    assert [c["id"] for c in final] == [c["id"] for c in original], "nothing removed"
+    stats = simulator.stats()
+    # Consecutive 5xx stop the writes: no stream of DELETEs after the breaker trips.
+    writes = stats["requests"]["delete"] + stats["requests"]["patch"]
+    assert writes <= settings.breaker_threshold + 8  # + what was in flight on 8 threads
+    run_id = out.split()[1]
+    lines = audit_lines(audit_log_path, run_id)
+    assert len(lines) == 1 and lines[0]["status"] == "halted" and lines[0]["purge_count"] == 0
+    hooks = wait_for_webhooks(simulator, run_id)
+    assert [h["body"]["event"] for h in hooks] == ["campaign.sanitization.halted"]
+
+
+def test_bad_credentials_fail_fast(
+    simulator: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    list_id, _original = new_list(simulator, 50, seed=14)
+    monkeypatch.setenv("CXSWEEP_CLIENT_SECRET", "wrong-secret")
+    started = time.monotonic()
+    code = cli.main(["run", list_id])
+    elapsed = time.monotonic() - started
+    err = capsys.readouterr().err
+    get_settings.cache_clear()
+    assert code == 2
+    assert elapsed < 10
+    assert err.count("\n") == 1 and "refused" in err and "Traceback" not in err
+    assert "wrong-secret" not in err
+    stats = simulator.stats()
+    assert stats["requests"]["read"] == 0 and stats["requests"]["delete"] == 0
+
+
+@pytest.mark.parametrize("action", ["bad_json", "missing_contacts", "wrong_types"])
+def test_malformed_answer_stops_with_clear_error_and_no_writes(
+    simulator: Any, action: str, audit_log_path: Path
+) -> None:
+    list_id, original = new_list(simulator, 300, seed=15)
+    simulator.configure(page_size=100)
+    simulator.add_faults(
+        [{"method": "GET", "path": "/contactlists/", "action": action, "after": 1, "times": 1}]
+    )
+    record = sweep(list_id)
+    assert record["status"] == "failed"
+    assert "GET /api/v2/campaigns/contactlists/" in record["message"]
+    stats = simulator.stats()
+    assert stats["requests"]["patch"] == 0 and stats["requests"]["delete"] == 0
+    assert simulator.get_list(list_id) == original
+    assert len(audit_lines(audit_log_path, record["run_id"])) == 1
+
+
+def test_unknown_list_fails_without_writes(simulator: Any) -> None:
+    record = sweep("no-such-list")
+    assert record["status"] == "failed" and "not found" in record["message"]
+
+
+def test_second_run_on_a_list_being_swept_is_refused(
+    simulator: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    list_id, _ = new_list(simulator, 200, seed=16)
+    simulator.configure(latency_ms=30)
+    settings = cli._settings_for_run()
+    run_id = cli.start_run(settings, list_id, dry_run=True)
+    code = cli.main(["run", list_id, "--quiet"])
+    assert code == 1
+    assert run_id in capsys.readouterr().err
+    record = cli.wait_for_run(settings, run_id, timeout=60, quiet=True)
+    assert record["status"] == "completed"
+    simulator.configure(latency_ms=0)
+    # The lock is freed with the run's record: the next run may start.
+    assert sweep(list_id, dry_run=True)["status"] == "completed"
