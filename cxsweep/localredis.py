@@ -68,6 +68,7 @@ class LocalRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> LocalRedis:
+        Path(self.directory).mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [
                 redis_server_binary(),

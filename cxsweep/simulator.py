@@ -1,0 +1,1322 @@
+"""An HTTP simulator of the v2 campaign contact-list API (docs/cxone-api.md section 1).
+
+It serves the contract over real sockets so clients are tested with their real HTTP stack
+(keep-alive, time-outs, dropped connections), and it can misbehave on purpose: latency, a
+token-bucket rate limit, random 503s, and scripted faults. A fake of Twilio Lookup v2 is
+served from the same port. A control API under ``/_sim/`` (and the same operations as
+methods on ``Simulator``) seeds lists, reconfigures, scripts faults and reads statistics.
+
+Run it stand-alone with ``python -m cxsweep.simulator --port 8080 --list demo:10000``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import contextlib
+import copy
+import hashlib
+import json
+import logging
+import math
+import random
+import re
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+import phonenumbers
+from phonenumbers import PhoneNumberType as T
+
+from cxsweep import seed as seed_data
+
+log = logging.getLogger(__name__)
+
+E164_RE = re.compile(r"^\+[1-9]\d{1,14}$")
+MAX_BATCH = 100
+KINDS = ("token", "read", "lists", "patch", "delete", "create", "lookup")
+STATUS_ACTIONS = frozenset({500, 502, 503, 504, 429, 401})
+NAMED_ACTIONS = frozenset({"bad_json", "missing_contacts", "wrong_types", "drop", "hang"})
+METHODS = frozenset({"GET", "PATCH", "DELETE", "POST", "PUT", "*"})
+
+_API_PREFIX = "/api/v2/campaigns"
+_ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
+    ("POST", re.compile(r"^/oauth/token/?$"), "token"),
+    ("GET", re.compile(rf"^{_API_PREFIX}/contactlists/?$"), "lists"),
+    ("GET", re.compile(rf"^{_API_PREFIX}/contactlists/(?P<list>[^/]+)/?$"), "read"),
+    ("PATCH", re.compile(rf"^{_API_PREFIX}/contactlists/(?P<list>[^/]+)/contacts/?$"), "patch"),
+    ("POST", re.compile(rf"^{_API_PREFIX}/contactlists/(?P<list>[^/]+)/contacts/?$"), "create"),
+    ("DELETE", re.compile(rf"^{_API_PREFIX}/contacts/(?P<contact>[^/]+)/?$"), "delete"),
+    ("GET", re.compile(r"^/v2/PhoneNumbers/(?P<number>[^/]+)/?$"), "lookup"),
+)
+
+
+# --- configuration ------------------------------------------------------------------------
+
+
+@dataclass
+class SimConfig:
+    """How the simulator behaves; every field can be changed while it runs."""
+
+    page_size: int = 500
+    token_lifetime: float = 1800.0
+    latency_ms: float = 0.0
+    # Requests per second over every API call, token included; 0 means unlimited.
+    rate_limit: float = 0.0
+    # Bucket size; None means the same as rate_limit (one second's worth).
+    rate_burst: float | None = None
+    fail_rate: float = 0.0
+    total_records: bool = False
+    seed: int = 0
+    clients: dict[str, str] = field(default_factory=lambda: {"demo-client": "demo-secret"})
+    twilio_account_sid: str = "ACsimulator"
+    twilio_auth_token: str = "sim-token"
+
+    def updated(self, changes: Mapping[str, Any]) -> SimConfig:
+        """A validated copy with ``changes`` applied; ValueError names a bad field."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValueError(f"unknown config field(s): {', '.join(unknown)}")
+        new = replace(self, **dict(changes))
+        new.validate()
+        return new
+
+    def validate(self) -> None:
+        def number(name: str, value: object, *, integer: bool = False) -> None:
+            ok = (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and value >= 0
+                and (isinstance(value, int) or not integer)
+            )
+            if not ok:
+                kind = "integer" if integer else "number"
+                raise ValueError(f"{name} must be a non-negative {kind}")
+
+        number("page_size", self.page_size, integer=True)
+        if self.page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        number("token_lifetime", self.token_lifetime)
+        number("latency_ms", self.latency_ms)
+        number("rate_limit", self.rate_limit)
+        if self.rate_burst is not None:
+            number("rate_burst", self.rate_burst)
+        number("fail_rate", self.fail_rate)
+        if self.fail_rate > 1:
+            raise ValueError("fail_rate must be between 0 and 1")
+        number("seed", self.seed, integer=True)
+        if not isinstance(self.total_records, bool):
+            raise ValueError("total_records must be true or false")
+        if not isinstance(self.clients, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.clients.items()
+        ):
+            raise ValueError("clients must map client ids to secrets (strings)")
+        for name in ("twilio_account_sid", "twilio_auth_token"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a string")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- fault rules ------------------------------------------------------------------------
+
+
+@dataclass
+class FaultRule:
+    method: str
+    path: re.Pattern[str]
+    action: int | str
+    after: int = 0
+    times: int | None = None
+    retry_after: str | None = None
+    seconds: float = 1.0
+    matched: int = 0
+    fired: int = 0
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> FaultRule:
+        if not isinstance(raw, Mapping):
+            raise ValueError("a fault rule must be a JSON object")
+        allowed = {"method", "path", "action", "after", "times", "retry_after", "seconds"}
+        unknown = sorted(set(raw) - allowed)
+        if unknown:
+            raise ValueError(f"unknown fault rule field(s): {', '.join(unknown)}")
+        method = str(raw.get("method", "*")).upper()
+        if method not in METHODS:
+            raise ValueError(f"fault rule method {method!r} is not one of {sorted(METHODS)}")
+        try:
+            path = re.compile(str(raw.get("path", "")))
+        except re.error as exc:
+            raise ValueError(f"fault rule path is not a regex: {exc}") from exc
+        action: int | str = raw.get("action", "")
+        if isinstance(action, str) and action.isdigit():
+            action = int(action)
+        if action not in STATUS_ACTIONS and action not in NAMED_ACTIONS:
+            raise ValueError(f"fault rule action {action!r} is not supported")
+        after = raw.get("after", 0)
+        times = raw.get("times")
+        if not isinstance(after, int) or after < 0:
+            raise ValueError("fault rule 'after' must be a non-negative integer")
+        if times is not None and (not isinstance(times, int) or times < 1):
+            raise ValueError("fault rule 'times' must be a positive integer or null")
+        retry_after = raw.get("retry_after")
+        seconds = raw.get("seconds", 1.0)
+        if not isinstance(seconds, int | float) or seconds < 0:
+            raise ValueError("fault rule 'seconds' must be a non-negative number")
+        return cls(
+            method=method,
+            path=path,
+            action=action,
+            after=after,
+            times=times,
+            retry_after=None if retry_after is None else str(retry_after),
+            seconds=float(seconds),
+        )
+
+    @property
+    def spent(self) -> bool:
+        return self.times is not None and self.fired >= self.times
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "path": self.path.pattern,
+            "action": self.action,
+            "after": self.after,
+            "times": self.times,
+            "retry_after": self.retry_after,
+            "seconds": self.seconds,
+            "matched": self.matched,
+            "fired": self.fired,
+            "spent": self.spent,
+        }
+
+
+# --- contact storage ----------------------------------------------------------------------
+
+
+class _ContactList:
+    """Contacts in insertion order, addressable by id and by position.
+
+    ``order`` is append-only with ``None`` where a contact was removed, so a cursor (a
+    position) stays meaningful across deletions and re-creations, and a page costs
+    O(page) plus the removed slots it skips.
+    """
+
+    __slots__ = ("contacts", "generation", "list_id", "name", "order", "position", "rank")
+
+    def __init__(self, list_id: str, name: str, contacts: Iterable[dict]) -> None:
+        self.list_id = list_id
+        self.name = name
+        # Set when installed: which version of the list a cursor belongs to, and where the
+        # list sits in the list of lists.
+        self.generation = 0
+        self.rank = 0
+        self.contacts: dict[str, dict[str, Any]] = {}
+        self.position: dict[str, int] = {}
+        self.order: list[str | None] = []
+        for contact in contacts:
+            cid = contact.get("id") if isinstance(contact, dict) else None
+            if not isinstance(cid, str) or not cid:
+                raise ValueError("every contact needs a non-empty string 'id'")
+            if cid in self.contacts:
+                raise ValueError(f"duplicate contact id {cid!r}")
+            self.append(dict(contact))
+
+    def append(self, contact: dict[str, Any]) -> None:
+        cid = contact["id"]
+        self.contacts[cid] = contact
+        self.position[cid] = len(self.order)
+        self.order.append(cid)
+
+    def remove(self, cid: str) -> bool:
+        if cid not in self.contacts:
+            return False
+        del self.contacts[cid]
+        self.order[self.position.pop(cid)] = None
+        return True
+
+    def page(self, start: int, size: int) -> tuple[list[dict[str, Any]], int | None]:
+        order, contacts = self.order, self.contacts
+        out: list[dict[str, Any]] = []
+        i, end = start, len(order)
+        while i < end and len(out) < size:
+            cid = order[i]
+            if cid is not None:
+                out.append(dict(contacts[cid]))
+            i += 1
+        while i < end and order[i] is None:
+            i += 1
+        return out, (i if i < end else None)
+
+
+def _encode_cursor(payload: Mapping[str, Any]) -> str:
+    raw = json.dumps(payload, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(token: str) -> dict[str, Any]:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        value = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise ValueError("invalid cursor") from exc
+    if not isinstance(value, dict):
+        raise ValueError("invalid cursor")
+    return value
+
+
+# --- requests and responses -------------------------------------------------------------
+
+
+@dataclass
+class _Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: Message
+    body: bytes
+    host: str
+
+
+@dataclass
+class _Response:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    drop: bool = False
+
+
+def _json(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> _Response:
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    merged = {"Content-Type": "application/json"}
+    if headers:
+        merged.update(headers)
+    return _Response(status, body, merged)
+
+
+def _empty(status: int) -> _Response:
+    return _Response(status)
+
+
+def _twilio_error(status: int, code: int, message: str) -> _Response:
+    return _json(
+        status,
+        {
+            "code": code,
+            "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}",
+            "status": status,
+        },
+    )
+
+
+_STATUS_ERRORS = {
+    401: "invalid_token",
+    429: "rate_limited",
+    500: "internal_error",
+    502: "bad_gateway",
+    503: "service_unavailable",
+    504: "gateway_timeout",
+}
+
+
+def _error_response(kind: str | None, status: int, retry_after: str | None = None) -> _Response:
+    headers: dict[str, str] = {}
+    if retry_after is not None:
+        headers["Retry-After"] = retry_after
+    if kind == "lookup":
+        code = {401: 20003, 429: 20429}.get(status, 20500)
+        resp = _twilio_error(status, code, _STATUS_ERRORS.get(status, "error"))
+        resp.headers.update(headers)
+        return resp
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    return _json(status, {"error": _STATUS_ERRORS.get(status, "error")}, headers)
+
+
+def _new_stats() -> dict[str, Any]:
+    return {
+        "requests": dict.fromkeys(KINDS, 0),
+        "token_grants": 0,
+        "statuses": {},
+        "patched": {},
+        "max_patch_batch": 0,
+        "deleted": 0,
+        "delete_404": 0,
+        "faults_fired": 0,
+        "in_flight_max": 0,
+    }
+
+
+# Weighted line types for the Lookup fake, by libphonenumber's own view of the number;
+# the weights only need to give a sweep a realistic sprinkle of VoIP and burner lines.
+_LTI_TABLES: dict[str, tuple[tuple[str, int], ...]] = {
+    "ambiguous": (
+        ("mobile", 55),
+        ("landline", 27),
+        ("fixedVoip", 8),
+        ("nonFixedVoip", 6),
+        ("unknown", 2),
+        ("personal", 1),
+        ("voicemail", 1),
+    ),
+    "mobile": (("mobile", 90), ("nonFixedVoip", 8), ("unknown", 2)),
+    "fixed": (("landline", 84), ("fixedVoip", 14), ("unknown", 2)),
+    "voip": (("fixedVoip", 50), ("nonFixedVoip", 50)),
+}
+_LTI_FIXED: dict[int, str] = {
+    T.TOLL_FREE: "tollFree",
+    T.PREMIUM_RATE: "premium",
+    T.SHARED_COST: "sharedCost",
+    T.UAN: "uan",
+    T.PAGER: "pager",
+    T.VOICEMAIL: "voicemail",
+    T.PERSONAL_NUMBER: "personal",
+}
+_CARRIERS: dict[str, tuple[str, ...]] = {
+    "mobile": (
+        "Verizon Wireless",
+        "T-Mobile USA, Inc.",
+        "AT&T Wireless",
+        "EE Limited",
+        "Vodafone UK",
+        "Rogers Communications",
+        "Bell Mobility",
+    ),
+    "landline": ("Comcast", "AT&T Local", "Frontier Communications", "BT Group", "Bell Canada"),
+    "fixedVoip": ("Vonage", "Comcast Digital Voice", "RingCentral", "Ooma"),
+    "nonFixedVoip": (
+        "Google (Grand Central) - SVR",
+        "Bandwidth/13 - Bandwidth.com - SVR",
+        "TextNow - SVR",
+        "Twilio - SVR",
+    ),
+}
+
+
+def lookup_line_type(e164: str) -> tuple[str, str | None]:
+    """The fake's answer for a valid number: (line type, carrier). Pure and deterministic."""
+    digest = int.from_bytes(hashlib.sha256(e164.encode()).digest()[:8], "big")
+    try:
+        number = phonenumbers.parse(e164, None)
+        pn_type = phonenumbers.number_type(number)
+    except phonenumbers.NumberParseException:
+        pn_type = T.UNKNOWN
+    if pn_type in _LTI_FIXED:
+        line_type = _LTI_FIXED[pn_type]
+    else:
+        table_name = {
+            T.MOBILE: "mobile",
+            T.FIXED_LINE: "fixed",
+            T.VOIP: "voip",
+        }.get(pn_type, "ambiguous")
+        table = _LTI_TABLES[table_name]
+        slot = digest % sum(w for _, w in table)
+        line_type = table[-1][0]
+        for name, weight in table:
+            if slot < weight:
+                line_type = name
+                break
+            slot -= weight
+    carriers = _CARRIERS.get(line_type)
+    carrier = carriers[(digest >> 20) % len(carriers)] if carriers else None
+    return line_type, carrier
+
+
+# --- the simulator --------------------------------------------------------------------------
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    # Benchmarks open many connections at once; the default backlog of 5 drops them.
+    request_queue_size = 512
+
+    def __init__(self, address: tuple[str, int], sim: Simulator) -> None:
+        self.sim = sim
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle on, the body waits for the
+    # client's delayed ACK and every response costs ~40 ms.
+    disable_nagle_algorithm = True
+    server_version = "cxsweep-simulator/1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    do_POST = do_PATCH = do_DELETE = do_PUT = do_HEAD = do_GET
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks: list[bytes] = []
+            while True:
+                size_line = self.rfile.readline(65537)
+                size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline(65537)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _dispatch(self) -> None:
+        try:
+            body = self._read_body()
+        except (ValueError, OSError):
+            self.close_connection = True
+            self._send(_json(400, {"error": "unreadable body"}))
+            return
+        split = urlsplit(self.path)
+        host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
+        request = _Request(
+            method=self.command,
+            path=split.path,
+            query=parse_qs(split.query),
+            headers=self.headers,
+            body=body,
+            host=host,
+        )
+        try:
+            response = self.server.sim._handle(request)
+        except Exception:
+            log.exception("simulator failed on %s %s", self.command, self.path)
+            response = _json(500, {"error": "simulator_bug"})
+        self._send(response)
+
+    def _send(self, response: _Response) -> None:
+        if response.drop:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.send_response(response.status)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        # RFC 9110 forbids Content-Length on 204; everything else gets one for keep-alive.
+        if response.status != 204:
+            self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        if response.body and self.command != "HEAD":
+            self.wfile.write(response.body)
+
+
+class Simulator:
+    """The v2 contact-list API plus a Twilio Lookup fake, served over HTTP.
+
+    ``Simulator().start()`` serves in a daemon thread on an ephemeral port; ``.url`` says
+    where. All state sits behind one lock, never held while sleeping.
+    """
+
+    def __init__(
+        self, config: SimConfig | None = None, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        initial = copy.deepcopy(config) if config is not None else SimConfig()
+        initial.validate()
+        self._initial = initial
+        self._config = copy.deepcopy(initial)
+        self._lock = threading.Lock()
+        self._lists: dict[str, _ContactList] = {}
+        self._tokens: dict[str, float] = {}
+        self._faults: list[FaultRule] = []
+        self._webhooks: list[dict[str, Any]] = []
+        self._stats = _new_stats()
+        self._in_flight = 0
+        self._generation = 0
+        self._rng = random.Random(initial.seed)
+        self._bucket = 0.0
+        self._bucket_at = time.monotonic()
+        self._reset_bucket()
+        self._server = _Server((host, port), self)
+        self._thread: threading.Thread | None = None
+        self._serving = False
+
+    # -- lifecycle
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        if isinstance(host, bytes):
+            host = host.decode()
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{port}"
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> Simulator:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.1},
+                name=f"cxsweep-simulator:{self.port}",
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve on the calling thread until ``stop()`` (from another thread) or Ctrl-C."""
+        self._serving = True
+        try:
+            self._server.serve_forever(poll_interval=0.25)
+        finally:
+            self._serving = False
+
+    def stop(self) -> None:
+        if self._thread is not None or self._serving:
+            self._server.shutdown()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._server.server_close()
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- in-process control (mirrors /_sim/)
+
+    @property
+    def config(self) -> SimConfig:
+        return copy.deepcopy(self._config)
+
+    def configure(self, **changes: Any) -> SimConfig:
+        with self._lock:
+            self._apply_config(self._config.updated(changes))
+            return copy.deepcopy(self._config)
+
+    def reset(self, lists: Mapping[str, Mapping[str, Any]] | None = None, **changes: Any) -> None:
+        """Back to the constructor's config plus ``changes``; no lists, tokens, faults, stats."""
+        new_config = self._initial.updated(changes)
+        built = {
+            list_id: self._build_list(list_id, spec) for list_id, spec in (lists or {}).items()
+        }
+        with self._lock:
+            self._lists.clear()
+            self._tokens.clear()
+            self._faults.clear()
+            self._webhooks.clear()
+            self._stats = _new_stats()
+            self._apply_config(new_config)
+            self._rng = random.Random(new_config.seed)
+            for contact_list in built.values():
+                self._install_list(contact_list)
+
+    def put_list(
+        self,
+        list_id: str,
+        contacts: Iterable[Mapping[str, Any]] | None = None,
+        *,
+        count: int | None = None,
+        seed: int = 0,
+        name: str | None = None,
+    ) -> int:
+        """Create or replace a list from ``contacts`` or ``count`` seeded ones; its size."""
+        spec: dict[str, Any] = {"seed": seed}
+        if contacts is not None:
+            spec["contacts"] = list(contacts)
+        if count is not None:
+            spec["count"] = count
+        if name is not None:
+            spec["name"] = name
+        built = self._build_list(list_id, spec)
+        with self._lock:
+            return len(self._install_list(built).contacts)
+
+    def get_list(self, list_id: str) -> list[dict[str, Any]]:
+        """A copy of the list's current contacts in order; KeyError if there is none."""
+        with self._lock:
+            return [dict(c) for c in self._lists[list_id].contacts.values()]
+
+    def list_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._lists)
+
+    def delete_list(self, list_id: str) -> bool:
+        with self._lock:
+            return self._lists.pop(list_id, None) is not None
+
+    def add_faults(self, rules: Iterable[Mapping[str, Any]]) -> None:
+        parsed = [FaultRule.parse(rule) for rule in rules]
+        with self._lock:
+            self._faults.extend(parsed)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def faults(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [rule.to_json() for rule in self._faults]
+
+    def revoke_tokens(self) -> int:
+        with self._lock:
+            revoked = len(self._tokens)
+            self._tokens.clear()
+            return revoked
+
+    def issue_token(self) -> str:
+        """A valid bearer token without a round trip (not counted in stats)."""
+        with self._lock:
+            return self._grant(self._config)
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return copy.deepcopy(self._stats)
+
+    def webhooks(self) -> list[dict[str, Any]]:
+        """What was POSTed to ``/_sim/webhook``: ``{"body", "raw", "headers", "received_at"}``.
+
+        A stand-in for the run-report aggregator, so a sweep's webhook can be checked
+        (signature included: ``raw`` is the exact bytes) without another server.
+        """
+        with self._lock:
+            return copy.deepcopy(self._webhooks)
+
+    # -- internals: state
+
+    def _reset_bucket(self) -> None:
+        cfg = self._config
+        self._bucket = float(cfg.rate_burst if cfg.rate_burst is not None else cfg.rate_limit)
+        self._bucket_at = time.monotonic()
+
+    def _apply_config(self, new: SimConfig) -> None:
+        old = self._config
+        self._config = new
+        if (old.rate_limit, old.rate_burst) != (new.rate_limit, new.rate_burst):
+            self._reset_bucket()
+        if old.seed != new.seed:
+            self._rng = random.Random(new.seed)
+
+    @staticmethod
+    def _build_list(list_id: str, spec: Mapping[str, Any]) -> _ContactList:
+        """Build a list from a spec outside the lock: a million contacts take seconds."""
+        if not isinstance(spec, Mapping):
+            raise ValueError(f"list {list_id!r}: expected an object")
+        name = spec.get("name") or f"Contact list {list_id}"
+        if not isinstance(name, str):
+            raise ValueError(f"list {list_id!r}: name must be a string")
+        if spec.get("contacts") is not None:
+            contacts = spec["contacts"]
+            if not isinstance(contacts, list) or not all(isinstance(c, dict) for c in contacts):
+                raise ValueError(f"list {list_id!r}: contacts must be a list of objects")
+            return _ContactList(list_id, name, contacts)
+        count, seed = spec.get("count"), spec.get("seed", 0)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise ValueError(f"list {list_id!r}: give 'contacts' or a non-negative 'count'")
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ValueError(f"list {list_id!r}: seed must be an integer")
+        return _ContactList(list_id, name, seed_data.messy_contacts(list_id, count, seed))
+
+    def _install_list(self, built: _ContactList) -> _ContactList:
+        self._generation += 1
+        existing = self._lists.get(built.list_id)
+        built.generation = self._generation
+        built.rank = existing.rank if existing is not None else self._generation
+        self._lists[built.list_id] = built
+        return built
+
+    def _grant(self, cfg: SimConfig) -> str:
+        now = time.monotonic()
+        if len(self._tokens) > 10_000:
+            self._tokens = {t: exp for t, exp in self._tokens.items() if exp > now}
+        token = secrets.token_urlsafe(32)
+        self._tokens[token] = now + float(cfg.token_lifetime)
+        return token
+
+    def _take_rate_token(self, cfg: SimConfig) -> int | None:
+        """None if the request may proceed, else the Retry-After in whole seconds."""
+        if cfg.rate_limit <= 0:
+            return None
+        burst = float(cfg.rate_burst if cfg.rate_burst is not None else cfg.rate_limit)
+        burst = max(burst, 1.0)
+        now = time.monotonic()
+        self._bucket = min(burst, self._bucket + (now - self._bucket_at) * cfg.rate_limit)
+        self._bucket_at = now
+        if self._bucket >= 1.0:
+            self._bucket -= 1.0
+            return None
+        return max(1, math.ceil((1.0 - self._bucket) / cfg.rate_limit))
+
+    def _match_fault(self, method: str, path: str) -> FaultRule | None:
+        for rule in self._faults:
+            if rule.spent or rule.method not in ("*", method) or not rule.path.search(path):
+                continue
+            rule.matched += 1
+            if rule.matched <= rule.after:
+                continue
+            rule.fired += 1
+            self._stats["faults_fired"] += 1
+            return rule
+        return None
+
+    # -- internals: dispatch
+
+    def _handle(self, req: _Request) -> _Response:
+        if req.path == "/_sim" or req.path.startswith("/_sim/"):
+            try:
+                return self._control(req)
+            except (ValueError, TypeError) as exc:
+                return _json(400, {"error": str(exc)})
+        route = self._route(req.method, req.path)
+        if route is None:
+            with self._lock:
+                self._count_status(404)
+            return _json(404, {"error": "not_found"})
+        kind, params, allowed = route
+        if kind is None:
+            with self._lock:
+                self._count_status(405)
+            return _json(405, {"error": "method_not_allowed"}, {"Allow": ", ".join(allowed)})
+        with self._lock:
+            self._stats["requests"][kind] += 1
+            self._in_flight += 1
+            if self._in_flight > self._stats["in_flight_max"]:
+                self._stats["in_flight_max"] = self._in_flight
+            if kind == "patch":
+                size = _batch_size(req.body)
+                if size > self._stats["max_patch_batch"]:
+                    self._stats["max_patch_batch"] = size
+        response: _Response | None = None
+        try:
+            response = self._api(kind, params, req)
+            return response
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                if response is not None and not response.drop:
+                    self._count_status(response.status)
+
+    def _count_status(self, status: int) -> None:
+        statuses = self._stats["statuses"]
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+
+    @staticmethod
+    def _route(method: str, path: str) -> tuple[str | None, dict[str, str], list[str]] | None:
+        allowed: list[str] = []
+        for route_method, pattern, kind in _ROUTES:
+            match = pattern.match(path)
+            if match is None:
+                continue
+            if route_method == method:
+                params = {k: unquote(v) for k, v in match.groupdict().items()}
+                return kind, params, [route_method]
+            allowed.append(route_method)
+        return (None, {}, allowed) if allowed else None
+
+    def _api(self, kind: str, params: dict[str, str], req: _Request) -> _Response:
+        cfg = self._config
+        if cfg.latency_ms > 0:
+            time.sleep(cfg.latency_ms / 1000.0)
+        with self._lock:
+            cfg = self._config
+            wait = self._take_rate_token(cfg)
+            rule = None if wait is not None else self._match_fault(req.method, req.path)
+            fail = (
+                wait is None
+                and rule is None
+                and kind != "token"
+                and cfg.fail_rate > 0
+                and self._rng.random() < cfg.fail_rate
+            )
+            fired = rule.fired if rule is not None else 0
+        if wait is not None:
+            return _error_response(kind, 429, str(wait))
+        if rule is not None:
+            faulted = self._fault_response(rule, fired, kind, params, req)
+            if faulted is not None:
+                return faulted
+        if fail:
+            return _error_response(kind, 503)
+        handler: Callable[[dict[str, str], _Request], _Response] = getattr(self, f"_api_{kind}")
+        return handler(params, req)
+
+    def _fault_response(
+        self, rule: FaultRule, fired: int, kind: str, params: dict[str, str], req: _Request
+    ) -> _Response | None:
+        action = rule.action
+        if isinstance(action, int):
+            retry_after = rule.retry_after if action == 429 else None
+            return _error_response(kind, action, retry_after)
+        if action == "drop":
+            return _Response(0, drop=True)
+        if action == "hang":
+            time.sleep(rule.seconds)
+            return None
+        if action == "missing_contacts":
+            return _json(200, {"nextPageUri": None})
+        if action == "bad_json":
+            # Reads show a real page cut short, as when a proxy truncates a response.
+            if kind in ("read", "lists", "lookup"):
+                body = getattr(self, f"_api_{kind}")(params, req).body
+            else:
+                body = json.dumps({"contacts": [{"id": "x", "phone": "+1650"}]}).encode()
+            cut = body[: max(1, len(body) // 2)]
+            return _Response(200, cut, {"Content-Type": "application/json"})
+        return _json(200, _wrong_types(kind, fired))
+
+    # -- internals: the API
+
+    def _authorized(self, req: _Request) -> bool:
+        header = req.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return False
+        with self._lock:
+            expires = self._tokens.get(token.strip())
+            return expires is not None and expires > time.monotonic()
+
+    def _api_token(self, params: dict[str, str], req: _Request) -> _Response:
+        form = parse_qs(req.body.decode("utf-8", "replace"))
+        client_id = (form.get("client_id") or [""])[0]
+        secret = (form.get("client_secret") or [""])[0]
+        header = req.headers.get("Authorization", "")
+        if header.lower().startswith("basic "):
+            try:
+                decoded = base64.b64decode(header[6:].strip()).decode()
+                client_id, _, secret = decoded.partition(":")
+                client_id, secret = unquote(client_id), unquote(secret)
+            except (binascii.Error, UnicodeDecodeError):
+                return self._invalid_client()
+        if (form.get("grant_type") or [""])[0] != "client_credentials":
+            return _json(400, {"error": "unsupported_grant_type"})
+        with self._lock:
+            cfg = self._config
+            expected = cfg.clients.get(client_id)
+            if expected is None or not secrets.compare_digest(expected, secret):
+                return self._invalid_client()
+            token = self._grant(cfg)
+            self._stats["token_grants"] += 1
+        payload: dict[str, Any] = {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": cfg.token_lifetime,
+        }
+        if form.get("scope"):
+            payload["scope"] = form["scope"][0]
+        return _json(200, payload, {"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+    @staticmethod
+    def _invalid_client() -> _Response:
+        return _json(401, {"error": "invalid_client"}, {"WWW-Authenticate": "Basic"})
+
+    def _next_uri(self, req: _Request, payload: Mapping[str, Any]) -> str:
+        return f"http://{req.host}{req.path}?cursor={quote(_encode_cursor(payload))}"
+
+    def _cursor(self, req: _Request, kind: str, list_id: str | None = None) -> dict[str, Any]:
+        raw = (req.query.get("cursor") or [""])[0]
+        if not raw:
+            return {}
+        cursor = _decode_cursor(raw)
+        if cursor.get("k") != kind or cursor.get("l") != list_id:
+            raise ValueError("invalid cursor")
+        if not isinstance(cursor.get("p"), int) or cursor["p"] < 0:
+            raise ValueError("invalid cursor")
+        return cursor
+
+    def _api_read(self, params: dict[str, str], req: _Request) -> _Response:
+        if not self._authorized(req):
+            return _error_response("read", 401)
+        list_id = params["list"]
+        try:
+            cursor = self._cursor(req, "read", list_id)
+        except ValueError:
+            return _json(400, {"error": "invalid_cursor"})
+        with self._lock:
+            cfg = self._config
+            contact_list = self._lists.get(list_id)
+            if contact_list is None:
+                return _json(404, {"error": "not_found"})
+            if cursor and cursor.get("g") != contact_list.generation:
+                # The list was replaced under the cursor: its positions mean nothing now.
+                return _json(400, {"error": "stale_cursor"})
+            page, next_pos = contact_list.page(cursor.get("p", 0), cfg.page_size)
+            total = len(contact_list.contacts)
+            generation = contact_list.generation
+        payload: dict[str, Any] = {"contacts": page}
+        if next_pos is not None:
+            payload["nextPageUri"] = self._next_uri(
+                req, {"k": "read", "l": list_id, "g": generation, "p": next_pos}
+            )
+        else:
+            payload["nextPageUri"] = None
+        if cfg.total_records:
+            payload["totalRecords"] = total
+        return _json(200, payload)
+
+    def _api_lists(self, params: dict[str, str], req: _Request) -> _Response:
+        if not self._authorized(req):
+            return _error_response("lists", 401)
+        try:
+            cursor = self._cursor(req, "lists")
+        except ValueError:
+            return _json(400, {"error": "invalid_cursor"})
+        start = cursor.get("p", 0)
+        with self._lock:
+            cfg = self._config
+            ordered = sorted(
+                (cl for cl in self._lists.values() if cl.rank >= start), key=lambda c: c.rank
+            )
+            total = len(self._lists)
+        page = ordered[: cfg.page_size]
+        payload: dict[str, Any] = {
+            "contactLists": [{"id": cl.list_id, "name": cl.name} for cl in page],
+            "nextPageUri": None,
+        }
+        if len(ordered) > cfg.page_size:
+            payload["nextPageUri"] = self._next_uri(
+                req, {"k": "lists", "l": None, "p": ordered[cfg.page_size].rank}
+            )
+        if cfg.total_records:
+            payload["totalRecords"] = total
+        return _json(200, payload)
+
+    def _api_patch(self, params: dict[str, str], req: _Request) -> _Response:
+        if not self._authorized(req):
+            return _error_response("patch", 401)
+        list_id = params["list"]
+        with self._lock:
+            known = list_id in self._lists
+        if not known:
+            return _json(404, {"error": "not_found"})
+        try:
+            batch = _parse_batch(req.body)
+        except ValueError as exc:
+            return _json(400, {"error": str(exc), "invalid": []})
+        if len(batch) > MAX_BATCH:
+            return _json(
+                400, {"error": f"too many contacts: {len(batch)} > {MAX_BATCH}", "invalid": []}
+            )
+        with self._lock:
+            contact_list = self._lists.get(list_id)
+            if contact_list is None:
+                return _json(404, {"error": "not_found"})
+            invalid: list[str] = []
+            reasons: list[str] = []
+            for item in batch:
+                cid, phone = item.get("id"), item.get("phone")
+                if not isinstance(cid, str) or cid not in contact_list.contacts:
+                    invalid.append(cid if isinstance(cid, str) else json.dumps(cid))
+                    reasons.append("unknown id")
+                elif not isinstance(phone, str) or not E164_RE.match(phone):
+                    invalid.append(cid)
+                    reasons.append("phone is not E.164")
+            if invalid:
+                summary = ", ".join(sorted(set(reasons)))
+                return _json(400, {"error": f"invalid contacts ({summary})", "invalid": invalid})
+            patched = self._stats["patched"]
+            for item in batch:
+                contact_list.contacts[item["id"]]["phone"] = item["phone"]
+                patched[item["id"]] = patched.get(item["id"], 0) + 1
+        return _json(200, {"updated": len(batch)})
+
+    def _api_create(self, params: dict[str, str], req: _Request) -> _Response:
+        if not self._authorized(req):
+            return _error_response("create", 401)
+        list_id = params["list"]
+        try:
+            batch = _parse_batch(req.body)
+        except ValueError as exc:
+            return _json(400, {"error": str(exc), "invalid": []})
+        if len(batch) > MAX_BATCH:
+            return _json(
+                400, {"error": f"too many contacts: {len(batch)} > {MAX_BATCH}", "invalid": []}
+            )
+        with self._lock:
+            contact_list = self._lists.get(list_id)
+            if contact_list is None:
+                return _json(404, {"error": "not_found"})
+            invalid: list[str] = []
+            seen: set[str] = set()
+            for item in batch:
+                cid = item.get("id")
+                if not isinstance(cid, str) or not cid:
+                    invalid.append(json.dumps(cid))
+                elif cid in contact_list.contacts or cid in seen:
+                    invalid.append(cid)
+                else:
+                    seen.add(cid)
+            if invalid:
+                return _json(400, {"error": "ids missing or already present", "invalid": invalid})
+            for item in batch:
+                contact_list.append(copy.deepcopy(item))
+        return _json(201, {"created": len(batch)})
+
+    def _api_delete(self, params: dict[str, str], req: _Request) -> _Response:
+        if not self._authorized(req):
+            return _error_response("delete", 401)
+        cid = params["contact"]
+        with self._lock:
+            for contact_list in self._lists.values():
+                if contact_list.remove(cid):
+                    self._stats["deleted"] += 1
+                    return _empty(204)
+            self._stats["delete_404"] += 1
+        return _json(404, {"error": "not_found"})
+
+    def _api_lookup(self, params: dict[str, str], req: _Request) -> _Response:
+        cfg = self._config
+        header = req.headers.get("Authorization", "")
+        ok = False
+        if header.lower().startswith("basic "):
+            try:
+                sid, _, token = base64.b64decode(header[6:].strip()).decode().partition(":")
+                ok = secrets.compare_digest(sid, cfg.twilio_account_sid) and (
+                    secrets.compare_digest(token, cfg.twilio_auth_token)
+                )
+            except (binascii.Error, UnicodeDecodeError):
+                ok = False
+        if not ok:
+            return _twilio_error(401, 20003, "Authenticate")
+        raw = params["number"]
+        wanted = {
+            part.strip()
+            for value in req.query.get("Fields", [])
+            for part in value.split(",")
+            if part.strip()
+        }
+        url = f"https://lookups.twilio.com/v2/PhoneNumbers/{raw}"
+        payload: dict[str, Any] = {
+            "calling_country_code": None,
+            "country_code": None,
+            "phone_number": raw,
+            "national_format": None,
+            "valid": False,
+            "validation_errors": [],
+            "caller_name": None,
+            "sim_swap": None,
+            "call_forwarding": None,
+            "line_type_intelligence": None,
+            "identity_match": None,
+            "reassigned_number": None,
+            "sms_pumping_risk": None,
+            "phone_number_quality_score": None,
+            "url": url,
+        }
+        try:
+            number = phonenumbers.parse(raw, (req.query.get("CountryCode") or ["US"])[0])
+        except phonenumbers.NumberParseException:
+            payload["validation_errors"] = ["NOT_A_NUMBER"]
+            return _json(200, payload)
+        e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        payload["phone_number"] = e164
+        payload["calling_country_code"] = str(number.country_code)
+        payload["country_code"] = phonenumbers.region_code_for_number(number)
+        payload["national_format"] = phonenumbers.format_number(
+            number, phonenumbers.PhoneNumberFormat.NATIONAL
+        )
+        if not phonenumbers.is_valid_number(number):
+            payload["validation_errors"] = ["INVALID_BUT_POSSIBLE"]
+            return _json(200, payload)
+        payload["valid"] = True
+        if "line_type_intelligence" in wanted:
+            line_type, carrier = lookup_line_type(e164)
+            payload["line_type_intelligence"] = {
+                "type": line_type,
+                "carrier_name": carrier,
+                "mobile_country_code": None,
+                "mobile_network_code": None,
+                "error_code": None,
+            }
+        return _json(200, payload)
+
+    # -- internals: control API
+
+    def _control(self, req: _Request) -> _Response:
+        parts = [unquote(p) for p in req.path.split("/")[2:] if p]
+        method = req.method
+        body = {} if parts == ["webhook"] else _parse_json_object(req.body)
+        if parts == ["reset"] and method == "POST":
+            lists = body.pop("lists", None) or {}
+            if not isinstance(lists, dict):
+                raise ValueError("lists must map list ids to specs")
+            self.reset(lists, **body)
+            with self._lock:
+                sizes = {lid: len(cl.contacts) for lid, cl in self._lists.items()}
+            return _json(200, {"config": self._config.to_json(), "lists": sizes})
+        if parts == ["lists"] and method == "GET":
+            with self._lock:
+                summary = [
+                    {"id": cl.list_id, "name": cl.name, "count": len(cl.contacts)}
+                    for cl in sorted(self._lists.values(), key=lambda c: c.rank)
+                ]
+            return _json(200, {"lists": summary})
+        if len(parts) == 2 and parts[0] == "lists":
+            list_id = parts[1]
+            if method == "PUT":
+                built = self._build_list(list_id, body)
+                with self._lock:
+                    size = len(self._install_list(built).contacts)
+                return _json(200, {"id": list_id, "count": size})
+            if method == "GET":
+                with self._lock:
+                    contact_list = self._lists.get(list_id)
+                    if contact_list is None:
+                        return _json(404, {"error": "not_found"})
+                    # Shallow copies under the lock (PATCH mutates the live dicts); the slow
+                    # part, serialising, happens after it is released.
+                    payload = {
+                        "id": list_id,
+                        "name": contact_list.name,
+                        "contacts": [dict(c) for c in contact_list.contacts.values()],
+                    }
+                return _json(200, payload)
+            if method == "DELETE":
+                return _empty(204) if self.delete_list(list_id) else _json(404, {})
+        if parts == ["config"]:
+            if method == "POST":
+                return _json(200, self.configure(**body).to_json())
+            if method == "GET":
+                return _json(200, self._config.to_json())
+        if parts == ["faults"]:
+            if method == "POST":
+                rules = body.get("rules")
+                if not isinstance(rules, list):
+                    raise ValueError("expected {'rules': [...]}")
+                self.add_faults(rules)
+                return _json(200, {"rules": self.faults()})
+            if method == "DELETE":
+                self.clear_faults()
+                return _empty(204)
+            if method == "GET":
+                return _json(200, {"rules": self.faults()})
+        if parts == ["webhook"] and method == "POST":
+            try:
+                parsed: Any = json.loads(req.body)
+            except ValueError:
+                parsed = None
+            hook = {
+                "body": parsed,
+                "raw": req.body,
+                "headers": dict(req.headers.items()),
+                "received_at": time.time(),
+            }
+            with self._lock:
+                self._webhooks.append(hook)
+                received = len(self._webhooks)
+            return _json(200, {"received": received})
+        if parts == ["webhooks"] and method == "GET":
+            hooks = [
+                {**hook, "raw": hook["raw"].decode("utf-8", "replace")} for hook in self.webhooks()
+            ]
+            return _json(200, {"webhooks": hooks})
+        if parts == ["revoke"] and method == "POST":
+            return _json(200, {"revoked": self.revoke_tokens()})
+        if parts == ["stats"] and method == "GET":
+            return _json(200, self.stats())
+        return _json(404, {"error": "no such control endpoint"})
+
+
+def _parse_json_object(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        return {}
+    try:
+        value = json.loads(body)
+    except ValueError as exc:
+        raise ValueError(f"body is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ValueError("body must be a JSON object")
+    return value
+
+
+def _parse_batch(body: bytes) -> list[dict[str, Any]]:
+    try:
+        value = json.loads(body)
+    except ValueError as exc:
+        raise ValueError("bad JSON") from exc
+    contacts = value.get("contacts") if isinstance(value, dict) else None
+    if not isinstance(contacts, list) or not all(isinstance(c, dict) for c in contacts):
+        raise ValueError("body must be {'contacts': [{...}, ...]}")
+    return contacts
+
+
+def _batch_size(body: bytes) -> int:
+    try:
+        contacts = json.loads(body).get("contacts")
+    except (ValueError, AttributeError):
+        return 0
+    return len(contacts) if isinstance(contacts, list) else 0
+
+
+def _wrong_types(kind: str, fired: int) -> dict[str, Any]:
+    # Alternate between the two shapes (string first) so times=2 exercises both.
+    flip = fired % 2 == 1
+    if kind == "read":
+        if flip:
+            return {"contacts": "contacts unavailable", "nextPageUri": None}
+        return {"contacts": [{"id": {"value": 1}, "phone": 16502530000}], "nextPageUri": None}
+    if kind == "lists":
+        if flip:
+            return {"contactLists": "none", "nextPageUri": None}
+        return {"contactLists": [{"id": {"value": 1}, "name": 7}], "nextPageUri": None}
+    if kind == "token":
+        return {"access_token": 12345, "token_type": ["Bearer"], "expires_in": "soon"}
+    if kind == "lookup":
+        return {"phone_number": 16502530000, "valid": "yes", "line_type_intelligence": "mobile"}
+    return {"updated": "all", "invalid": {"id": {"value": 1}}}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve the cxsweep contact-list simulator.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument(
+        "--list",
+        action="append",
+        default=[],
+        metavar="ID:COUNT[:SEED]",
+        help="seed a list of COUNT messy contacts (repeatable)",
+    )
+    parser.add_argument("--page-size", type=int, default=500)
+    parser.add_argument("--rate-limit", type=float, default=0.0)
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--fail-rate", type=float, default=0.0)
+    parser.add_argument("--total-records", action="store_true")
+    args = parser.parse_args(argv)
+    config = SimConfig(
+        page_size=args.page_size,
+        rate_limit=args.rate_limit,
+        latency_ms=args.latency_ms,
+        fail_rate=args.fail_rate,
+        total_records=args.total_records,
+    )
+    sim = Simulator(config, host=args.host, port=args.port)
+    for spec in args.list:
+        list_id, _, rest = spec.partition(":")
+        count, _, seed = rest.partition(":")
+        sim.put_list(list_id, count=int(count or 1000), seed=int(seed or 0))
+    print(f"cxsweep simulator on {sim.url} (client demo-client / demo-secret)", flush=True)
+    try:
+        sim.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+
+
+if __name__ == "__main__":
+    main()
