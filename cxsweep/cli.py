@@ -39,7 +39,7 @@ def start_run(
     settings: Settings, list_id: str, *, dry_run: bool, options: dict[str, Any] | None = None
 ) -> str:
     """Check credentials, take the list's lock, store the run and hand it to the workers."""
-    from cxsweep.client import V2Client
+    from cxsweep.backend import make_backend
     from cxsweep.localredis import redis_answers
     from cxsweep.redisconn import get_redis
     from cxsweep.runs import ListLock, RunStore, new_run_id
@@ -48,7 +48,7 @@ def start_run(
         raise SettingsError(f"no Redis answers at CXSWEEP_REDIS_URL={settings.redis_url}")
     redis_client = get_redis(settings.redis_url)
     try:
-        V2Client(settings, redis_client).check_credentials()
+        make_backend(settings, redis_client).check_credentials()
     except RetryableApiError as exc:
         raise CxsweepError(f"cannot obtain a token: {exc}") from None
     run_id = new_run_id()

@@ -15,7 +15,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -24,6 +23,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from cxsweep.auth import TokenCache
+from cxsweep.backend import Change, Page, WriteOutcome
 from cxsweep.errors import (
     ApiError,
     CredentialsRefused,
@@ -41,13 +41,6 @@ MAX_UPDATE_BATCH = 100
 
 # (call kind, HTTP status or None for a transport failure, seconds)
 ResponseObserver = Callable[[str, int | None, float], None]
-
-
-@dataclass(frozen=True)
-class Page:
-    contacts: list[dict[str, Any]]
-    next_url: str | None
-    total: int | None = None
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -83,6 +76,16 @@ def shared_session(pool_size: int) -> requests.Session:
 
 
 class V2Client:
+    """The v2 campaign contract as a ``cxsweep.backend.Backend``."""
+
+    name = "v2"
+    phone_fields: tuple[str, ...] = ("phone",)
+    update_batch_size = MAX_UPDATE_BATCH
+    # DELETE addresses one contact: a batch of one keeps the breaker's check before each.
+    remove_batch_size = 1
+    parallel_pages = False  # nextPageUri is opaque: pages come one after another
+    update_needs_record = False
+
     def __init__(
         self,
         settings: Settings,
@@ -147,7 +150,14 @@ class V2Client:
     def list_url(self, list_id: str) -> str:
         return f"{self.settings.api_url}/api/v2/campaigns/contactlists/{quote(list_id, safe='')}"
 
-    def read_page(self, url: str) -> Page:
+    def contact_id(self, contact: Mapping[str, Any]) -> str:
+        return str(contact["id"])
+
+    def page_cursor(self, list_id: str, page_no: int, page_size: int) -> str:
+        raise NotImplementedError("the v2 contract pages by opaque nextPageUri only")
+
+    def read_page(self, list_id: str, cursor: str | None) -> Page:
+        url = cursor or self.list_url(list_id)
         call = f"GET {_path(url)}"
         body = self._call("read", call, "GET", url)
         if not isinstance(body, dict):
@@ -171,7 +181,7 @@ class V2Client:
         total = body.get("totalRecords")
         if total is not None and (not isinstance(total, int) or isinstance(total, bool)):
             raise MalformedResponse(f"{call}: 'totalRecords' is not an integer")
-        return Page(contacts=contacts, next_url=next_url, total=total)
+        return Page(contacts=contacts, next_cursor=next_url, total=total)
 
     def iter_lists(self) -> Iterator[dict[str, Any]]:
         url: str | None = f"{self.settings.api_url}/api/v2/campaigns/contactlists"
@@ -186,13 +196,23 @@ class V2Client:
             yield from lists
             url = body.get("nextPageUri") or None
 
-    def update_contacts(self, list_id: str, updates: Sequence[Mapping[str, str]]) -> None:
-        """PATCH at most 100 ``{"id", "phone"}``; atomic on the server's side."""
-        if len(updates) > MAX_UPDATE_BATCH:
+    def update_contacts(self, list_id: str, changes: Sequence[Change]) -> WriteOutcome:
+        """PATCH at most 100 numbers; atomic on the server's side (all or none)."""
+        if len(changes) > MAX_UPDATE_BATCH:
             raise ValueError(f"at most {MAX_UPDATE_BATCH} contacts per PATCH")
         url = f"{self.list_url(list_id)}/contacts"
-        body = {"contacts": [{"id": u["id"], "phone": u["phone"]} for u in updates]}
+        body = {"contacts": [{"id": c.contact_id, "phone": c.phones["phone"]} for c in changes]}
         self._call("patch", f"PATCH {_path(url)}", "PATCH", url, json_body=body, expect_body=False)
+        return WriteOutcome(done=[c.contact_id for c in changes])
+
+    def remove_contacts(self, list_id: str, contact_ids: Sequence[str]) -> WriteOutcome:
+        outcome = WriteOutcome()
+        for contact_id in contact_ids:
+            if self.delete_contact(contact_id):
+                outcome.done.append(contact_id)
+            else:
+                outcome.missing.append(contact_id)
+        return outcome
 
     def delete_contact(self, contact_id: str) -> bool:
         """True when removed now, False when it was already gone (404)."""

@@ -12,6 +12,7 @@ import contextlib
 import json
 import secrets
 import time
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,8 @@ from cxsweep.redisconn import text
 
 # Bulky keys (pages, the plan) expire on their own; a week covers any review of a dry run.
 DATA_TTL = 7 * 24 * 3600
+# What a run changed must outlive the run long enough to be restored.
+ARCHIVE_TTL = 30 * 24 * 3600
 RUN_INDEX = "cxsweep:runs"
 
 ACTIVE = ("reading", "writing")
@@ -35,18 +38,25 @@ def new_run_id() -> str:
 
 @dataclass(frozen=True)
 class PlanEntry:
+    """One intended write: the phone fields as read, and the new values of those that
+    change (an update; "" blanks a bad secondary number) or None (a removal)."""
+
     contact_id: str
-    before: str | None
-    after: str | None
+    before: dict[str, str | None]
+    after: dict[str, str] | None
     reason: str | None
+    #: the whole record, only for backends that rewrite whole records
+    record: dict[str, Any] | None = None
 
     def to_json(self) -> str:
-        return json.dumps([self.contact_id, self.before, self.after, self.reason])
+        row: list[Any] = [self.contact_id, self.before, self.after, self.reason]
+        if self.record is not None:
+            row.append(self.record)
+        return json.dumps(row, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> PlanEntry:
-        contact_id, before, after, reason = json.loads(raw)
-        return cls(contact_id, before, after, reason)
+        return cls(*json.loads(raw))
 
 
 class ListLock:
@@ -91,6 +101,8 @@ class RunStore:
         self.updates_key = f"{self.prefix}:updates"
         self.removes_key = f"{self.prefix}:removes"
         self.removed_key = f"{self.prefix}:removed"
+        self.archive_key = f"{self.prefix}:archive"
+        self.failures_key = f"{self.prefix}:write-failures"
 
     # --- metadata -------------------------------------------------------------------
 
@@ -162,11 +174,15 @@ class RunStore:
         updates: Iterable[PlanEntry],
         removes: Iterable[PlanEntry],
         counts: Mapping[str, int],
+        archive: list[dict[str, Any]] | None = None,
     ) -> bool:
-        """Add one page's plan and counters exactly once; False when already committed."""
+        """Add one page's plan, counters and archive exactly once; False when already
+        committed. ``archive`` holds the records about to change, as read, kept
+        compressed (one hash field a page) so that a run can be undone."""
         marker = f"{self.prefix}:done:page:{page_no}"
         update_rows = [entry.to_json() for entry in updates]
         remove_rows = [entry.to_json() for entry in removes]
+        blob = zlib.compress(json.dumps(archive).encode(), 6) if archive else None
 
         def apply(pipe: redis.client.Pipeline) -> bool:
             if pipe.exists(marker):
@@ -182,6 +198,9 @@ class RunStore:
             for field, amount in counts.items():
                 if amount:
                     pipe.hincrby(self.counts_key, field, amount)
+            if blob is not None:
+                pipe.hset(self.archive_key, str(page_no), blob)
+                pipe.expire(self.archive_key, ARCHIVE_TTL)
             pipe.hincrby(self.counts_key, "pages_sanitized", 1)
             pipe.delete(f"{self.prefix}:page:{page_no}")
             return True
@@ -195,6 +214,13 @@ class RunStore:
         pipe.llen(self.removes_key)
         updates, removes = pipe.execute()
         return int(updates), int(removes)
+
+    def iter_archive(self) -> Iterable[dict[str, Any]]:
+        pages = sorted(int(text(k)) for k in self.redis.hkeys(self.archive_key))
+        for page_no in pages:
+            blob = self.redis.hget(self.archive_key, str(page_no))
+            if isinstance(blob, bytes):
+                yield from json.loads(zlib.decompress(blob))
 
     def plan_slice(self, kind: str, start: int, stop: int) -> list[PlanEntry]:
         key = self.updates_key if kind == "update" else self.removes_key
@@ -231,13 +257,16 @@ class RunStore:
         # redis-py's stubs type the callable as returning None; value_from_callable says otherwise.
         return bool(self.redis.transaction(apply, marker, value_from_callable=True))  # type: ignore[arg-type]
 
-    def record_removed(self, contact_id: str, *, was_there: bool) -> None:
-        # A set, so a DELETE repeated by a redelivered task counts once.
+    def record_removed(self, removed: list[str], already_gone: list[str]) -> None:
+        # A set, so a removal repeated by a redelivered task counts once.
+        if not removed and not already_gone:
+            return
         pipe = self.redis.pipeline()
-        pipe.sadd(self.removed_key, contact_id)
+        pipe.sadd(self.removed_key, *removed, *already_gone)
         pipe.expire(self.removed_key, DATA_TTL)
-        if not was_there:
-            pipe.sadd(f"{self.prefix}:already-gone", contact_id)
+        if already_gone:
+            pipe.sadd(f"{self.prefix}:already-gone", *already_gone)
+            pipe.expire(f"{self.prefix}:already-gone", DATA_TTL)
         pipe.execute()
 
     def removed_ids_among(self, contact_ids: list[str]) -> set[str]:
@@ -245,6 +274,16 @@ class RunStore:
             return set()
         flags = self.redis.smismember(self.removed_key, contact_ids)
         return {cid for cid, flag in zip(contact_ids, flags, strict=True) if flag}
+
+    def record_failures(self, failures: Mapping[str, str]) -> None:
+        if failures:
+            pipe = self.redis.pipeline()
+            pipe.hset(self.failures_key, mapping={k: v for k, v in failures.items()})
+            pipe.expire(self.failures_key, DATA_TTL)
+            pipe.execute()
+
+    def failures(self) -> dict[str, str]:
+        return {text(k): text(v) for k, v in self.redis.hgetall(self.failures_key).items()}
 
     def removed_count(self) -> int:
         return int(self.redis.scard(self.removed_key))

@@ -49,6 +49,7 @@ class Secret:
 
 @dataclass(frozen=True)
 class Settings:
+    backend: str = "v2"
     api_url: str = ""
     token_url: str = ""
     client_id: str = ""
@@ -186,7 +187,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if policy_file and not Path(policy_file).is_file():
         raise SettingsError(f"{PREFIX}POLICY_FILE: no such file {policy_file}")
 
+    backend = get("BACKEND", "v2").lower()
+    if backend not in ("v2", "cxone"):
+        raise SettingsError(f"{PREFIX}BACKEND={backend!r}: expected v2 or cxone")
+
     return Settings(
+        backend=backend,
         api_url=api_url,
         token_url=token_url,
         client_id=get("CLIENT_ID"),

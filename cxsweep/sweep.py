@@ -13,47 +13,75 @@ from functools import partial
 from typing import Any
 
 from cxsweep.audit import REASON_PREFIX, REGION_PREFIX, TYPE_PREFIX
-from cxsweep.client import MAX_UPDATE_BATCH, V2Client
+from cxsweep.backend import Backend, Change, WriteOutcome
 from cxsweep.errors import RetryableApiError
 from cxsweep.phone import Sanitizer
 from cxsweep.runs import PlanEntry, RunStore
 
-UPDATE_CHUNK = MAX_UPDATE_BATCH
-# DELETE is one request per contact: small chunks spread them over many worker slots.
-REMOVE_CHUNK = 25
+# DELETE-style removals (one contact a request) are grouped this many to a task, so
+# that a task is neither a single request nor minutes of them.
+REMOVALS_PER_TASK = 25
 
 
 @dataclass
 class PagePlan:
     updates: list[PlanEntry] = field(default_factory=list)
     removes: list[PlanEntry] = field(default_factory=list)
+    archive: list[dict[str, Any]] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
 
 
-def plan_page(contacts: Sequence[dict[str, Any]], sanitizer: Sanitizer) -> PagePlan:
-    """Judge every contact of a page: keep as is, rewrite to E.164, or remove (with why)."""
+def plan_page(
+    contacts: Sequence[dict[str, Any]], sanitizer: Sanitizer, backend: Backend
+) -> PagePlan:
+    """Judge every contact of a page: keep as is, rewrite to E.164, or remove (with why).
+
+    Every phone field the backend names is judged; a contact with no good number is
+    removed, one with a good and a bad number keeps the good one and blanks the bad.
+    """
     plan = PagePlan()
     counts = plan.counts
-    raws = [contact.get("phone") for contact in contacts]
+    fields = backend.phone_fields
+    # One sanitizer call for the whole page: look-ups and caches work in batches.
+    raws = [contact.get(name) for contact in contacts for name in fields]
+    verdicts = sanitizer.check_many(raws)
     latency = 0.0
-    for contact, verdict in zip(contacts, sanitizer.check_many(raws), strict=True):
-        contact_id = str(contact["id"])
-        before = contact.get("phone")
-        latency += verdict.latency_us
-        if verdict.kept:
-            if verdict.region:
-                counts[REGION_PREFIX + verdict.region] += 1
-            if verdict.line_type:
-                counts[TYPE_PREFIX + verdict.line_type] += 1
-            if verdict.e164 == before:
-                counts["unchanged"] += 1
-            else:
-                counts["to_update"] += 1
-                plan.updates.append(PlanEntry(contact_id, before, verdict.e164, None))
-        else:
+    for position, contact in enumerate(contacts):
+        contact_id = backend.contact_id(contact)
+        judged = verdicts[position * len(fields) : (position + 1) * len(fields)]
+        before = {name: contact.get(name) for name in fields}
+        present = [
+            (name, v)
+            for name, v in zip(fields, judged, strict=True)
+            if isinstance(contact.get(name), str) and contact[name].strip()
+        ] or [(fields[0], judged[0])]
+        latency += sum(v.latency_us for _, v in present)
+        good = [(name, v) for name, v in present if v.kept]
+        if not good:
+            reason = str(present[0][1].reason)
             counts["to_remove"] += 1
-            counts[REASON_PREFIX + str(verdict.reason)] += 1
-            plan.removes.append(PlanEntry(contact_id, before, None, verdict.reason))
+            counts[REASON_PREFIX + reason] += 1
+            plan.removes.append(PlanEntry(contact_id, before, None, reason))
+            plan.archive.append(contact)
+            continue
+        _, primary = good[0]
+        if primary.region:
+            counts[REGION_PREFIX + primary.region] += 1
+        if primary.line_type:
+            counts[TYPE_PREFIX + primary.line_type] += 1
+        after = {name: str(v.e164) for name, v in good if v.e164 != contact.get(name)}
+        for name, verdict in present:
+            if not verdict.kept:
+                after[name] = ""  # a bad secondary number is blanked, not dialled
+                counts["blanked"] += 1
+                counts[REASON_PREFIX + str(verdict.reason)] += 1
+        if after:
+            counts["to_update"] += 1
+            record = contact if backend.update_needs_record else None
+            plan.updates.append(PlanEntry(contact_id, before, after, None, record))
+            plan.archive.append(contact)
+        else:
+            counts["unchanged"] += 1
     counts["fetched"] += len(contacts)
     counts["latency_n"] += len(contacts)
     counts["latency_us_sum"] += round(latency)
@@ -88,15 +116,21 @@ def judge_plan(store: RunStore, header_results: Sequence[Any], *, dry_run: bool)
     return Judgement("write")
 
 
-def write_chunks(store: RunStore) -> list[tuple[str, int]]:
+def chunk_sizes(backend: Backend) -> tuple[int, int]:
+    """Contacts per update task and per removal task."""
+    return backend.update_batch_size, max(backend.remove_batch_size, REMOVALS_PER_TASK)
+
+
+def write_chunks(store: RunStore, backend: Backend) -> list[tuple[str, int]]:
+    update_chunk, remove_chunk = chunk_sizes(backend)
     updates, removes = store.plan_sizes()
-    return [("update", i) for i in range(-(-updates // UPDATE_CHUNK))] + [
-        ("remove", i) for i in range(-(-removes // REMOVE_CHUNK))
+    return [("update", i) for i in range(-(-updates // update_chunk))] + [
+        ("remove", i) for i in range(-(-removes // remove_chunk))
     ]
 
 
-def _guarded(store: RunStore, threshold: int, send: Callable[[], Any]) -> Any:
-    """Send one write, feeding its outcome to the run's breaker."""
+def _guarded(store: RunStore, threshold: int, send: Callable[[], WriteOutcome]) -> WriteOutcome:
+    """Send one write request, feeding its outcome to the run's breaker."""
     try:
         result = send()
     except RetryableApiError as exc:
@@ -108,35 +142,46 @@ def _guarded(store: RunStore, threshold: int, send: Callable[[], Any]) -> Any:
 
 
 def apply_update_chunk(
-    store: RunStore, client: V2Client, list_id: str, index: int, *, threshold: int
+    store: RunStore, backend: Backend, list_id: str, index: int, *, threshold: int
 ) -> dict[str, Any]:
     if store.chunk_done("update", index):
         return {"ok": True, "kind": "update", "chunk": index, "repeat": True}
     if store.halted():
         return {"ok": False, "kind": "update", "chunk": index, "halted": True}
-    entries = store.plan_slice("update", index * UPDATE_CHUNK, (index + 1) * UPDATE_CHUNK)
-    batch = [{"id": e.contact_id, "phone": str(e.after)} for e in entries]
-    _guarded(store, threshold, lambda: client.update_contacts(list_id, batch))
-    store.commit_update_chunk(index, len(entries))
-    return {"ok": True, "kind": "update", "chunk": index, "updated": len(entries)}
+    size, _ = chunk_sizes(backend)
+    entries = store.plan_slice("update", index * size, (index + 1) * size)
+    changes = [Change(e.contact_id, e.after or {}, record=e.record or {}) for e in entries]
+    outcome = _guarded(store, threshold, partial(backend.update_contacts, list_id, changes))
+    store.record_failures(outcome.failed)
+    store.commit_update_chunk(index, len(outcome.done))
+    return {
+        "ok": not outcome.failed,
+        "kind": "update",
+        "chunk": index,
+        "updated": len(outcome.done),
+        "failed": len(outcome.failed),
+    }
 
 
 def apply_remove_chunk(
-    store: RunStore, client: V2Client, index: int, *, threshold: int
+    store: RunStore, backend: Backend, list_id: str, index: int, *, threshold: int
 ) -> dict[str, Any]:
     if store.chunk_done("remove", index):
         return {"ok": True, "kind": "remove", "chunk": index, "repeat": True}
-    entries = store.plan_slice("remove", index * REMOVE_CHUNK, (index + 1) * REMOVE_CHUNK)
-    done = store.removed_ids_among([e.contact_id for e in entries])
-    removed = 0
-    for entry in entries:
-        if entry.contact_id in done:
-            continue
-        # Checked before every DELETE: once the breaker trips, no further DELETE leaves.
+    _, size = chunk_sizes(backend)
+    entries = store.plan_slice("remove", index * size, (index + 1) * size)
+    ids = [e.contact_id for e in entries]
+    done = store.removed_ids_among(ids)
+    pending = [cid for cid in ids if cid not in done]
+    failed: dict[str, str] = {}
+    for start in range(0, len(pending), backend.remove_batch_size):
+        # Checked before every request: once the breaker trips, no further removal leaves.
         if store.halted():
             return {"ok": False, "kind": "remove", "chunk": index, "halted": True}
-        was_there = _guarded(store, threshold, partial(client.delete_contact, entry.contact_id))
-        store.record_removed(entry.contact_id, was_there=was_there)
-        removed += 1
+        batch = pending[start : start + backend.remove_batch_size]
+        outcome = _guarded(store, threshold, partial(backend.remove_contacts, list_id, batch))
+        store.record_removed(outcome.done, outcome.missing)
+        failed.update(outcome.failed)
+    store.record_failures(failed)
     store.mark_chunk_done("remove", index)
-    return {"ok": True, "kind": "remove", "chunk": index, "removed": removed}
+    return {"ok": not failed, "kind": "remove", "chunk": index, "failed": len(failed)}

@@ -13,7 +13,7 @@ from celery import Task
 from celery.exceptions import Retry
 from celery.utils.time import get_exponential_backoff_interval
 
-from cxsweep.client import V2Client
+from cxsweep.backend import Backend, make_backend
 from cxsweep.errors import RetryableApiError
 from cxsweep.phone import Directive, Sanitizer
 from cxsweep.redisconn import get_redis
@@ -36,8 +36,8 @@ def run_store(run_id: str) -> RunStore:
     return RunStore(redis_client(), run_id)
 
 
-def api_client(store: RunStore) -> V2Client:
-    """A client whose every response is counted in the run's counters."""
+def backend_for(store: RunStore) -> Backend:
+    """The configured platform's backend, its every response counted in the run."""
 
     def observe(kind: str, status: int | None, seconds: float) -> None:
         pipe = store.redis.pipeline(transaction=False)
@@ -47,7 +47,7 @@ def api_client(store: RunStore) -> V2Client:
         pipe.hincrby(store.counts_key, "api_ms_sum", round(seconds * 1000))
         pipe.execute()
 
-    return V2Client(settings(), redis_client(), observer=observe)
+    return make_backend(settings(), redis_client(), observer=observe)
 
 
 def directive_for(list_id: str) -> Directive:

@@ -22,7 +22,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from cxsweep import audit, sweep, webhook
 from cxsweep.errors import CxsweepError, RetryableApiError
 from cxsweep.runs import ListLock, RunStore
-from tasks._deps import ApiTask, api_client, redis_client, run_store, sanitizer_for, settings
+from tasks._deps import ApiTask, backend_for, redis_client, run_store, sanitizer_for, settings
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +48,16 @@ def _failed(store: RunStore, message: str, **extra: Any) -> dict[str, Any]:
 
 
 @shared_task(bind=True, base=ApiTask, name="tasks.sweep.fetch_page")
-def fetch_page(self: ApiTask, run_id: str, page_no: int, url: str | None) -> dict[str, Any]:
+def fetch_page(self: ApiTask, run_id: str, page_no: int, cursor: str | None) -> dict[str, Any]:
     store = run_store(run_id)
     if not store.claim(f"fetch:{page_no}", self.request.id):
         return {"ok": True, "page": page_no, "repeat": True}
     if store.meta().get("error"):
         return {"ok": False, "page": page_no, "error": "run already failed"}
     list_id = store.meta()["list_id"]
-    client = api_client(store)
+    backend = backend_for(store)
     try:
-        page = client.read_page(url or client.list_url(list_id))
+        page = backend.read_page(list_id, cursor)
     except RetryableApiError as exc:
         if self.retries_left():
             raise self.retry_api(exc, store) from None
@@ -70,9 +70,17 @@ def fetch_page(self: ApiTask, run_id: str, page_no: int, url: str | None) -> dic
     if page.total is not None and page_no == 0:
         store.set_meta(total_records=page.total)
     self.add_to_chord(sanitize_page.si(run_id, page_no))
-    if page.next_url:
-        self.add_to_chord(fetch_page.si(run_id, page_no + 1, page.next_url))
-    else:
+    if page_no == 0 and backend.parallel_pages and page.total is not None and page.contacts:
+        # Offset paging with a known total: every other page is read at once.
+        size = len(page.contacts)
+        pages = -(-page.total // size)
+        for number in range(1, pages):
+            cursor = backend.page_cursor(list_id, number, size)
+            self.add_to_chord(fetch_page.si(run_id, number, cursor))
+        store.set_meta(pages_total=pages)
+    elif page.next_cursor and not backend.parallel_pages:
+        self.add_to_chord(fetch_page.si(run_id, page_no + 1, page.next_cursor))
+    elif page_no == 0 or not backend.parallel_pages:
         store.set_meta(pages_total=page_no + 1)
     return {"ok": True, "page": page_no, "contacts": len(page.contacts)}
 
@@ -86,10 +94,10 @@ def sanitize_page(self: Any, run_id: str, page_no: int) -> dict[str, Any]:
             return {"ok": True, "page": page_no, "repeat": True}
         return _failed(store, f"page {page_no} is no longer in Redis (expired?)")
     try:
-        plan = sweep.plan_page(contacts, sanitizer_for(store.meta()["list_id"]))
+        plan = sweep.plan_page(contacts, sanitizer_for(store.meta()["list_id"]), backend_for(store))
     except (CxsweepError, SoftTimeLimitExceeded) as exc:
         return _failed(store, f"sanitizing page {page_no}: {exc}")
-    store.commit_page(page_no, plan.updates, plan.removes, plan.counts)
+    store.commit_page(page_no, plan.updates, plan.removes, plan.counts, plan.archive)
     return {
         "ok": True,
         "page": page_no,
@@ -105,7 +113,7 @@ def plan_ready(self: Any, results: list[Any], run_id: str) -> dict[str, Any]:
     judgement = sweep.judge_plan(store, results, dry_run=dry_run)
     if judgement.status != "write":
         return record_run(store, judgement.status, judgement.message)
-    chunks = sweep.write_chunks(store)
+    chunks = sweep.write_chunks(store, backend_for(store))
     if not chunks:
         return record_run(store, "completed", "nothing to write")
     store.set_meta(status="writing", chunks_total=len(chunks))
@@ -121,13 +129,9 @@ def _write(task: ApiTask, run_id: str, kind: str, index: int) -> dict[str, Any]:
     store = run_store(run_id)
     list_id = store.meta()["list_id"]
     threshold = settings().breaker_threshold
+    apply = sweep.apply_update_chunk if kind == "update" else sweep.apply_remove_chunk
     try:
-        if kind == "update":
-            result = sweep.apply_update_chunk(
-                store, api_client(store), list_id, index, threshold=threshold
-            )
-        else:
-            result = sweep.apply_remove_chunk(store, api_client(store), index, threshold=threshold)
+        result = apply(store, backend_for(store), list_id, index, threshold=threshold)
     except RetryableApiError as exc:
         if store.halted():
             return {"ok": False, "kind": kind, "chunk": index, "halted": True}

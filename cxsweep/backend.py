@@ -1,0 +1,99 @@
+"""What the pipeline needs from a contact-list platform, whichever it is.
+
+The pipeline and the tasks know only this interface. ``CXSWEEP_BACKEND`` picks one:
+``v2`` (the campaign contract, docs/cxone-api.md §1) or ``cxone`` (NICE CXone Admin
+API, §2). Every method makes its platform calls once and raises the typed errors of
+``cxsweep.errors``; retrying is the caller's business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import redis
+
+    from cxsweep.client import ResponseObserver
+    from cxsweep.settings import Settings
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list: raw records, and the cursor of the next page (None: last)."""
+
+    contacts: list[dict[str, Any]]
+    next_cursor: str | None
+    total: int | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    """New values for some phone fields of one contact; ``record`` is the contact as read
+    (a platform that can only overwrite whole records needs it)."""
+
+    contact_id: str
+    phones: Mapping[str, str]
+    record: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class WriteOutcome:
+    """Per-contact result of a batch: done, already gone (removals), or failed with why."""
+
+    done: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    name: str
+    #: the contact's fields that hold phone numbers, sanitized one by one
+    phone_fields: tuple[str, ...]
+    update_batch_size: int
+    remove_batch_size: int
+    #: whether page n can be read without page n-1 (offset paging): reads may fan out
+    parallel_pages: bool
+    #: whether ``update_contacts`` needs each contact's whole record (re-upload platforms)
+    update_needs_record: bool
+
+    def check_credentials(self) -> None:
+        """Obtain (or reuse) the shared token; raises ``CredentialsRefused``."""
+
+    def iter_lists(self) -> Iterator[dict[str, Any]]:
+        """Every list of the account: dicts with at least ``id`` and ``name``."""
+
+    def read_page(self, list_id: str, cursor: str | None) -> Page:
+        """The page at ``cursor`` (None: the first page)."""
+
+    def page_cursor(self, list_id: str, page_no: int, page_size: int) -> str:
+        """The cursor of page ``page_no``, for backends with ``parallel_pages``."""
+
+    def contact_id(self, contact: Mapping[str, Any]) -> str:
+        """The key the platform's writes address a contact by."""
+
+    def update_contacts(self, list_id: str, changes: Sequence[Change]) -> WriteOutcome:
+        """Apply at most ``update_batch_size`` changes."""
+
+    def remove_contacts(self, list_id: str, contact_ids: Sequence[str]) -> WriteOutcome:
+        """Remove at most ``remove_batch_size`` contacts (already gone is not a failure)."""
+
+    def create_contacts(self, list_id: str, contacts: Sequence[Mapping[str, Any]]) -> None:
+        """Re-create removed contacts as they were (restore)."""
+
+
+BACKENDS = ("v2", "cxone")
+
+
+def make_backend(
+    settings: Settings, redis_client: redis.Redis, observer: ResponseObserver | None = None
+) -> Backend:
+    """The backend ``CXSWEEP_BACKEND`` names, sharing its token through ``redis_client``."""
+    if settings.backend == "cxone":
+        from cxsweep.cxone import CxoneBackend
+
+        return CxoneBackend(settings, redis_client, observer=observer)
+    from cxsweep.client import V2Client
+
+    return V2Client(settings, redis_client, observer=observer)
