@@ -11,6 +11,10 @@ class SettingsError(CxsweepError):
     """A setting is missing or malformed; raised before any call is made."""
 
 
+class ListBusy(CxsweepError):
+    """Another run holds the list's lock."""
+
+
 class ApiError(CxsweepError):
     """An API call failed for good (do not retry)."""
 
@@ -51,3 +55,11 @@ class RetryableApiError(CxsweepError):
 
 class RateLimited(RetryableApiError):
     """429 Too Many Requests."""
+
+
+class NotYet(RetryableApiError):
+    """Nothing failed: the platform (an upload job) or our own rate limiter asks us to
+    come back in ``retry_after`` seconds. Such waits do not spend a task's retries."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message, status=None, retry_after=retry_after)

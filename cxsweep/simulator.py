@@ -1,10 +1,17 @@
-"""An HTTP simulator of the v2 campaign contact-list API (docs/cxone-api.md section 1).
+"""An HTTP simulator of the v2 campaign contact-list API (docs/cxone-api.md section 1) and
+of the NICE CXone Admin API calls cxsweep makes (section 2; docs/cxone.md).
 
 It serves the contract over real sockets so clients are tested with their real HTTP stack
 (keep-alive, time-outs, dropped connections), and it can misbehave on purpose: latency, a
 token-bucket rate limit, random 503s, and scripted faults. A fake of Twilio Lookup v2 is
 served from the same port. A control API under ``/_sim/`` (and the same operations as
 methods on ``Simulator``) seeds lists, reconfigures, scripts faults and reads statistics.
+
+The CXone side serves the issuer (``/.well-known/openid-configuration``, ``/auth/token``
+with password and refresh-token grants, ``/.well-known/cxone-configuration``) and the Admin
+API under ``/inContactAPI/services/vNN.0/``: calling lists read with skip/top,
+removeProspects, CSV uploads whose jobs end after ``job_delay`` seconds, DNC records.
+Per-record failures can be injected with ``fail_records``.
 
 Run it stand-alone with ``python -m cxsweep.simulator --port 8080 --list demo:10000``.
 """
@@ -16,7 +23,11 @@ import base64
 import binascii
 import contextlib
 import copy
+import csv
 import hashlib
+import hmac
+import io
+import itertools
 import json
 import logging
 import math
@@ -26,7 +37,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,12 +53,37 @@ log = logging.getLogger(__name__)
 
 E164_RE = re.compile(r"^\+[1-9]\d{1,14}$")
 MAX_BATCH = 100
-KINDS = ("token", "read", "lists", "patch", "delete", "create", "lookup")
+KINDS = (
+    "token",
+    "read",
+    "lists",
+    "patch",
+    "delete",
+    "create",
+    "lookup",
+    "oidc",
+    "discovery",
+    "cxone_token",
+    "cxone_lists",
+    "cxone_read",
+    "remove_prospects",
+    "upload",
+    "job",
+    "dnc",
+)
+# Authentication and discovery are spared the random 503s of ``fail_rate``.
+_AUTH_KINDS = frozenset({"token", "cxone_token", "oidc", "discovery"})
+_READ_KINDS = frozenset({"read", "lists", "lookup", "cxone_read", "cxone_lists"})
+MAX_REMOVE_PROSPECTS = 1000
+CXONE_PHONE_COLUMNS = ("PhoneNumber", "MobileNumber", "WorkNumber")
+_CXONE_PHONE_RE = re.compile(r"^\+?\d{7,15}$")
 STATUS_ACTIONS = frozenset({500, 502, 503, 504, 429, 401})
 NAMED_ACTIONS = frozenset({"bad_json", "missing_contacts", "wrong_types", "drop", "hang"})
 METHODS = frozenset({"GET", "PATCH", "DELETE", "POST", "PUT", "*"})
 
 _API_PREFIX = "/api/v2/campaigns"
+# The CXone Admin API base path; NICE's own examples spell its case both ways.
+_CX = r"(?i:/inContactAPI/services/v\d+\.\d+)"
 _ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("POST", re.compile(r"^/oauth/token/?$"), "token"),
     ("GET", re.compile(rf"^{_API_PREFIX}/contactlists/?$"), "lists"),
@@ -56,6 +92,19 @@ _ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("POST", re.compile(rf"^{_API_PREFIX}/contactlists/(?P<list>[^/]+)/contacts/?$"), "create"),
     ("DELETE", re.compile(rf"^{_API_PREFIX}/contacts/(?P<contact>[^/]+)/?$"), "delete"),
     ("GET", re.compile(r"^/v2/PhoneNumbers/(?P<number>[^/]+)/?$"), "lookup"),
+    ("GET", re.compile(r"^/\.well-known/openid-configuration/?$"), "oidc"),
+    ("GET", re.compile(r"^/\.well-known/cxone-configuration/?$"), "discovery"),
+    ("POST", re.compile(r"^/auth/token/?$"), "cxone_token"),
+    ("GET", re.compile(rf"^{_CX}/lists/call-lists/?$"), "cxone_lists"),
+    ("GET", re.compile(rf"^{_CX}/lists/call-lists/jobs/(?P<job>[^/]+)/?$"), "job"),
+    ("GET", re.compile(rf"^{_CX}/lists/call-lists/(?P<list>[^/]+)/?$"), "cxone_read"),
+    ("POST", re.compile(rf"^{_CX}/lists/call-lists/(?P<list>[^/]+)/upload/?$"), "upload"),
+    (
+        "DELETE",
+        re.compile(rf"^{_CX}/lists/call-lists/(?P<name>[^/]+)/removeProspects/?$"),
+        "remove_prospects",
+    ),
+    ("POST", re.compile(rf"^{_CX}/dnc-groups/(?P<group>[^/]+)/records/?$"), "dnc"),
 )
 
 
@@ -79,6 +128,13 @@ class SimConfig:
     clients: dict[str, str] = field(default_factory=lambda: {"demo-client": "demo-secret"})
     twilio_account_sid: str = "ACsimulator"
     twilio_auth_token: str = "sim-token"
+    # CXone: API users' access keys (id -> secret); clients above are the app's.
+    access_keys: dict[str, str] = field(default_factory=lambda: {"demo-key-id": "demo-key-secret"})
+    tenant_id: str = "11eb0c3a-5ee7-4d1e-9b3a-c0ffee5c0de1"
+    area: str = "sim1"
+    refresh_token_lifetime: float = 86400.0
+    # Seconds an upload job takes to end.
+    job_delay: float = 0.5
 
     def updated(self, changes: Mapping[str, Any]) -> SimConfig:
         """A validated copy with ``changes`` applied; ValueError names a bad field."""
@@ -120,9 +176,15 @@ class SimConfig:
             isinstance(k, str) and isinstance(v, str) for k, v in self.clients.items()
         ):
             raise ValueError("clients must map client ids to secrets (strings)")
-        for name in ("twilio_account_sid", "twilio_auth_token"):
+        for name in ("twilio_account_sid", "twilio_auth_token", "tenant_id", "area"):
             if not isinstance(getattr(self, name), str):
                 raise ValueError(f"{name} must be a string")
+        if not isinstance(self.access_keys, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.access_keys.items()
+        ):
+            raise ValueError("access_keys must map access key ids to secrets (strings)")
+        number("refresh_token_lifetime", self.refresh_token_lifetime)
+        number("job_delay", self.job_delay)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -276,6 +338,99 @@ def _decode_cursor(token: str) -> dict[str, Any]:
     return value
 
 
+class _CallingList:
+    """A CXone calling list: records keyed by the list's external id column."""
+
+    __slots__ = ("external_id_column", "list_id", "name", "phone_columns", "records")
+
+    def __init__(
+        self,
+        list_id: str,
+        name: str,
+        records: Iterable[Mapping[str, Any]],
+        external_id_column: str = "ExternalId",
+        phone_columns: Iterable[str] = CXONE_PHONE_COLUMNS,
+    ) -> None:
+        self.list_id = list_id
+        self.name = name
+        self.external_id_column = external_id_column
+        self.phone_columns = tuple(phone_columns)
+        self.records: dict[str, dict[str, Any]] = {}
+        for record in records:
+            key = record.get(external_id_column) if isinstance(record, Mapping) else None
+            if not isinstance(key, str) or not key:
+                raise ValueError(f"every record needs a non-empty {external_id_column!r}")
+            if key in self.records:
+                raise ValueError(f"duplicate external id {key!r}")
+            self.records[key] = dict(record)
+
+    def page(self, skip: int, top: int) -> list[dict[str, Any]]:
+        return [dict(r) for r in itertools.islice(self.records.values(), skip, skip + top)]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "listId": int(self.list_id) if self.list_id.isdigit() else self.list_id,
+            "listName": self.name,
+            "status": "Active",
+            "totalRecords": len(self.records),
+            "validRecords": len(self.records),
+            "invalidRecords": 0,
+            "finalizedRecords": 0,
+        }
+
+    def mappings(self) -> list[dict[str, str]]:
+        # Destination names beyond PhoneNumber are the simulator's own invention.
+        names = ["PhoneNumber", *(f"Phone{n}" for n in range(2, len(self.phone_columns) + 1))]
+        return [
+            {"fieldName": "ExternalID", "fieldValue": self.external_id_column},
+            *(
+                {"fieldName": dest, "fieldValue": column}
+                for dest, column in zip(names, self.phone_columns, strict=True)
+            ),
+        ]
+
+
+def messy_call_records(
+    list_id: str, count: int, seed: int = 0, phone_columns: Sequence[str] = CXONE_PHONE_COLUMNS
+) -> list[dict[str, Any]]:
+    """``count`` calling-list records with several phone columns, from the seed helpers.
+
+    The first column is always filled, the others often; each number is drawn from the
+    seeded messy mix, so many records hold one good number beside a bad one.
+    """
+    columns = tuple(phone_columns)
+    base = seed_data.messy_contacts(f"cx{list_id}", count * len(columns), seed)
+    rng = random.Random(f"{list_id}:{seed}")
+    records: list[dict[str, Any]] = []
+    for i in range(count):
+        group = base[i * len(columns) : (i + 1) * len(columns)]
+        person = group[0]
+        record: dict[str, Any] = {"ExternalId": f"{list_id}-{i:06d}"}
+        for position, (column, contact) in enumerate(zip(columns, group, strict=True)):
+            present = position == 0 or rng.random() < (0.6 if position == 1 else 0.35)
+            record[column] = (contact["phone"] or "") if present else ""
+        record.update(
+            FirstName=person["firstName"],
+            LastName=person["lastName"],
+            Email=person["email"],
+            AccountNumber=person["accountNumber"],
+            Notes=person["notes"],
+        )
+        records.append(record)
+    return records
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _jwt(claims: Mapping[str, Any], key: bytes) -> str:
+    header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    payload = _b64url(json.dumps(claims, separators=(",", ":")).encode())
+    signature = hmac.new(key, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{_b64url(signature)}"
+
+
 # --- requests and responses -------------------------------------------------------------
 
 
@@ -356,6 +511,15 @@ def _new_stats() -> dict[str, Any]:
         "delete_404": 0,
         "faults_fired": 0,
         "in_flight_max": 0,
+        # CXone
+        "password_grants": 0,
+        "refresh_grants": 0,
+        "removed_prospects": 0,
+        "remove_failed": 0,
+        "uploaded": {},
+        "upload_failed": 0,
+        "jobs_submitted": 0,
+        "dnc_added": 0,
     }
 
 
@@ -541,6 +705,15 @@ class Simulator:
         self._webhooks: list[dict[str, Any]] = []
         self._stats = _new_stats()
         self._in_flight = 0
+        # CXone state
+        self._call_lists: dict[str, _CallingList] = {}
+        self._refresh_tokens: dict[str, float] = {}
+        self._jobs: dict[str, dict[str, Any]] = {}
+        self._job_seq = 0
+        self._dnc: dict[str, dict[str, dict[str, Any]]] = {}
+        self._remove_failures: dict[str, str] = {}
+        self._upload_failures: dict[str, str] = {}
+        self._jwt_key = secrets.token_bytes(32)
         self._generation = 0
         self._rng = random.Random(initial.seed)
         self._bucket = 0.0
@@ -619,6 +792,12 @@ class Simulator:
             self._lists.clear()
             self._tokens.clear()
             self._faults.clear()
+            self._call_lists.clear()
+            self._refresh_tokens.clear()
+            self._jobs.clear()
+            self._dnc.clear()
+            self._remove_failures.clear()
+            self._upload_failures.clear()
             self._webhooks.clear()
             self._stats = _new_stats()
             self._apply_config(new_config)
@@ -678,6 +857,85 @@ class Simulator:
             revoked = len(self._tokens)
             self._tokens.clear()
             return revoked
+
+    # -- in-process control of the CXone side
+
+    def put_call_list(
+        self,
+        list_id: str,
+        records: Iterable[Mapping[str, Any]] | None = None,
+        *,
+        count: int | None = None,
+        seed: int = 0,
+        name: str | None = None,
+        external_id_column: str = "ExternalId",
+        phone_columns: Sequence[str] = CXONE_PHONE_COLUMNS,
+    ) -> int:
+        """Create or replace a calling list from ``records`` or ``count`` seeded ones."""
+        if records is None:
+            if count is None:
+                raise ValueError("give records or a count")
+            records = messy_call_records(list_id, count, seed, phone_columns)
+        built = _CallingList(
+            list_id,
+            name or f"Calling list {list_id}",
+            records,
+            external_id_column,
+            phone_columns,
+        )
+        with self._lock:
+            if any(
+                cl.name == built.name and cl.list_id != list_id for cl in self._call_lists.values()
+            ):
+                raise ValueError(f"a calling list is already named {built.name!r}")
+            self._call_lists[list_id] = built
+            return len(built.records)
+
+    def get_call_list(self, list_id: str) -> list[dict[str, Any]]:
+        """The calling list's records now (due upload jobs applied); KeyError if none."""
+        with self._lock:
+            self._settle_jobs()
+            return [dict(r) for r in self._call_lists[list_id].records.values()]
+
+    def fail_records(
+        self,
+        *,
+        remove: Mapping[str, str] | None = None,
+        upload: Mapping[str, str] | None = None,
+    ) -> None:
+        """Make removeProspects / upload jobs refuse these external ids with these codes."""
+        with self._lock:
+            self._remove_failures.update(remove or {})
+            self._upload_failures.update(upload or {})
+
+    def add_dnc_group(self, group_id: str) -> None:
+        with self._lock:
+            self._dnc.setdefault(str(group_id), {})
+
+    def dnc_numbers(self, group_id: str) -> list[str]:
+        with self._lock:
+            return list(self._dnc.get(str(group_id), {}))
+
+    def revoke_refresh_tokens(self) -> int:
+        with self._lock:
+            revoked = len(self._refresh_tokens)
+            self._refresh_tokens.clear()
+            return revoked
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Upload jobs so far: id, list, rows, done, failed records."""
+        with self._lock:
+            self._settle_jobs()
+            return [
+                {
+                    "jobId": job["jobId"],
+                    "listId": job["listId"],
+                    "rows": len(job["rows"]),
+                    "isComplete": job["done"],
+                    "failedRecords": list(job["failed"]),
+                }
+                for job in self._jobs.values()
+            ]
 
     def issue_token(self) -> str:
         """A valid bearer token without a round trip (not counted in stats)."""
@@ -839,7 +1097,7 @@ class Simulator:
             fail = (
                 wait is None
                 and rule is None
-                and kind != "token"
+                and kind not in _AUTH_KINDS
                 and cfg.fail_rate > 0
                 and self._rng.random() < cfg.fail_rate
             )
@@ -868,10 +1126,12 @@ class Simulator:
             time.sleep(rule.seconds)
             return None
         if action == "missing_contacts":
+            if kind.startswith("cxone") or kind in ("remove_prospects", "upload", "job", "dnc"):
+                return _json(200, {"_links": {}})
             return _json(200, {"nextPageUri": None})
         if action == "bad_json":
             # Reads show a real page cut short, as when a proxy truncates a response.
-            if kind in ("read", "lists", "lookup"):
+            if kind in _READ_KINDS:
                 body = getattr(self, f"_api_{kind}")(params, req).body
             else:
                 body = json.dumps({"contacts": [{"id": "x", "phone": "+1650"}]}).encode()
@@ -1144,6 +1404,329 @@ class Simulator:
             }
         return _json(200, payload)
 
+    # -- internals: the CXone Admin API
+
+    def _issuer(self, req: _Request) -> str:
+        return f"http://{req.host}"
+
+    def _api_oidc(self, params: dict[str, str], req: _Request) -> _Response:
+        issuer = self._issuer(req)
+        return _json(
+            200,
+            {
+                "issuer": issuer,
+                "token_endpoint": f"{issuer}/auth/token",
+                "grant_types_supported": ["password", "refresh_token"],
+                "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+                "id_token_signing_alg_values_supported": ["HS256"],
+            },
+        )
+
+    def _api_discovery(self, params: dict[str, str], req: _Request) -> _Response:
+        tenant = (req.query.get("tenantId") or [""])[0]
+        cfg = self._config
+        if tenant != cfg.tenant_id:
+            return _json(404, {"error": "tenant_not_found"})
+        host = self._issuer(req)
+        return _json(
+            200,
+            {
+                "tenantId": tenant,
+                "area": cfg.area,
+                "domain": "niceincontact.com",
+                "private": False,
+                # The simulator is its own API host; a tenant's is https://api-{area}.{domain}.
+                "api_endpoint": host,
+                "auth_endpoint": host,
+                "ui_endpoint": host,
+            },
+        )
+
+    def _api_cxone_token(self, params: dict[str, str], req: _Request) -> _Response:
+        header = req.headers.get("Authorization", "")
+        client_id = secret = ""
+        if header.lower().startswith("basic "):
+            try:
+                client_id, _, secret = base64.b64decode(header[6:].strip()).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                return self._invalid_client()
+        form = {k: v[0] for k, v in parse_qs(req.body.decode("utf-8", "replace")).items()}
+        grant_type = form.get("grant_type", "")
+        with self._lock:
+            cfg = self._config
+            expected = cfg.clients.get(client_id)
+            if expected is None or not secrets.compare_digest(expected, secret):
+                return self._invalid_client()
+            now = time.monotonic()
+            if grant_type == "password":
+                key_secret = cfg.access_keys.get(form.get("username", ""))
+                if key_secret is None or not secrets.compare_digest(
+                    key_secret, form.get("password", "")
+                ):
+                    return _json(400, {"error": "invalid_grant"})
+                self._stats["password_grants"] += 1
+                subject = form["username"]
+            elif grant_type == "refresh_token":
+                old = form.get("refresh_token", "")
+                expires = self._refresh_tokens.pop(old, None)
+                if expires is None or expires <= now:
+                    return _json(400, {"error": "invalid_grant"})
+                self._stats["refresh_grants"] += 1
+                subject = ""
+            else:
+                return _json(400, {"error": "unsupported_grant_type"})
+            token = self._grant(cfg)
+            if len(self._refresh_tokens) > 10_000:
+                self._refresh_tokens = {
+                    t: exp for t, exp in self._refresh_tokens.items() if exp > now
+                }
+            refresh = secrets.token_urlsafe(32)
+            self._refresh_tokens[refresh] = now + float(cfg.refresh_token_lifetime)
+            self._stats["token_grants"] += 1
+        payload: dict[str, Any] = {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": cfg.token_lifetime,
+            "refresh_token": refresh,
+            "refresh_token_expires_in": cfg.refresh_token_lifetime,
+        }
+        if subject:
+            issued = int(time.time())
+            payload["id_token"] = _jwt(
+                {
+                    "iss": self._issuer(req),
+                    "aud": client_id,
+                    "sub": f"user:{subject}",
+                    "tenantId": cfg.tenant_id,
+                    "iat": issued,
+                    "exp": issued + int(cfg.token_lifetime),
+                },
+                self._jwt_key,
+            )
+        return _json(200, payload, {"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+    @staticmethod
+    def _skip_top(req: _Request, default_top: int, max_top: int) -> tuple[int, int]:
+        def one(name: str, default: int) -> int:
+            raw = (req.query.get(name) or [str(default)])[0]
+            if not raw.isdigit():
+                raise ValueError(f"{name} must be a non-negative integer")
+            return int(raw)
+
+        skip, top = one("skip", 0), one("top", default_top)
+        if top < 1:
+            raise ValueError("top must be at least 1")
+        return skip, min(top, max_top)
+
+    def _links(self, req: _Request, skip: int, top: int, total: int) -> dict[str, Any]:
+        base = f"http://{req.host}{req.path}"
+        extra = {k: v[0] for k, v in req.query.items() if k not in ("skip", "top")}
+
+        def link(at: int) -> str:
+            query = "&".join(f"{quote(k)}={quote(v)}" for k, v in {**extra}.items())
+            return f"{base}?skip={at}&top={top}" + (f"&{query}" if query else "")
+
+        return {
+            "self": link(skip),
+            "next": link(skip + top) if skip + top < total else None,
+            "previous": link(max(0, skip - top)) if skip > 0 else None,
+        }
+
+    def _api_cxone_lists(self, params: dict[str, str], req: _Request) -> _Response:
+        if not self._authorized(req):
+            return _error_response("cxone_lists", 401)
+        try:
+            skip, top = self._skip_top(req, 100, 1000)
+        except ValueError as exc:
+            return _json(400, {"error": str(exc)})
+        with self._lock:
+            every = [cl.summary() for cl in self._call_lists.values()]
+        return _json(
+            200,
+            {
+                "totalRecords": len(every),
+                "_links": self._links(req, skip, top, len(every)),
+                "callingLists": every[skip : skip + top],
+            },
+        )
+
+    def _api_cxone_read(self, params: dict[str, str], req: _Request) -> _Response:
+        if not self._authorized(req):
+            return _error_response("cxone_read", 401)
+        try:
+            skip, top = self._skip_top(req, 100, self._config.page_size)
+        except ValueError as exc:
+            return _json(400, {"error": str(exc)})
+        include = (req.query.get("includeRecords") or ["true"])[0].lower() != "false"
+        with self._lock:
+            self._settle_jobs()
+            calling_list = self._call_lists.get(params["list"])
+            if calling_list is None:
+                return _json(404, {"error": "not_found"})
+            total = len(calling_list.records)
+            records = calling_list.page(skip, top) if include else []
+            result: dict[str, Any] = {
+                **calling_list.summary(),
+                "externalIdColumn": calling_list.external_id_column,
+                "destinationMappings": calling_list.mappings(),
+                "contactRecords": records,
+            }
+        return _json(200, {"resultSet": result, "_links": self._links(req, skip, top, total)})
+
+    def _api_remove_prospects(self, params: dict[str, str], req: _Request) -> _Response:
+        if not self._authorized(req):
+            return _error_response("remove_prospects", 401)
+        try:
+            body = json.loads(req.body)
+            items = body.get("prospectsToRemove") if isinstance(body, dict) else None
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                raise ValueError
+        except ValueError:
+            return _json(400, {"error": "body must be {'prospectsToRemove': [{externalId}]}"})
+        if len(items) > MAX_REMOVE_PROSPECTS:
+            return _json(400, {"error": f"at most {MAX_REMOVE_PROSPECTS} prospects"})
+        ok: list[dict[str, str]] = []
+        failed: list[dict[str, str]] = []
+        with self._lock:
+            calling_list = next(
+                (cl for cl in self._call_lists.values() if cl.name == params["name"]), None
+            )
+            if calling_list is None:
+                return _json(404, {"error": "source_not_found"})
+            for item in items:
+                ext = str(item.get("externalId", ""))
+                code = self._remove_failures.get(ext)
+                if code is None and ext not in calling_list.records:
+                    code = "RecordNotFound"
+                if code is not None:
+                    failed.append({"externalId": ext, "resultCode": code})
+                    self._stats["remove_failed"] += 1
+                    continue
+                del calling_list.records[ext]
+                ok.append({"externalId": ext, "resultCode": "Success"})
+                self._stats["removed_prospects"] += 1
+        return _json(200, {"successfulRecords": ok, "failedRecords": failed})
+
+    def _api_upload(self, params: dict[str, str], req: _Request) -> _Response:
+        if not self._authorized(req):
+            return _error_response("upload", 401)
+        try:
+            body = json.loads(req.body)
+            if not isinstance(body, dict) or not isinstance(body.get("listFile"), str):
+                raise ValueError("body must carry 'listFile' (base64 CSV)")
+            raw = base64.b64decode(body["listFile"], validate=True).decode("utf-8-sig")
+            rows = list(csv.DictReader(io.StringIO(raw, newline="")))
+        except (ValueError, binascii.Error, UnicodeDecodeError, csv.Error) as exc:
+            return _json(400, {"error": f"bad upload: {exc}"})
+        force = body.get("forceOverwrite") in (True, "true", "True")
+        with self._lock:
+            calling_list = self._call_lists.get(params["list"])
+            if calling_list is None:
+                return _json(404, {"error": "not_found"})
+            if rows and calling_list.external_id_column not in rows[0]:
+                return _json(400, {"error": f"no {calling_list.external_id_column} column"})
+            self._job_seq += 1
+            job_id = str(self._job_seq)
+            self._jobs[job_id] = {
+                "jobId": int(job_id),
+                "listId": calling_list.list_id,
+                "listName": calling_list.name,
+                "rows": rows,
+                "force": force,
+                "submitDate": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "due": time.monotonic() + self._config.job_delay,
+                "done": False,
+                "failed": [],
+            }
+            self._stats["jobs_submitted"] += 1
+        return _json(200, {"jobId": int(job_id)})
+
+    def _settle_jobs(self) -> None:
+        """Apply every upload job whose time has come (caller holds the lock)."""
+        now = time.monotonic()
+        for job in self._jobs.values():
+            if job["done"] or job["due"] > now:
+                continue
+            job["done"] = True
+            job["completedDate"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            calling_list = self._call_lists.get(job["listId"])
+            for row in job["rows"]:
+                ext = (row.get(calling_list.external_id_column) if calling_list else "") or ""
+                code = self._upload_failures.get(ext)
+                if calling_list is None:
+                    code = "ListNotFound"
+                elif code is None and not ext:
+                    code = "MissingExternalId"
+                elif code is None and any(
+                    # A blank cell (whitespace too) is an empty phone, not a bad one.
+                    (row.get(c) or "").strip()
+                    and not _CXONE_PHONE_RE.match((row.get(c) or "").strip())
+                    for c in calling_list.phone_columns
+                ):
+                    code = "InvalidPhoneNumber"
+                elif code is None and ext in calling_list.records and not job["force"]:
+                    code = "DuplicateExternalId"
+                if code is not None:
+                    job["failed"].append({"externalId": ext, "resultCode": code})
+                    self._stats["upload_failed"] += 1
+                    continue
+                assert calling_list is not None
+                # An upload overwrites the whole record with the file's columns.
+                calling_list.records[ext] = {k: (v or "") for k, v in row.items() if k}
+                uploaded = self._stats["uploaded"]
+                uploaded[ext] = uploaded.get(ext, 0) + 1
+
+    def _api_job(self, params: dict[str, str], req: _Request) -> _Response:
+        if not self._authorized(req):
+            return _error_response("job", 401)
+        with self._lock:
+            self._settle_jobs()
+            job = self._jobs.get(params["job"])
+            if job is None:
+                return _json(404, {"error": "job_not_found"})
+            payload = {
+                "jobId": job["jobId"],
+                "listId": int(job["listId"]) if job["listId"].isdigit() else job["listId"],
+                "listName": job["listName"],
+                "submitDate": job["submitDate"],
+                "startDate": job["submitDate"],
+                "isComplete": job["done"],
+                "isCancelled": False,
+                "completedDate": job.get("completedDate"),
+                "totalRecords": len(job["rows"]),
+            }
+            if job["done"]:
+                payload["failedRecords"] = list(job["failed"])
+        return _json(200, {"uploadJobs": [payload]})
+
+    def _api_dnc(self, params: dict[str, str], req: _Request) -> _Response:
+        if not self._authorized(req):
+            return _error_response("dnc", 401)
+        try:
+            body = json.loads(req.body)
+            items = body.get("dncGroupRecords") if isinstance(body, dict) else None
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                raise ValueError
+        except ValueError:
+            return _json(400, {"error": "body must be {'dncGroupRecords': [{phoneNumber}]}"})
+        results: list[dict[str, Any]] = []
+        with self._lock:
+            group = self._dnc.get(params["group"])
+            if group is None:
+                return _json(404, {"error": "dnc_group_not_found"})
+            for item in items:
+                phone = str(item.get("phoneNumber", ""))
+                if not phone.isdigit() or not 7 <= len(phone) <= 15:
+                    results.append(
+                        {"success": False, "error": "InvalidPhone", "formattedPhone": phone}
+                    )
+                    continue
+                group[phone] = {"expiredDate": item.get("expiredDate")}
+                self._stats["dnc_added"] += 1
+                results.append({"success": True, "error": None, "formattedPhone": phone})
+        errors = sum(1 for r in results if not r["success"])
+        return _json(200, {"resultSet": {"errorCount": errors, "recordResults": results}})
+
     # -- internals: control API
 
     def _control(self, req: _Request) -> _Response:
@@ -1224,6 +1807,30 @@ class Simulator:
                 {**hook, "raw": hook["raw"].decode("utf-8", "replace")} for hook in self.webhooks()
             ]
             return _json(200, {"webhooks": hooks})
+        if len(parts) == 2 and parts[0] == "call-lists":
+            if method == "PUT":
+                size = self.put_call_list(
+                    parts[1],
+                    body.get("records"),
+                    count=body.get("count"),
+                    seed=int(body.get("seed", 0)),
+                    name=body.get("name"),
+                )
+                return _json(200, {"id": parts[1], "count": size})
+            if method == "GET":
+                try:
+                    return _json(200, {"id": parts[1], "records": self.get_call_list(parts[1])})
+                except KeyError:
+                    return _json(404, {"error": "not_found"})
+        if parts == ["record-failures"] and method == "POST":
+            self.fail_records(remove=body.get("remove"), upload=body.get("upload"))
+            return _empty(204)
+        if len(parts) == 2 and parts[0] == "dnc-groups":
+            if method == "PUT":
+                self.add_dnc_group(parts[1])
+                return _empty(204)
+            if method == "GET":
+                return _json(200, {"numbers": self.dnc_numbers(parts[1])})
         if parts == ["revoke"] and method == "POST":
             return _json(200, {"revoked": self.revoke_tokens()})
         if parts == ["stats"] and method == "GET":
@@ -1277,6 +1884,20 @@ def _wrong_types(kind: str, fired: int) -> dict[str, Any]:
         return {"access_token": 12345, "token_type": ["Bearer"], "expires_in": "soon"}
     if kind == "lookup":
         return {"phone_number": 16502530000, "valid": "yes", "line_type_intelligence": "mobile"}
+    if kind == "cxone_token":
+        return {"access_token": 12345, "expires_in": "soon", "refresh_token": ["x"]}
+    if kind == "cxone_read":
+        if flip:
+            return {"resultSet": {"contactRecords": "none", "totalRecords": 3}}
+        return {"resultSet": {"contactRecords": [{"ExternalId": {"v": 1}}], "totalRecords": "1"}}
+    if kind == "cxone_lists":
+        return {"callingLists": [{"listId": {"v": 1}}], "_links": {}}
+    if kind == "remove_prospects":
+        return {"successfulRecords": "all", "failedRecords": {"x": 1}}
+    if kind == "upload":
+        return {"jobId": ["1"]}
+    if kind == "job":
+        return {"uploadJobs": "done"}
     return {"updated": "all", "invalid": {"id": {"value": 1}}}
 
 
@@ -1291,6 +1912,14 @@ def main(argv: list[str] | None = None) -> None:
         metavar="ID:COUNT[:SEED]",
         help="seed a list of COUNT messy contacts (repeatable)",
     )
+    parser.add_argument(
+        "--call-list",
+        action="append",
+        default=[],
+        metavar="ID:COUNT[:SEED]",
+        help="seed a CXone calling list of COUNT multi-phone records (repeatable)",
+    )
+    parser.add_argument("--job-delay", type=float, default=0.5)
     parser.add_argument("--page-size", type=int, default=500)
     parser.add_argument("--rate-limit", type=float, default=0.0)
     parser.add_argument("--latency-ms", type=float, default=0.0)
@@ -1303,13 +1932,22 @@ def main(argv: list[str] | None = None) -> None:
         latency_ms=args.latency_ms,
         fail_rate=args.fail_rate,
         total_records=args.total_records,
+        job_delay=args.job_delay,
     )
     sim = Simulator(config, host=args.host, port=args.port)
     for spec in args.list:
         list_id, _, rest = spec.partition(":")
         count, _, seed = rest.partition(":")
         sim.put_list(list_id, count=int(count or 1000), seed=int(seed or 0))
-    print(f"cxsweep simulator on {sim.url} (client demo-client / demo-secret)", flush=True)
+    for spec in args.call_list:
+        list_id, _, rest = spec.partition(":")
+        count, _, seed = rest.partition(":")
+        sim.put_call_list(list_id, count=int(count or 1000), seed=int(seed or 0))
+    print(
+        f"cxsweep simulator on {sim.url} (client demo-client / demo-secret;"
+        " CXone access key demo-key-id / demo-key-secret)",
+        flush=True,
+    )
     try:
         sim.serve_forever()
     except KeyboardInterrupt:

@@ -1,0 +1,836 @@
+"""NICE CXone's Admin API as a ``cxsweep.backend.Backend`` (docs/cxone-api.md §2).
+
+Like ``V2Client`` it makes one attempt per call and turns every answer into a value or a
+typed error; it never sleeps and never loops on the platform's behalf. The one place the
+platform is asynchronous, an upload job, is followed by raising ``JobPending`` so that the
+Celery task comes back later; the job id is remembered in Redis so that the retry polls
+the job instead of uploading again.
+
+What cxsweep knows of this API comes from public sources, not from a tenant: every
+behaviour marked "Assumed" below is listed in docs/cxone.md and should be checked
+against the NICE developer portal before a production sweep.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import hashlib
+import io
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, quote, urljoin, urlsplit
+
+import redis
+import requests
+
+from cxsweep.auth import TokenCache
+from cxsweep.backend import Change, Page, WriteOutcome
+from cxsweep.client import ResponseObserver, _error_field, _path, _short, parse_retry_after
+from cxsweep.client import shared_session as _shared_session
+from cxsweep.errors import (
+    ApiError,
+    CredentialsRefused,
+    MalformedResponse,
+    NotFound,
+    NotYet,
+    RateLimited,
+    RetryableApiError,
+)
+from cxsweep.redisconn import text
+from cxsweep.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Discovery answers change when NICE moves a tenant, which is rare: a day is plenty.
+DISCOVERY_TTL = 24 * 3600
+TENANT_TTL = 30 * 24 * 3600
+# A worker that claimed an upload and died before sending it frees the claim this soon.
+UPLOAD_CLAIM_SECONDS = 120
+# After a job ends its result is kept a little, for a retry of the same chunk.
+JOB_RESULT_SECONDS = 900
+MAX_JOB_POLL_SECONDS = 60.0
+# Assumed: a missing expires_in is unheard of; an hour is what NICE documents.
+DEFAULT_EXPIRES_IN = 3600.0
+MAX_LIST_PAGES = 10_000
+
+
+class JobPending(NotYet):
+    """An upload job has not ended yet: the task should come back in ``retry_after`` s."""
+
+    def __init__(self, message: str, *, job_id: str, retry_after: float) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.job_id = job_id
+
+
+@dataclass(frozen=True)
+class Grant:
+    access_token: str
+    expires_in: float
+    refresh_token: str | None = None
+    id_token: str | None = None
+
+
+def jwt_claims(token: str | None) -> dict[str, Any]:
+    """The payload of a JWT, *unverified*.
+
+    No signature check: the token came straight from the token endpoint over TLS, and
+    cxsweep only reads the tenant id from it to find its own API base; it never grants
+    anything on the strength of these claims.
+    """
+    if not token or token.count(".") != 2:
+        return {}
+    payload = token.split(".")[1]
+    try:
+        value = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+class SessionTokenCache(TokenCache):
+    """``TokenCache`` whose grants come with a refresh token, kept in the same Redis hash.
+
+    The base class calls the grant under its Redis lock, so the refresh token is read and
+    replaced by one worker of the fleet at a time, and the hash (access token, refresh
+    time, refresh token) is written together.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        identity: str,
+        grant: Callable[[str | None], Grant],
+        on_grant: Callable[[Grant], None],
+    ) -> None:
+        super().__init__(client, identity, self._grant_with_refresh)
+        self._session_grant = grant
+        self._on_grant = on_grant
+
+    def _grant_with_refresh(self) -> tuple[str, float]:
+        stored = self._redis.hget(self._key, "refresh_token")
+        grant = self._session_grant(text(stored) or None)
+        if grant.refresh_token:
+            self._redis.hset(self._key, "refresh_token", grant.refresh_token)
+        else:
+            self._redis.hdel(self._key, "refresh_token")
+        self._on_grant(grant)
+        return grant.access_token, grant.expires_in
+
+
+def _is_not_found(code: str) -> bool:
+    # Assumed: the platform's per-record code for an absent record says "not found" in
+    # some spelling (NotFound, RECORD_NOT_FOUND, "Record not found").
+    return "notfound" in re.sub(r"[^a-z]", "", code.lower())
+
+
+def _digits(value: Any) -> str:
+    return "".join(ch for ch in value if ch.isdigit()) if isinstance(value, str) else ""
+
+
+class CxoneBackend:
+    """Calling lists of a NICE CXone tenant, through the Admin API."""
+
+    name = "cxone"
+    # skip/top paging with a known total: every page can be read at once.
+    parallel_pages = True
+    # An upload overwrites whole records, so updates carry the record as read.
+    update_needs_record = True
+
+    def __init__(
+        self,
+        settings: Settings,
+        redis_client: redis.Redis,
+        *,
+        session: requests.Session | None = None,
+        observer: ResponseObserver | None = None,
+    ) -> None:
+        settings.require_api()
+        self.settings = settings
+        self.redis = redis_client
+        self.session = session or _shared_session(settings.http_pool_size)
+        self.observer = observer
+        self.phone_fields: tuple[str, ...] = settings.cxone_phone_columns
+        self.external_id_column = settings.cxone_external_id_column
+        self.update_batch_size = settings.cxone_upload_batch
+        self.remove_batch_size = settings.cxone_remove_batch
+        self._timeout = (settings.connect_timeout, settings.read_timeout)
+        self._auth_url = settings.cxone_auth_url.rstrip("/")
+        # Secrets are part of the identity (hashed, never stored) so that a worker with a
+        # wrong secret is refused rather than handed the fleet's token or tenant.
+        identity = "|".join(
+            (
+                self._auth_url,
+                settings.client_id,
+                settings.client_secret.reveal(),
+                settings.cxone_access_key_id,
+                settings.cxone_access_key_secret.reveal(),
+            )
+        )
+        self._ns = "cxsweep:cxone:" + hashlib.sha256(identity.encode()).hexdigest()[:16]
+        self.tokens = SessionTokenCache(
+            redis_client, f"cxone|{identity}", self._grant, self._remember_tenant
+        )
+        self._api_base: str | None = None
+
+    # --- authentication ---------------------------------------------------------------
+
+    def token_endpoint(self) -> str:
+        """The token endpoint the issuer announces (cached in Redis for the fleet)."""
+        key = f"cxsweep:cxone:oidc:{hashlib.sha256(self._auth_url.encode()).hexdigest()[:16]}"
+        cached = text(self.redis.get(key))
+        if cached:
+            return cached
+        url = f"{self._auth_url}/.well-known/openid-configuration"
+        call = f"GET {_path(url)}"
+        response = self._send("oidc", call, "GET", url)
+        self._raise_for_status(call, response)
+        body = self._json(call, response)
+        endpoint = body.get("token_endpoint") if isinstance(body, dict) else None
+        if not isinstance(endpoint, str) or urlsplit(endpoint).scheme not in ("http", "https"):
+            raise MalformedResponse(f"{call}: no absolute 'token_endpoint'")
+        self.redis.set(key, endpoint, ex=DISCOVERY_TTL)
+        return endpoint
+
+    def _grant(self, refresh_token: str | None) -> Grant:
+        if refresh_token:
+            grant = self._token_request(
+                {"grant_type": "refresh_token", "refresh_token": refresh_token}, refresh=True
+            )
+            if grant is not None:
+                return grant
+            log.info("CXone refused the refresh token: asking for a new password grant")
+        grant = self._token_request(
+            {
+                "grant_type": "password",
+                "username": self.settings.cxone_access_key_id,
+                "password": self.settings.cxone_access_key_secret.reveal(),
+            },
+            refresh=False,
+        )
+        if grant is None:  # a refused password grant raises; this is for the type checker
+            raise CredentialsRefused("the CXone token endpoint refused the password grant")
+        return grant
+
+    def _token_request(self, form: dict[str, str], *, refresh: bool) -> Grant | None:
+        """One token request; None when a refresh token is refused (fall back to a grant)."""
+        url = self.token_endpoint()
+        call = f"POST {_path(url)}"
+        response = self._send(
+            "token",
+            call,
+            "POST",
+            url,
+            data=form,
+            auth=(self.settings.client_id, self.settings.client_secret.reveal()),
+        )
+        if response.status_code in (400, 401, 403):
+            if refresh:
+                return None
+            error = _error_field(response)
+            raise CredentialsRefused(
+                "the CXone token endpoint refused the access key"
+                f" {self.settings.cxone_access_key_id!r} or client id"
+                f" {self.settings.client_id!r} ({error or response.status_code}):"
+                " check CXSWEEP_CXONE_ACCESS_KEY_ID/_SECRET and CXSWEEP_CLIENT_ID/_SECRET",
+                status=response.status_code,
+            )
+        self._raise_for_status(call, response)
+        body = self._json(call, response)
+        if not isinstance(body, dict):
+            raise MalformedResponse(f"{call}: answer is not a JSON object")
+        token = body.get("access_token")
+        expires_in = body.get("expires_in", DEFAULT_EXPIRES_IN)
+        if not isinstance(token, str) or not token:
+            raise MalformedResponse(f"{call}: answer has no access_token")
+        if isinstance(expires_in, str) and expires_in.isdigit():
+            expires_in = int(expires_in)
+        if (
+            not isinstance(expires_in, int | float)
+            or isinstance(expires_in, bool)
+            or expires_in <= 0
+        ):
+            raise MalformedResponse(f"{call}: expires_in is not a positive number")
+        new_refresh = body.get("refresh_token")
+        id_token = body.get("id_token")
+        return Grant(
+            access_token=token,
+            expires_in=float(expires_in),
+            refresh_token=new_refresh if isinstance(new_refresh, str) and new_refresh else None,
+            id_token=id_token if isinstance(id_token, str) else None,
+        )
+
+    def _remember_tenant(self, grant: Grant) -> None:
+        tenant = jwt_claims(grant.id_token).get("tenantId") or jwt_claims(grant.access_token).get(
+            "tenantId"
+        )
+        if isinstance(tenant, str) and tenant:
+            self.redis.set(f"{self._ns}:tenant", tenant, ex=TENANT_TTL)
+
+    def check_credentials(self) -> None:
+        """Obtain (or reuse) the shared token and find the API: fails fast when refused."""
+        self.tokens.get()
+        self.api_base()
+
+    # --- discovery --------------------------------------------------------------------
+
+    def tenant_id(self) -> str:
+        key = f"{self._ns}:tenant"
+        tenant = text(self.redis.get(key))
+        if tenant:
+            return tenant
+        token = self.tokens.get()
+        tenant = text(self.redis.get(key))
+        if tenant:
+            return tenant
+        # A cached token from before the tenant key was written: its claims may say.
+        claimed = jwt_claims(token).get("tenantId")
+        if isinstance(claimed, str) and claimed:
+            self.redis.set(key, claimed, ex=TENANT_TTL)
+            return claimed
+        raise MalformedResponse(
+            "CXone's tokens carry no tenantId claim: set CXSWEEP_API_URL to the Admin API base"
+        )
+
+    def api_base(self) -> str:
+        """The Admin API base, ending in ``/inContactAPI/services/vNN.0``."""
+        if self._api_base is not None:
+            return self._api_base
+        explicit = self.settings.api_url
+        if explicit:
+            # A bare host is completed with the usual path; a URL with a path is used as is.
+            if urlsplit(explicit).path.strip("/"):
+                base = explicit.rstrip("/")
+            else:
+                version = self.settings.cxone_api_version
+                base = f"{explicit.rstrip('/')}/inContactAPI/services/{version}"
+            self._api_base = base
+            return base
+        key = f"{self._ns}:api-base:{self.settings.cxone_api_version}"
+        cached = text(self.redis.get(key))
+        if cached:
+            self._api_base = cached
+            return cached
+        tenant = self.tenant_id()
+        url = f"{self._auth_url}/.well-known/cxone-configuration"
+        call = f"GET {_path(url)}"
+        response = self._send("discovery", call, "GET", url, params={"tenantId": tenant})
+        self._raise_for_status(call, response)
+        body = self._json(call, response)
+        if not isinstance(body, dict):
+            raise MalformedResponse(f"{call}: answer is not a JSON object")
+        endpoint = body.get("api_endpoint")
+        if not (isinstance(endpoint, str) and urlsplit(endpoint).scheme in ("http", "https")):
+            area, domain = body.get("area"), body.get("domain") or "niceincontact.com"
+            if not isinstance(area, str) or not area or not isinstance(domain, str):
+                raise MalformedResponse(f"{call}: neither 'api_endpoint' nor 'area' in answer")
+            endpoint = f"https://api-{area}.{domain}"
+        base = f"{endpoint.rstrip('/')}/inContactAPI/services/{self.settings.cxone_api_version}"
+        self.redis.set(key, base, ex=DISCOVERY_TTL)
+        self._api_base = base
+        return base
+
+    # --- reading ----------------------------------------------------------------------
+
+    def _list_url(self, list_id: str) -> str:
+        return f"{self.api_base()}/lists/call-lists/{quote(list_id, safe='')}"
+
+    def contact_id(self, contact: Mapping[str, Any]) -> str:
+        return str(contact[self.external_id_column])
+
+    def page_cursor(self, list_id: str, page_no: int, page_size: int) -> str:
+        return f"skip={page_no * page_size}&top={page_size}"
+
+    def iter_lists(self) -> Iterator[dict[str, Any]]:
+        url: str | None = f"{self.api_base()}/lists/call-lists"
+        params: dict[str, Any] | None = {"top": self.settings.cxone_page_size}
+        seen: set[str] = set()
+        while url and url not in seen and len(seen) < MAX_LIST_PAGES:
+            seen.add(url)
+            call = f"GET {_path(url)}"
+            body = self._call("lists", call, "GET", url, params=params)
+            lists = body.get("callingLists") if isinstance(body, dict) else None
+            if not isinstance(lists, list) or not all(
+                isinstance(item, dict) and isinstance(item.get("listId"), str | int)
+                for item in lists
+            ):
+                raise MalformedResponse(f"{call}: 'callingLists' is missing or malformed")
+            for item in lists:
+                yield {**item, "id": str(item["listId"]), "name": str(item.get("listName", ""))}
+            if not lists:
+                return
+            url = self._next_link(body)
+            params = None  # the next link carries its own query
+
+    def _next_link(self, body: Mapping[str, Any]) -> str | None:
+        links = body.get("_links")
+        nxt = links.get("next") if isinstance(links, dict) else None
+        return urljoin(self.api_base() + "/", nxt) if isinstance(nxt, str) and nxt else None
+
+    def read_page(self, list_id: str, cursor: str | None) -> Page:
+        query = parse_qs(cursor or "")
+        skip = int((query.get("skip") or ["0"])[0])
+        top = int((query.get("top") or [str(self.settings.cxone_page_size)])[0])
+        url = self._list_url(list_id)
+        call = f"GET {_path(url)}"
+        params = {"skip": skip, "top": top, "includeRecords": "true"}
+        body = self._call("read", call, "GET", url, params=params)
+        if not isinstance(body, dict):
+            raise MalformedResponse(f"{call}: answer is not a JSON object")
+        # Assumed: the download answer wraps the list in "resultSet" (open clients show
+        # it so); a bare object is accepted too.
+        wrapped = body.get("resultSet")
+        result: dict[str, Any] = wrapped if isinstance(wrapped, dict) else body
+        records = result.get("contactRecords")
+        if not isinstance(records, list):
+            raise MalformedResponse(f"{call}: 'contactRecords' is missing or not a list")
+        total = result.get("totalRecords", body.get("totalRecords"))
+        if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+            # Pages are read in parallel from the total: without it a sweep would judge
+            # only the first page.
+            raise MalformedResponse(f"{call}: 'totalRecords' is missing or not an integer")
+        if skip == 0 and total > 0 and not records:
+            raise MalformedResponse(f"{call}: {total} records announced but none returned")
+        self._check_mapping(call, result)
+        for position, record in enumerate(records):
+            self._check_record(call, position, record)
+        name = result.get("listName")
+        if isinstance(name, str) and name:
+            self.redis.set(f"{self._ns}:list-name:{list_id}", name, ex=DISCOVERY_TTL)
+        if self.settings.cxone_dnc_group_id and records:
+            self._remember_phones(list_id, records)
+        next_cursor = (
+            self.page_cursor(list_id, skip // top + 1, top) if skip + len(records) < total else None
+        )
+        return Page(contacts=records, next_cursor=next_cursor, total=total)
+
+    def _check_mapping(self, call: str, result: Mapping[str, Any]) -> None:
+        """Refuse a list whose mapping (when the answer shows it) disagrees with settings.
+
+        Assumed: ``externalIdColumn`` and ``destinationMappings`` ({fieldName: the
+        destination such as "PhoneNumber", fieldValue: the source column}) as in the
+        list-mapping call; when the platform leaves them out, the settings are trusted.
+        """
+        column = result.get("externalIdColumn")
+        if isinstance(column, str) and column and column != self.external_id_column:
+            raise ApiError(
+                f"{call}: the list is keyed by column {column!r}, not"
+                f" {self.external_id_column!r}: set CXSWEEP_CXONE_EXTERNAL_ID_COLUMN"
+            )
+        mappings = result.get("destinationMappings")
+        if not isinstance(mappings, list):
+            return
+        unknown = [
+            str(m.get("fieldValue"))
+            for m in mappings
+            if isinstance(m, dict)
+            and "phone" in str(m.get("fieldName", "")).lower()
+            and m.get("fieldValue")
+            and str(m.get("fieldValue")) not in self.phone_fields
+        ]
+        if unknown:
+            # A phone column cxsweep does not know would keep its bad numbers: refuse.
+            raise ApiError(
+                f"{call}: the list maps phone column(s) {', '.join(sorted(unknown))} that"
+                " CXSWEEP_CXONE_PHONE_COLUMNS does not name"
+            )
+
+    def _check_record(self, call: str, position: int, record: Any) -> None:
+        if not isinstance(record, dict):
+            raise MalformedResponse(f"{call}: record #{position} is not an object")
+        key = record.get(self.external_id_column)
+        if isinstance(key, bool) or not isinstance(key, str | int) or key == "":
+            raise MalformedResponse(
+                f"{call}: record #{position} has no {self.external_id_column!r} value"
+            )
+        for column in self.phone_fields:
+            value = record.get(column)
+            if isinstance(value, int) and not isinstance(value, bool):
+                # Assumed possible: a CSV-born column read back as a JSON number.
+                record[column] = str(value)
+            elif value is not None and not isinstance(value, str):
+                raise MalformedResponse(f"{call}: record #{position} {column!r} is not a string")
+
+    def _remember_phones(self, list_id: str, records: Sequence[Mapping[str, Any]]) -> None:
+        # remove_contacts gets only external ids; the DNC push needs the numbers.
+        key = f"{self._ns}:phones:{list_id}"
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(
+            key,
+            mapping={
+                self.contact_id(r): json.dumps([r.get(c) for c in self.phone_fields if r.get(c)])
+                for r in records
+            },
+        )
+        pipe.expire(key, self.settings.run_deadline_seconds)
+        pipe.execute()
+
+    # --- removing ---------------------------------------------------------------------
+
+    def _list_name(self, list_id: str) -> str:
+        """removeProspects addresses a list by name: cached from reads, else asked for."""
+        key = f"{self._ns}:list-name:{list_id}"
+        name = text(self.redis.get(key))
+        if name:
+            return name
+        url = self._list_url(list_id)
+        call = f"GET {_path(url)}"
+        body = self._call("read", call, "GET", url, params={"skip": 0, "top": 1})
+        wrapped = body.get("resultSet") if isinstance(body, dict) else None
+        result = wrapped if isinstance(wrapped, dict) else body
+        found = result.get("listName") if isinstance(result, dict) else None
+        if not isinstance(found, str) or not found:
+            raise MalformedResponse(f"{call}: answer has no 'listName'")
+        self.redis.set(key, found, ex=DISCOVERY_TTL)
+        return found
+
+    def remove_contacts(self, list_id: str, contact_ids: Sequence[str]) -> WriteOutcome:
+        if len(contact_ids) > self.remove_batch_size:
+            raise ValueError(f"at most {self.remove_batch_size} records per removeProspects")
+        outcome = WriteOutcome()
+        if not contact_ids:
+            return outcome
+        name = self._list_name(list_id)
+        if self.settings.cxone_dnc_group_id:
+            # Before the removal: a retry after a failed removal pushes again (harmless),
+            # whereas pushing after could lose the numbers of records already gone.
+            self.push_dnc(list_id, contact_ids)
+        url = f"{self.api_base()}/lists/call-lists/{quote(name, safe='')}/removeProspects"
+        call = f"DELETE {_path(url)}"
+        body = self._call(
+            "remove",
+            call,
+            "DELETE",
+            url,
+            json_body={"prospectsToRemove": [{"externalId": cid} for cid in contact_ids]},
+        )
+        if not isinstance(body, dict):
+            raise MalformedResponse(f"{call}: answer is not a JSON object")
+        ok, failed = body.get("successfulRecords") or [], body.get("failedRecords") or []
+        if not isinstance(ok, list) or not isinstance(failed, list):
+            raise MalformedResponse(f"{call}: successfulRecords/failedRecords are not lists")
+        wanted = set(contact_ids)
+        answered: set[str] = set()
+        for item in ok:
+            cid = str(item.get("externalId")) if isinstance(item, dict) else None
+            if cid in wanted and cid not in answered:
+                answered.add(cid)
+                outcome.done.append(cid)
+        for item in failed:
+            cid = str(item.get("externalId")) if isinstance(item, dict) else None
+            if cid not in wanted or cid in answered:
+                continue
+            answered.add(cid)
+            code = str(item.get("resultCode") or item.get("error") or "failed")
+            if _is_not_found(code):
+                outcome.missing.append(cid)
+            else:
+                outcome.failed[cid] = f"removeProspects: {code}"
+        for cid in contact_ids:
+            if cid not in answered:
+                # Neither list names it: not known to be gone, so not counted as removed.
+                outcome.failed[cid] = "removeProspects: no result for this record"
+        return outcome
+
+    def push_dnc(self, list_id: str, contact_ids: Sequence[str]) -> int:
+        """Add the numbers of ``contact_ids`` (as read) to the DNC group; how many sent.
+
+        Per-record refusals (a malformed number, say) are logged, not raised: the DNC
+        push is a courtesy on top of the removal, which must not wait on it.
+        """
+        raw = self.redis.hmget(f"{self._ns}:phones:{list_id}", list(contact_ids))
+        numbers: dict[str, None] = {}
+        for value in raw:
+            for phone in json.loads(text(value) or "[]"):
+                digits = _digits(phone)
+                if len(digits) >= 7:
+                    numbers[digits] = None
+        if not numbers:
+            return 0
+        group = quote(self.settings.cxone_dnc_group_id, safe="")
+        url = f"{self.api_base()}/dnc-groups/{group}/records"
+        call = f"POST {_path(url)}"
+        body = self._call(
+            "dnc",
+            call,
+            "POST",
+            url,
+            json_body={"dncGroupRecords": [{"phoneNumber": n} for n in numbers]},
+        )
+        result = body.get("resultSet") if isinstance(body, dict) else None
+        errors = result.get("errorCount") if isinstance(result, dict) else None
+        if isinstance(errors, int) and errors:
+            log.warning("%s: %d of %d numbers refused by DNC group", call, errors, len(numbers))
+        return len(numbers)
+
+    # --- correcting -------------------------------------------------------------------
+
+    def update_contacts(self, list_id: str, changes: Sequence[Change]) -> WriteOutcome:
+        """Upload the corrected records (whole) and follow the job; see ``JobPending``."""
+        if len(changes) > self.update_batch_size:
+            raise ValueError(f"at most {self.update_batch_size} records per upload")
+        outcome = WriteOutcome()
+        rows: list[dict[str, Any]] = []
+        for change in changes:
+            if not change.record:
+                # Without the record an upload would blank every other column.
+                outcome.failed[change.contact_id] = "the record as read is not known"
+                continue
+            rows.append({**change.record, **change.phones})
+        if not rows:
+            return outcome
+        failures = self._upload_and_follow(list_id, rows)
+        for row in rows:
+            cid = self.contact_id(row)
+            if cid in failures:
+                outcome.failed[cid] = failures[cid]
+            else:
+                outcome.done.append(cid)
+        return outcome
+
+    def create_contacts(self, list_id: str, contacts: Sequence[Mapping[str, Any]]) -> None:
+        """Restore: upload the records as they were (the same job handling as updates)."""
+        if not contacts:
+            return
+        failures = self._upload_and_follow(list_id, [dict(c) for c in contacts])
+        if failures:
+            first = next(iter(failures.items()))
+            raise ApiError(
+                f"upload refused {len(failures)} of {len(contacts)} records"
+                f" (first: {first[0]}: {first[1]})"
+            )
+
+    @staticmethod
+    def to_csv(rows: Sequence[Mapping[str, Any]]) -> bytes:
+        header: dict[str, None] = {}
+        for row in rows:
+            header.update(dict.fromkeys(row))
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow(header)
+        for row in rows:
+            writer.writerow(["" if row.get(c) is None else str(row.get(c)) for c in header])
+        return out.getvalue().encode("utf-8")
+
+    def _upload_and_follow(self, list_id: str, rows: list[dict[str, Any]]) -> dict[str, str]:
+        """Per-record failures of the upload of ``rows``, once its job has ended.
+
+        The same rows always map to the same Redis key, so a retried task (or a second
+        worker handed the same chunk) polls the job already submitted.
+        """
+        canonical = json.dumps([list_id, rows], sort_keys=True, default=str)
+        digest = hashlib.sha256(canonical.encode()).hexdigest()[:24]
+        key = f"{self._ns}:upload:{digest}"
+        job_id = text(self.redis.hget(key, "job_id"))
+        if not job_id:
+            if not self.redis.hsetnx(key, "state", "uploading"):
+                raise JobPending(
+                    "another worker is uploading this chunk",
+                    job_id="",
+                    retry_after=self.settings.cxone_job_poll_seconds,
+                )
+            self.redis.expire(key, UPLOAD_CLAIM_SECONDS)
+            try:
+                job_id = self._upload(list_id, rows, digest)
+            except BaseException:
+                self.redis.delete(key)
+                raise
+            pipe = self.redis.pipeline()
+            pipe.hset(key, mapping={"job_id": job_id, "state": "submitted", "polls": 0})
+            pipe.expire(key, self.settings.run_deadline_seconds)
+            pipe.execute()
+        try:
+            job = self._job(job_id)
+        except NotFound:
+            # The platform forgot the job: upload again (an overwrite is idempotent).
+            self.redis.delete(key)
+            raise JobPending(
+                f"upload job {job_id} is unknown to CXone: uploading again",
+                job_id=job_id,
+                retry_after=self.settings.cxone_job_poll_seconds,
+            ) from None
+        if not (job.get("isComplete") is True or job.get("isCancelled") is True):
+            polls = int(self.redis.hincrby(key, "polls", 1))
+            wait = min(
+                self.settings.cxone_job_poll_seconds * 2 ** (polls - 1), MAX_JOB_POLL_SECONDS
+            )
+            raise JobPending(
+                f"upload job {job_id} is still running", job_id=job_id, retry_after=wait
+            )
+        self.redis.expire(key, JOB_RESULT_SECONDS)
+        ids = [self.contact_id(row) for row in rows]
+        if job.get("isCancelled") is True:
+            return dict.fromkeys(ids, f"upload job {job_id} was cancelled")
+        return self._job_failures(job_id, job, set(ids))
+
+    def _upload(self, list_id: str, rows: list[dict[str, Any]], digest: str) -> str:
+        url = f"{self._list_url(list_id)}/upload"
+        call = f"POST {_path(url)}"
+        body: dict[str, Any] = {
+            "listFile": base64.b64encode(self.to_csv(rows)).decode("ascii"),
+            "fileName": f"cxsweep-{list_id}-{digest[:12]}.csv",
+            # Assumed: overwrite replaces the records with the same external id.
+            "forceOverwrite": True,
+            # Assumed: false keeps the upload from starting the list's dialing skill.
+            "startSkill": False,
+            "sendEmail": False,
+        }
+        if self.settings.cxone_skill_id:
+            body["skillId"] = int(self.settings.cxone_skill_id)
+        answer = self._call("upload", call, "POST", url, json_body=body)
+        job_id = answer.get("jobId") if isinstance(answer, dict) else None
+        if isinstance(job_id, bool) or not isinstance(job_id, str | int) or job_id == "":
+            raise MalformedResponse(f"{call}: answer has no 'jobId'")
+        return str(job_id)
+
+    def _job(self, job_id: str) -> dict[str, Any]:
+        url = f"{self.api_base()}/lists/call-lists/jobs/{quote(job_id, safe='')}"
+        call = f"GET {_path(url)}"
+        body = self._call("job", call, "GET", url)
+        jobs = body.get("uploadJobs") if isinstance(body, dict) else None
+        if not isinstance(jobs, list) or not jobs or not all(isinstance(j, dict) for j in jobs):
+            raise MalformedResponse(f"{call}: 'uploadJobs' is missing or empty")
+        for job in jobs:
+            if str(job.get("jobId")) == job_id:
+                return job
+        return jobs[0]
+
+    @staticmethod
+    def _job_failures(job_id: str, job: Mapping[str, Any], ids: set[str]) -> dict[str, str]:
+        """Assumed: a finished job lists refused rows in ``failedRecords`` like
+        removeProspects does; a job that lists none applied every row."""
+        failures: dict[str, str] = {}
+        failed = job.get("failedRecords") or []
+        if not isinstance(failed, list):
+            raise MalformedResponse(f"upload job {job_id}: 'failedRecords' is not a list")
+        for item in failed:
+            if not isinstance(item, dict):
+                continue
+            cid = str(item.get("externalId"))
+            if cid in ids:
+                code = item.get("resultCode") or item.get("error") or "refused"
+                failures[cid] = f"upload job {job_id}: {code}"
+        return failures
+
+    # --- plumbing ---------------------------------------------------------------------
+
+    def _call(
+        self,
+        kind: str,
+        call: str,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+    ) -> Any:
+        token = self.tokens.get()
+        response = self._send(
+            kind, call, method, url, token=token, params=params, json_body=json_body
+        )
+        if response.status_code == 401:
+            # Once per call: the fleet refreshes (refresh token first), then one retry.
+            token = self.tokens.invalidate(token)
+            response = self._send(
+                kind, call, method, url, token=token, params=params, json_body=json_body
+            )
+            if response.status_code == 401:
+                raise ApiError(f"{call}: a fresh token was refused (401)", status=401)
+        self._raise_for_status(call, response)
+        if not response.content:
+            return {}
+        return self._json(call, response)
+
+    def _send(
+        self,
+        kind: str,
+        call: str,
+        method: str,
+        url: str,
+        *,
+        token: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        data: Mapping[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+    ) -> requests.Response:
+        headers = {"Accept": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        started = time.perf_counter()
+        status: int | None = None
+        try:
+            response = self.session.request(
+                method,
+                url,
+                headers=headers,
+                params=params,
+                json=json_body,
+                data=data,
+                auth=auth,
+                timeout=self._timeout,
+                stream=True,
+            )
+            status = response.status_code
+            # Read here, capped, so that a slow or endless answer fails this call.
+            response._content = self._read_capped(call, response)
+            return response
+        except requests.Timeout as exc:
+            raise RetryableApiError(f"{call}: timed out ({type(exc).__name__})") from None
+        except requests.ConnectionError as exc:
+            raise RetryableApiError(f"{call}: connection failed ({_short(exc)})") from None
+        except requests.RequestException as exc:
+            raise RetryableApiError(f"{call}: {type(exc).__name__} ({_short(exc)})") from None
+        finally:
+            elapsed = time.perf_counter() - started
+            log.debug("%s -> %s in %.1f ms", call, status, elapsed * 1000)
+            if self.observer is not None:
+                self.observer(kind, status, elapsed)
+
+    def _read_capped(self, call: str, response: requests.Response) -> bytes:
+        cap = self.settings.max_response_bytes
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > cap:
+            response.close()
+            raise MalformedResponse(f"{call}: answer of {declared} bytes exceeds the {cap} cap")
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_content(chunk_size=65536):
+            size += len(chunk)
+            if size > cap:
+                response.close()
+                raise MalformedResponse(f"{call}: answer exceeds the {cap} byte cap")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    @staticmethod
+    def _raise_for_status(call: str, response: requests.Response) -> None:
+        status = response.status_code
+        if status < 300:
+            return
+        if status == 429:
+            # No published rate limits for these resources: Retry-After, when given, rules.
+            raise RateLimited(
+                f"{call}: 429 Too Many Requests",
+                status=429,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            )
+        if status >= 500:
+            raise RetryableApiError(f"{call}: server error {status}", status=status)
+        if status == 404:
+            raise NotFound(f"{call}: not found (404)", status=404)
+        error = _error_field(response)
+        raise ApiError(f"{call}: {status} {error or response.reason}", status=status)
+
+    @staticmethod
+    def _json(call: str, response: requests.Response) -> Any:
+        try:
+            return json.loads(response.content)
+        except ValueError:
+            raise MalformedResponse(f"{call}: answer is not valid JSON") from None

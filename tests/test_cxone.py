@@ -1,0 +1,352 @@
+"""The CXone backend: client-level behaviour, and whole sweeps through a real worker.
+
+Settings are process-wide: each test points them at the session simulator through the
+environment and clears ``get_settings``' cache before and after, so the in-process worker
+(which reads ``get_settings()`` per task) sweeps through the CXone backend too.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from cxsweep import cli
+from cxsweep.backend import Change, make_backend
+from cxsweep.cxone import CxoneBackend, JobPending, jwt_claims
+from cxsweep.errors import ApiError, CredentialsRefused, CxsweepError, MalformedResponse
+from cxsweep.phone import Sanitizer
+from cxsweep.runs import RunStore
+from cxsweep.settings import get_settings
+
+PHONES = ("PhoneNumber", "MobileNumber", "WorkNumber")
+DNC_GROUP = "7001"
+
+
+@pytest.fixture
+def cxone(simulator: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """CXSWEEP_BACKEND=cxone against the session simulator, with a fresh access key.
+
+    A new key per test gives the test its own Redis namespace (token, tenant, API base).
+    """
+    key_id, key_secret = f"key-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    simulator.configure(access_keys={key_id: key_secret}, job_delay=0.3)
+    env = {
+        "CXSWEEP_BACKEND": "cxone",
+        "CXSWEEP_CXONE_AUTH_URL": simulator.url,
+        "CXSWEEP_CXONE_ACCESS_KEY_ID": key_id,
+        "CXSWEEP_CXONE_ACCESS_KEY_SECRET": key_secret,
+        "CXSWEEP_CXONE_PHONE_COLUMNS": ",".join(PHONES),
+        "CXSWEEP_CXONE_UPLOAD_BATCH": "60",
+        "CXSWEEP_CXONE_REMOVE_BATCH": "15",
+        "CXSWEEP_CXONE_JOB_POLL_SECONDS": "0.2",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    yield env
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def new_list_id() -> str:
+    return str(random.randrange(10**6, 10**7))
+
+
+def backend(redis_client: redis.Redis) -> CxoneBackend:
+    get_settings.cache_clear()
+    made = make_backend(get_settings(), redis_client)
+    assert isinstance(made, CxoneBackend)
+    return made
+
+
+def expected(records: list[dict[str, Any]]) -> tuple[dict[str, dict[str, str]], set[str]]:
+    """What the pipeline must do: id -> new phone values for changed records, removed ids."""
+    sanitizer = Sanitizer(get_settings().directive)
+    changes: dict[str, dict[str, str]] = {}
+    removed: set[str] = set()
+    for record in records:
+        present = [c for c in PHONES if (record.get(c) or "").strip()] or [PHONES[0]]
+        verdicts = {c: sanitizer.check(record.get(c)) for c in present}
+        if not any(v.kept for v in verdicts.values()):
+            removed.add(record["ExternalId"])
+            continue
+        after = {
+            c: ("" if not v.kept else str(v.e164))
+            for c, v in verdicts.items()
+            if not v.kept or v.e164 != record[c]
+        }
+        if after:
+            changes[record["ExternalId"]] = after
+    return changes, removed
+
+
+# --- client level ------------------------------------------------------------------------
+
+
+def test_password_grant_discovery_and_cached_api_base(
+    cxone: dict[str, str],
+    simulator: Any,
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CXSWEEP_API_URL")
+    list_id = new_list_id()
+    simulator.put_call_list(list_id, count=5, seed=1)
+    first = backend(redis_client)
+    first.check_credentials()
+    assert first.api_base() == f"{simulator.url}/inContactAPI/services/v31.0"
+    assert first.tenant_id() == simulator.config.tenant_id
+    lists = {item["id"]: item for item in first.iter_lists()}
+    assert lists[list_id]["name"] == f"Calling list {list_id}"
+    # A second backend (another task, another worker) reuses token, tenant and base.
+    second = backend(redis_client)
+    page = second.read_page(list_id, None)
+    assert page.total == 5 and len(page.contacts) == 5
+    stats = simulator.stats()
+    assert stats["requests"]["discovery"] == 1
+    assert stats["password_grants"] == 1 and stats["token_grants"] == 1
+
+
+def test_id_token_claims_hold_the_tenant(cxone: dict[str, str], simulator: Any) -> None:
+    import requests
+
+    response = requests.post(
+        f"{simulator.url}/auth/token",
+        data={
+            "grant_type": "password",
+            "username": cxone["CXSWEEP_CXONE_ACCESS_KEY_ID"],
+            "password": cxone["CXSWEEP_CXONE_ACCESS_KEY_SECRET"],
+        },
+        auth=("test-client", "test-secret-value-9f2"),
+        timeout=5,
+    )
+    body = response.json()
+    assert response.status_code == 200 and body["refresh_token"]
+    assert jwt_claims(body["id_token"])["tenantId"] == simulator.config.tenant_id
+    # Client credentials travel as HTTP Basic only.
+    refused = requests.post(
+        f"{simulator.url}/auth/token", data={"grant_type": "password"}, timeout=5
+    )
+    assert refused.status_code == 401
+
+
+def test_refresh_token_then_password_grant_fallback(
+    cxone: dict[str, str], simulator: Any, redis_client: redis.Redis
+) -> None:
+    list_id = new_list_id()
+    simulator.put_call_list(list_id, count=3, seed=2)
+    simulator.configure(token_lifetime=2)
+    client = backend(redis_client)
+    client.read_page(list_id, None)
+    time.sleep(1.1)  # past the refresh time (half of a 2 s token)
+    client.read_page(list_id, None)
+    stats = simulator.stats()
+    assert (stats["password_grants"], stats["refresh_grants"]) == (1, 1)
+
+    simulator.revoke_tokens()  # a 401: one refresh for the fleet, then the call again
+    client.read_page(list_id, None)
+    stats = simulator.stats()
+    assert (stats["password_grants"], stats["refresh_grants"]) == (1, 2)
+
+    simulator.revoke_tokens()
+    simulator.revoke_refresh_tokens()  # the refresh is refused: a new password grant
+    client.read_page(list_id, None)
+    stats = simulator.stats()
+    assert (stats["password_grants"], stats["refresh_grants"]) == (2, 2)
+
+
+def test_wrong_access_key_is_refused(
+    cxone: dict[str, str],
+    simulator: Any,
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CXSWEEP_CXONE_ACCESS_KEY_SECRET", "not-the-secret")
+    with pytest.raises(CredentialsRefused) as refused:
+        backend(redis_client).check_credentials()
+    assert "CXSWEEP_CXONE_ACCESS_KEY_ID" in str(refused.value)
+    assert "not-the-secret" not in str(refused.value)
+
+
+def test_remove_prospects_partial_results(
+    cxone: dict[str, str], simulator: Any, redis_client: redis.Redis
+) -> None:
+    list_id = new_list_id()
+    simulator.put_call_list(list_id, count=6, seed=3)
+    ids = [r["ExternalId"] for r in simulator.get_call_list(list_id)]
+    simulator.fail_records(remove={ids[1]: "ProspectLocked"})
+    client = backend(redis_client)
+    outcome = client.remove_contacts(list_id, [ids[0], ids[1], "no-such-record"])
+    assert outcome.done == [ids[0]]
+    assert outcome.missing == ["no-such-record"]
+    assert outcome.failed == {ids[1]: "removeProspects: ProspectLocked"}
+    assert [r["ExternalId"] for r in simulator.get_call_list(list_id)] == ids[1:]
+
+
+def test_upload_is_followed_by_retries_not_repeated(
+    cxone: dict[str, str], simulator: Any, redis_client: redis.Redis
+) -> None:
+    list_id = new_list_id()
+    simulator.put_call_list(list_id, count=4, seed=4)
+    records = simulator.get_call_list(list_id)
+    simulator.fail_records(upload={records[1]["ExternalId"]: "InvalidRecord"})
+    changes = [
+        Change(
+            r["ExternalId"], {"MobileNumber": "+16502530000"} if i == 0 else {"WorkNumber": ""}, r
+        )
+        for i, r in enumerate(records[:2])
+    ]
+    client = backend(redis_client)
+    with pytest.raises(JobPending) as pending:
+        client.update_contacts(list_id, changes)
+    assert pending.value.status is None and pending.value.retry_after == pytest.approx(0.2)
+    with pytest.raises(JobPending):
+        client.update_contacts(list_id, changes)  # polls the same job
+    time.sleep(0.4)
+    outcome = client.update_contacts(list_id, changes)
+    assert outcome.done == [records[0]["ExternalId"]]
+    assert outcome.failed == {records[1]["ExternalId"]: "upload job 1: InvalidRecord"}
+    stats = simulator.stats()
+    assert stats["jobs_submitted"] == 1 and stats["requests"]["upload"] == 1
+    after = {r["ExternalId"]: r for r in simulator.get_call_list(list_id)}
+    assert after[records[0]["ExternalId"]] == {**records[0], "MobileNumber": "+16502530000"}
+    assert after[records[1]["ExternalId"]] == records[1]
+
+
+def test_unmapped_phone_column_is_refused(
+    cxone: dict[str, str], simulator: Any, redis_client: redis.Redis
+) -> None:
+    list_id = new_list_id()
+    simulator.put_call_list(list_id, count=2, seed=5, phone_columns=("PhoneNumber", "FaxPhone"))
+    with pytest.raises(ApiError, match="FaxPhone"):
+        backend(redis_client).read_page(list_id, None)
+
+
+def test_malformed_download_is_refused(
+    cxone: dict[str, str], simulator: Any, redis_client: redis.Redis
+) -> None:
+    list_id = new_list_id()
+    simulator.put_call_list(list_id, count=2, seed=6)
+    simulator.add_faults([{"method": "GET", "path": "/call-lists/", "action": "wrong_types"}])
+    with pytest.raises(MalformedResponse, match="contactRecords"):
+        backend(redis_client).read_page(list_id, None)
+
+
+# --- the whole sweep -----------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("sweep_worker")
+def test_full_sweep_through_cxone(
+    cxone: dict[str, str],
+    simulator: Any,
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Discovery, not an explicit API URL; removed numbers go to a DNC group.
+    monkeypatch.delenv("CXSWEEP_API_URL")
+    monkeypatch.setenv("CXSWEEP_CXONE_DNC_GROUP_ID", DNC_GROUP)
+    simulator.add_dnc_group(DNC_GROUP)
+    simulator.configure(page_size=50, job_delay=1.0)
+    list_id = "4100021"  # fixed: the seeded mix of good and bad numbers depends on it
+    simulator.put_call_list(list_id, count=400, seed=21)
+    original = simulator.get_call_list(list_id)
+    get_settings.cache_clear()
+    changes, removed = expected(original)
+    by_id = {r["ExternalId"]: r for r in original}
+    # The seed must hold records with a good and a bad number, or this proves little.
+    mixed = [cid for cid, after in changes.items() if "" in after.values() and cid not in removed]
+    assert len(mixed) >= 10 and len(removed) >= 10
+
+    locked = sorted(removed)[0]
+    refused = sorted(mixed)[0]
+    simulator.fail_records(remove={locked: "ProspectLocked"}, upload={refused: "InvalidRecord"})
+    simulator.add_faults(
+        [
+            {
+                "method": "GET",
+                "path": "/call-lists/",
+                "action": 429,
+                "after": 2,
+                "times": 1,
+                "retry_after": "1",
+            },
+            {"method": "GET", "path": "/call-lists/", "action": 503, "after": 4, "times": 1},
+            {"method": "POST", "path": "/upload$", "action": 502, "times": 1},
+            {"method": "DELETE", "path": "/removeProspects$", "action": 503, "times": 1},
+        ]
+    )
+
+    settings = cli._settings_for_run()
+    assert settings.backend == "cxone" and not settings.api_url
+    run_id = cli.start_run(settings, list_id, dry_run=False)
+    time.sleep(0.3)
+    simulator.revoke_tokens()  # workers get a 401 and refresh through the refresh token
+    record = cli.wait_for_run(settings, run_id, timeout=180, quiet=True)
+
+    # Two records were refused by the platform: the run says so, everything else is done.
+    failures = RunStore(redis_client, run_id).failures()
+    assert record["status"] == "failed", record
+    assert set(failures) == {locked, refused}, failures
+    assert record["failure_count"] == 2, record
+    assert record["total_processed"] == len(original)
+    assert record["purge_count"] == len(removed) - 1
+    assert record["success_count"] == len(changes) - 1
+
+    final = {r["ExternalId"]: r for r in simulator.get_call_list(list_id)}
+    assert set(final) == (set(by_id) - removed) | {locked}
+    for cid, rec in final.items():
+        if cid in changes and cid != refused:
+            assert rec == {**by_id[cid], **changes[cid]}, cid
+        else:
+            assert rec == by_id[cid], cid
+    # A record with one good and one bad number keeps the good one and blanks the bad.
+    sample = next(cid for cid in sorted(mixed) if cid != refused)
+    assert "" in [final[sample][c] for c in PHONES if by_id[sample][c]]
+    assert any(final[sample][c].startswith("+") for c in PHONES)
+
+    stats = simulator.stats()
+    assert stats["requests"]["discovery"] == 1
+    assert stats["password_grants"] == 1 and stats["refresh_grants"] >= 1
+    assert stats["requests"]["cxone_read"] >= 8  # 400 records, 50 a page, read in parallel
+    assert set(stats["uploaded"]) == set(changes) - {refused}
+    assert all(times == 1 for times in stats["uploaded"].values())
+    assert stats["statuses"].get("429", 0) >= 1 and stats["statuses"].get("401", 0) >= 1
+
+    dnc = set(simulator.dnc_numbers(DNC_GROUP))
+    for cid in removed - {locked}:
+        for column in PHONES:
+            digits = "".join(ch for ch in by_id[cid][column] if ch.isdigit())
+            if len(digits) >= 7:
+                assert digits in dnc, (cid, column)
+
+
+@pytest.mark.usefixtures("sweep_worker")
+def test_dry_run_through_cxone_writes_nothing(cxone: dict[str, str], simulator: Any) -> None:
+    list_id = new_list_id()
+    simulator.put_call_list(list_id, count=120, seed=22)
+    original = simulator.get_call_list(list_id)
+    settings = cli._settings_for_run()
+    run_id = cli.start_run(settings, list_id, dry_run=True)
+    record = cli.wait_for_run(settings, run_id, timeout=60, quiet=True)
+    changes, removed = expected(original)
+    assert record["status"] == "completed"
+    assert record["planned_removals"] == len(removed)
+    assert record["planned_updates"] == len(changes)
+    stats = simulator.stats()
+    assert stats["requests"]["upload"] == 0 and stats["requests"]["remove_prospects"] == 0
+    assert simulator.get_call_list(list_id) == original
+
+
+def test_cli_refuses_bad_access_key_fast(
+    cxone: dict[str, str], simulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CXSWEEP_CXONE_ACCESS_KEY_SECRET", "wrong")
+    get_settings.cache_clear()
+    with pytest.raises(CxsweepError, match="refused"):
+        cli.start_run(cli._settings_for_run(), new_list_id(), dry_run=True)
