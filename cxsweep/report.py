@@ -1,0 +1,645 @@
+"""The run report: one self-contained HTML page that tells the story of a run at a glance.
+
+``cxsweep report RUN_ID --html FILE`` reads the run's audit record from Redis (or from an
+audit log with ``--audit-log``) and writes a page with no external assets and no script:
+it opens from a mail attachment or a ticket as well as from a web server. Every value
+that comes from the record is escaped: list ids and reasons come from outside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from html import escape
+from pathlib import Path
+from typing import Any, cast
+
+from cxsweep.errors import SettingsError
+
+EXIT_OK, EXIT_USAGE = 0, 2
+
+STATUS_COLOURS = {
+    "completed": ("#1a7f37", "#e6f4ea"),
+    "halted": ("#9a5b00", "#fff4e0"),
+    "failed": ("#b42318", "#fdecea"),
+}
+# Outcome colours are chosen to read apart for the common colour-vision deficiencies
+# (blue / grey / orange / red-purple), and each segment is labelled in the legend too.
+OUTCOME_COLOURS = {
+    "updated": "#2f6fdb",
+    "unchanged": "#9aa5b1",
+    "removed": "#e07b00",
+    "failed": "#b4237a",
+}
+# Inner width of a half-page card (see .grid2 in the CSS), for charts drawn there.
+HALF = 440
+CHART_COLOURS = {
+    "reasons": "#e07b00",
+    "regions": "#2f6fdb",
+    "types": "#3a9a6a",
+    "endpoints": "#6b59c8",
+    "statuses": "#5b6b7b",
+}
+
+_CSS = """
+*{box-sizing:border-box}
+body{margin:0;background:#f3f4f7;color:#1d2733;
+ font:15px/1.45 -apple-system,BlinkMacSystemFont,"Segoe UI",Roboto,"Helvetica Neue",Arial,
+ "DejaVu Sans",sans-serif}
+main{max-width:1000px;margin:0 auto;padding:28px 24px 40px}
+header{display:flex;flex-wrap:wrap;align-items:flex-start;justify-content:space-between;
+ gap:12px;margin-bottom:18px}
+.eyebrow{font-size:12px;letter-spacing:.08em;text-transform:uppercase;color:#5b6b7b;
+ margin:0 0 4px}
+h1{font-size:26px;margin:0 0 6px;font-weight:650;word-break:break-all}
+.meta{color:#5b6b7b;font-size:13px;margin:0}
+.lead{font-size:15.5px;margin:10px 0 0;max-width:720px}
+.meta code{font-size:12.5px;background:#e8ebf0;border-radius:4px;padding:1px 5px;color:#1d2733}
+.pill{display:inline-block;border-radius:999px;padding:5px 14px;font-weight:650;
+ font-size:14px;text-transform:capitalize;border:1px solid currentColor}
+.tag{display:inline-block;border-radius:4px;padding:2px 8px;font-size:12px;
+ background:#e8ebf0;color:#1d2733;margin-left:6px;font-weight:600;vertical-align:middle}
+.note{border-left:4px solid;border-radius:6px;padding:10px 14px;margin:0 0 18px;
+ background:#fff}
+.tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(130px,1fr));gap:12px;
+ margin-bottom:18px}
+.tile{background:#fff;border-radius:10px;padding:14px 16px;
+ box-shadow:0 1px 2px rgba(16,24,40,.06),0 1px 3px rgba(16,24,40,.08)}
+.tile .label{font-size:12px;text-transform:uppercase;letter-spacing:.06em;color:#5b6b7b}
+.tile .value{font-size:27px;font-weight:650;margin-top:2px;font-variant-numeric:tabular-nums}
+.tile .sub{font-size:12.5px;color:#5b6b7b}
+.tile.accent{border-top:4px solid var(--c);padding-top:10px}
+.card{background:#fff;border-radius:10px;padding:16px 18px 14px;margin-bottom:16px;
+ box-shadow:0 1px 2px rgba(16,24,40,.06),0 1px 3px rgba(16,24,40,.08)}
+h2{font-size:16px;margin:0 0 2px;font-weight:650}
+.card .hint{font-size:12.5px;color:#5b6b7b;margin:0 0 10px}
+.grid2{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:16px}
+.grid2 .card{margin-bottom:0}
+.legend{display:flex;flex-wrap:wrap;gap:6px 18px;font-size:13px;margin-top:8px}
+.legend i{display:inline-block;width:11px;height:11px;border-radius:2px;margin-right:6px;
+ vertical-align:-1px}
+.empty{color:#5b6b7b;font-style:italic;margin:6px 0}
+table{border-collapse:collapse;width:100%;font-size:14px}
+td,th{padding:6px 8px;border-bottom:1px solid #e8ebf0;text-align:left}
+th{font-size:12px;text-transform:uppercase;letter-spacing:.05em;color:#5b6b7b;font-weight:600}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+svg text{font-family:inherit}
+footer{color:#8593a3;font-size:12px;margin-top:22px;text-align:center}
+section{margin-bottom:16px}
+"""
+
+
+# --- formatting -------------------------------------------------------------------------
+
+
+def _e(value: Any) -> str:
+    return escape(str(value), quote=True)
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:,.1f}"
+    return f"{_int(value):,}"
+
+
+def _pct(part: float, whole: float) -> str:
+    if not whole:
+        return "0%"
+    share = 100.0 * part / whole
+    return f"{share:.1f}%" if share < 99.95 else "100%"
+
+
+def _when(stamp: Any) -> str:
+    text = str(stamp or "")
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text or "unknown"
+    return parsed.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _duration(seconds: Any) -> str:
+    try:
+        total = float(seconds)
+    except (TypeError, ValueError):
+        return "unknown"
+    if total < 60:
+        return f"{total:.1f} s"
+    minutes, secs = divmod(round(total), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def _humanize(key: str) -> str:
+    """`line_type` -> `Line type`, `FIXED_LINE_OR_MOBILE` -> `Fixed line or mobile`."""
+    text = str(key).replace("_", " ").replace("-", " ").strip()
+    if len(text) <= 3 and text.isalpha():
+        return text.upper()  # region codes, HTTP verbs
+    return text[:1].upper() + text[1:].lower() if text else "(none)"
+
+
+# --- charts -----------------------------------------------------------------------------
+
+
+def _sorted_items(counts: Mapping[str, Any] | None) -> list[tuple[str, int]]:
+    items = [(str(k), _int(v)) for k, v in (counts or {}).items() if _int(v) > 0]
+    return sorted(items, key=lambda kv: (-kv[1], kv[0]))
+
+
+def bar_chart(
+    counts: Mapping[str, Any] | None,
+    *,
+    colour: str,
+    title: str,
+    label: Any = _humanize,
+    limit: int = 10,
+    width: int = 900,
+) -> str:
+    """A horizontal bar chart as inline SVG: label, bar, count and share of the total.
+
+    ``width`` is the card's inner width in CSS pixels: the SVG is drawn at that size and
+    never scaled up, so its text stays the size of the page's text in wide and narrow
+    cards alike."""
+    items = _sorted_items(counts)
+    if not items:
+        return '<p class="empty">None in this run.</p>'
+    total = sum(v for _, v in items)
+    if len(items) > limit:
+        rest = items[limit - 1 :]
+        items = [*items[: limit - 1], (f"{len(rest)} others", sum(v for _, v in rest))]
+        label_of = {k: (label(k) if not k.endswith(" others") else k) for k, _ in items}
+    else:
+        label_of = {k: label(k) for k, _ in items}
+    peak = max(v for _, v in items)
+    row = 30
+    label_w = 180 if width >= 600 else 150
+    value_w = 130 if width >= 600 else 108
+    bar_w = width - label_w - value_w
+    height = row * len(items) + 4
+    parts = [
+        f'<svg role="img" aria-label="{_e(title)}" viewBox="0 0 {width} {height}" '
+        f'width="100%" style="max-width:{width}px;display:block" '
+        'xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{_e(title)}</title>",
+    ]
+    for index, (key, value) in enumerate(items):
+        y = index * row + 2
+        shown = label_of[key]
+        room = 24 if width >= 600 else 21
+        short = shown if len(shown) <= room else shown[: room - 1] + "\u2026"
+        length = max(2.0, bar_w * value / peak)
+        parts.append(
+            f"<g><title>{_e(shown)}: {value:,} ({_pct(value, total)})</title>"
+            f'<text x="{label_w - 10}" y="{y + 19}" text-anchor="end" font-size="13" '
+            f'fill="#1d2733">{_e(short)}</text>'
+            f'<rect x="{label_w}" y="{y + 5}" width="{bar_w}" height="18" rx="3" '
+            f'fill="#eef1f5"/>'
+            f'<rect x="{label_w}" y="{y + 5}" width="{length:.1f}" height="18" rx="3" '
+            f'fill="{_e(colour)}"/>'
+            f'<text x="{label_w + bar_w + 8}" y="{y + 19}" font-size="13" fill="#1d2733">'
+            f'<tspan font-weight="600">{value:,}</tspan>'
+            f'<tspan fill="#5b6b7b"> \u00b7 {_pct(value, total)}</tspan></text></g>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def outcome_bar(segments: Iterable[tuple[str, int, str]]) -> str:
+    """One stacked bar of what happened to every contact, with a legend."""
+    items = [(name, value, colour) for name, value, colour in segments if value > 0]
+    total = sum(value for _, value, _ in items)
+    if not total:
+        return '<p class="empty">No contacts were read.</p>'
+    width, height = 600, 34
+    # A sliver of a few failures must still be visible: every segment gets at least
+    # 4 units, taken from the others in proportion.
+    floor = 4.0
+    raw = [width * value / total for _, value, _ in items]
+    small = sum(floor for w in raw if w < floor)
+    big = sum(w for w in raw if w >= floor)
+    widths = [floor if w < floor else w * (width - small) / big for w in raw] if big else raw
+    x = 0.0
+    rects = []
+    for (name, value, colour), w in zip(items, widths, strict=True):
+        rects.append(
+            f'<rect x="{x:.2f}" y="0" width="{w:.2f}" height="{height}" fill="{_e(colour)}">'
+            f"<title>{_e(name)}: {value:,} ({_pct(value, total)})</title></rect>"
+        )
+        x += w
+    legend = "".join(
+        f'<span><i style="background:{_e(colour)}"></i>{_e(name)} '
+        f"<b>{value:,}</b> ({_pct(value, total)})</span>"
+        for name, value, colour in items
+    )
+    return (
+        f'<svg role="img" aria-label="Outcome of every contact" viewBox="0 0 {width} {height}" '
+        f'width="100%" preserveAspectRatio="none" xmlns="http://www.w3.org/2000/svg">'
+        f'<clipPath id="round"><rect width="{width}" height="{height}" rx="6"/></clipPath>'
+        f'<g clip-path="url(#round)">{"".join(rects)}</g></svg>'
+        f'<div class="legend">{legend}</div>'
+    )
+
+
+# --- the page ---------------------------------------------------------------------------
+
+
+def _summary(
+    dry: bool, fetched: int, updated: int, unchanged: int, removed: int, failed: int
+) -> str:
+    if not fetched:
+        return "No contacts were read."
+    if dry:
+        return (
+            f"{fetched:,} contacts checked: {updated:,} would be rewritten to E.164, "
+            f"{removed:,} would be removed as not dialable, {unchanged:,} are already clean."
+        )
+    text = (
+        f"{fetched:,} contacts checked: {updated:,} rewritten to E.164, {removed:,} removed "
+        f"as not dialable, {unchanged:,} already clean"
+    )
+    return text + (f"; {failed:,} writes failed." if failed else "; every write succeeded.")
+
+
+def _tile(label: str, value: str, sub: str = "", colour: str | None = None) -> str:
+    accent = f' accent" style="--c:{_e(colour)}' if colour else ""
+    return (
+        f'<div class="tile{accent}"><div class="label">{_e(label)}</div>'
+        f'<div class="value">{_e(value)}</div>'
+        + (f'<div class="sub">{_e(sub)}</div>' if sub else "")
+        + "</div>"
+    )
+
+
+def _card(title: str, hint: str, body: str) -> str:
+    return (
+        f'<div class="card"><h2>{_e(title)}</h2>'
+        + (f'<p class="hint">{_e(hint)}</p>' if hint else "")
+        + body
+        + "</div>"
+    )
+
+
+def _latency_table(percentiles: Mapping[str, Any]) -> str:
+    rows = "".join(
+        f'<tr><td>{_e(name)}</td><td class="num">{_e(_num(value))} ms</td></tr>'
+        for name, value in percentiles.items()
+    )
+    return f"<table><tr><th>Percentile</th><th>API latency</th></tr>{rows}</table>"
+
+
+def _steps_table(steps: Iterable[Mapping[str, Any]]) -> str:
+    rows = []
+    for step in steps:
+        seconds = step.get("seconds", step.get("duration_seconds", ""))
+        rows.append(
+            f"<tr><td>{_e(step.get('name', step.get('step', '?')))}</td>"
+            f"<td>{_e(step.get('detail', ''))}</td>"
+            f'<td class="num">{_e(_duration(seconds))}</td></tr>'
+        )
+    return "<table><tr><th>Step</th><th>Detail</th><th>Took</th></tr>" + "".join(rows) + "</table>"
+
+
+def render_html(record: Mapping[str, Any], extras: Mapping[str, Any] | None = None) -> str:
+    """One self-contained HTML page (inline CSS and SVG, no script) for a run's record.
+
+    ``record`` is the audit record (``cxsweep.audit.build_record``). ``extras`` may add
+    what the record does not carry: ``requests_by_endpoint`` and ``responses_by_status``
+    ({name: count}), ``api_avg_ms``, ``api_latency_ms`` ({"p50": ms, ...}),
+    ``slowest_steps`` ([{"name", "detail", "seconds"}]) and ``generated_at``.
+    """
+    extra: dict[str, Any] = {**dict(record.get("extras") or {}), **dict(extras or {})}
+    status = str(record.get("status") or "unknown")
+    fg, bg = STATUS_COLOURS.get(status, ("#3d4a57", "#eef1f5"))
+    dry = bool(record.get("dry_run"))
+    fetched = _int(record.get("total_processed"))
+    unchanged = _int(record.get("unchanged_count"))
+    updated = _int(record.get("planned_updates" if dry else "success_count"))
+    removed = _int(record.get("planned_removals" if dry else "purge_count"))
+    failed = 0 if dry else _int(record.get("failure_count"))
+    list_id, run_id = record.get("list_id", ""), record.get("run_id", "")
+
+    headline = {
+        "completed": "Completed: the list was cleaned.",
+        "halted": "Halted for manual review: writes stopped, nothing further was removed.",
+        "failed": "Failed: see the note below.",
+    }.get(status, status)
+    if dry:
+        headline = "Dry run: the list was read and judged; nothing was written."
+
+    parts: list[str] = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>cxsweep run {_e(run_id)} \u00b7 list {_e(list_id)}</title>",
+        f"<style>{_CSS}</style></head><body><main>",
+        "<header><div>",
+        '<p class="eyebrow">Contact list sweep report</p>',
+        f"<h1>List {_e(list_id)}" + ('<span class="tag">DRY RUN</span>' if dry else "") + "</h1>",
+        f'<p class="meta">Run <code>{_e(run_id)}</code> \u00b7 '
+        f"{_e(_when(record.get('started_at')))} \u2192 {_e(_when(record.get('finished_at')))}"
+        f" \u00b7 took {_e(_duration(record.get('duration_seconds')))}</p>",
+        f'<p class="lead">{_e(_summary(dry, fetched, updated, unchanged, removed, failed))}</p>',
+        "</div>",
+        f'<div><span class="pill" style="color:{fg};background:{bg}">{_e(status)}</span></div>',
+        "</header>",
+    ]
+    note = str(record.get("message") or "")
+    if note or status != "completed" or dry:
+        parts.append(
+            f'<div class="note" style="border-color:{fg}"><b>{_e(headline)}</b>'
+            + (f"<br>{_e(note)}" if note else "")
+            + "</div>"
+        )
+
+    rate = record.get("format_success_rate")
+    parts.append('<section class="tiles" aria-label="Totals">')
+    parts.append(_tile("Fetched", _num(fetched), "contacts read", "#1d2733"))
+    parts.append(
+        _tile(
+            "Would update" if dry else "Updated",
+            _num(updated),
+            f"{_pct(updated, fetched)} rewritten to E.164",
+            OUTCOME_COLOURS["updated"],
+        )
+    )
+    parts.append(
+        _tile(
+            "Unchanged",
+            _num(unchanged),
+            f"{_pct(unchanged, fetched)} already clean",
+            OUTCOME_COLOURS["unchanged"],
+        )
+    )
+    parts.append(
+        _tile(
+            "Would remove" if dry else "Removed",
+            _num(removed),
+            f"{_pct(removed, fetched)} not dialable",
+            OUTCOME_COLOURS["removed"],
+        )
+    )
+    parts.append(
+        _tile(
+            "Failed",
+            _num(failed),
+            "writes not done" if failed else "no write failed",
+            OUTCOME_COLOURS["failed"],
+        )
+    )
+    if isinstance(rate, int | float):
+        parts.append(
+            _tile("Dialable", f"{100.0 * float(rate):.1f}%", "kept after the sweep", "#3a9a6a")
+        )
+    parts.append("</section>")
+
+    segments = [
+        ("Would update" if dry else "Updated", updated, OUTCOME_COLOURS["updated"]),
+        ("Unchanged", unchanged, OUTCOME_COLOURS["unchanged"]),
+        ("Would remove" if dry else "Removed", removed, OUTCOME_COLOURS["removed"]),
+        ("Failed", failed, OUTCOME_COLOURS["failed"]),
+    ]
+    parts.append(
+        _card(
+            "What happened to every contact",
+            f"{fetched:,} contacts read from the list",
+            outcome_bar(segments),
+        )
+    )
+
+    reasons = record.get("reject_reasons") or {}
+    parts.append(
+        _card(
+            "Rejects by reason",
+            f"{sum(v for _, v in _sorted_items(reasons)):,} numbers failed the policy "
+            "(a contact whose only number fails is removed; a bad secondary number is blanked)",
+            bar_chart(reasons, colour=CHART_COLOURS["reasons"], title="Rejects by reason"),
+        )
+    )
+    parts.append('<div class="grid2">')
+    parts.append(
+        _card(
+            "Kept contacts by region",
+            "where the dialable numbers are",
+            bar_chart(
+                record.get("by_region"),
+                colour=CHART_COLOURS["regions"],
+                title="Kept contacts by region",
+                label=str,
+                width=HALF,
+            ),
+        )
+    )
+    parts.append(
+        _card(
+            "Kept contacts by line type",
+            "what kind of line they ring",
+            bar_chart(
+                record.get("by_line_type"),
+                colour=CHART_COLOURS["types"],
+                title="Kept contacts by line type",
+                width=HALF,
+            ),
+        )
+    )
+    parts.append('</div><div style="height:16px"></div>')
+
+    requests = _int(record.get("api_requests"))
+    retries = _int(record.get("api_retries"))
+    throttled = _int(record.get("api_429s"))
+    parts.append('<h2 style="margin:8px 0 10px">API behaviour</h2>')
+    parts.append('<section class="tiles" aria-label="API behaviour">')
+    parts.append(_tile("Requests", _num(requests), f"{_num(record.get('pages'))} pages read"))
+    parts.append(_tile("Retries", _num(retries), f"{_pct(retries, requests)} of requests"))
+    parts.append(
+        _tile(
+            "Rate limited (429)",
+            _num(throttled),
+            "server asked to slow down" if throttled else "never throttled",
+        )
+    )
+    if extra.get("api_avg_ms") is not None:
+        parts.append(
+            _tile("Avg API latency", f"{float(extra['api_avg_ms']):,.0f} ms", "per request")
+        )
+    if record.get("avg_latency_us") is not None:
+        parts.append(
+            _tile(
+                "Check time",
+                f"{float(record['avg_latency_us']):,.0f} \u00b5s",
+                "per number, on the workers",
+            )
+        )
+    parts.append("</section>")
+
+    by_endpoint = extra.get("requests_by_endpoint")
+    by_status = extra.get("responses_by_status")
+    if by_endpoint or by_status:
+        parts.append('<div class="grid2">')
+        if by_endpoint:
+            parts.append(
+                _card(
+                    "Requests by endpoint",
+                    "",
+                    bar_chart(
+                        by_endpoint,
+                        colour=CHART_COLOURS["endpoints"],
+                        title="Requests by endpoint",
+                        width=HALF,
+                    ),
+                )
+            )
+        if by_status:
+            parts.append(
+                _card(
+                    "Responses by status",
+                    "",
+                    bar_chart(
+                        by_status,
+                        colour=CHART_COLOURS["statuses"],
+                        title="Responses by status",
+                        label=str,
+                        width=HALF,
+                    ),
+                )
+            )
+        parts.append('</div><div style="height:16px"></div>')
+    percentiles = extra.get("api_latency_ms")
+    if isinstance(percentiles, Mapping) and percentiles:
+        parts.append(_card("API latency", "", _latency_table(percentiles)))
+    steps = extra.get("slowest_steps")
+    if isinstance(steps, list) and steps:
+        parts.append(_card("Slowest steps", "", _steps_table(steps)))
+
+    generated = extra.get("generated_at") or datetime.now(UTC).isoformat()
+    parts.append(
+        f"<footer>cxsweep \u00b7 audit record of {_e(_when(record.get('timestamp')))}"
+        f" \u00b7 report generated {_e(_when(generated))}</footer>"
+    )
+    parts.append("</main></body></html>")
+    return "\n".join(parts)
+
+
+# --- where records come from ------------------------------------------------------------
+
+
+def record_from_audit_log(path: str | Path, run_id: str) -> dict[str, Any] | None:
+    """The last line of the log for ``run_id`` (``latest``: the last line of the log)."""
+    found: dict[str, Any] | None = None
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a crash must not hide the others
+            if isinstance(record, dict) and (run_id == "latest" or record.get("run_id") == run_id):
+                found = record
+    return found
+
+
+def extras_from_counts(counts: Mapping[str, int]) -> dict[str, Any]:
+    """What the run's counters in Redis add to the record."""
+    extras: dict[str, Any] = {
+        "requests_by_endpoint": {
+            k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("calls:")
+        },
+        "responses_by_status": {
+            k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("status:")
+        },
+    }
+    if counts.get("api_requests") and "api_ms_sum" in counts:
+        extras["api_avg_ms"] = counts["api_ms_sum"] / counts["api_requests"]
+    return extras
+
+
+def record_from_redis(redis_url: str, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    from cxsweep.errors import CxsweepError
+    from cxsweep.localredis import redis_answers
+    from cxsweep.redisconn import get_redis, text
+    from cxsweep.runs import RUN_INDEX, RunStore
+
+    if not redis_answers(redis_url):
+        raise SettingsError(f"no Redis answers at CXSWEEP_REDIS_URL={redis_url}")
+    client = get_redis(redis_url)
+    if run_id == "latest":
+        newest = cast(list[bytes], client.zrevrange(RUN_INDEX, 0, 0))
+        if not newest:
+            raise CxsweepError("no runs recorded")
+        run_id = text(newest[0])
+    store = RunStore(client, run_id)
+    meta = store.meta()
+    if not meta:
+        raise CxsweepError(f"no run {run_id} in Redis (use --audit-log for an older run)")
+    if not meta.get("record"):
+        raise CxsweepError(
+            f"run {run_id} has not finished (status {meta.get('status', '?')}): no report yet"
+        )
+    return json.loads(meta["record"]), extras_from_counts(store.counts())
+
+
+def report_command(args: argparse.Namespace) -> int:
+    """``cxsweep report RUN_ID [--html FILE] [--audit-log FILE]``."""
+    extras: dict[str, Any] = {}
+    if args.audit_log:
+        try:
+            found = record_from_audit_log(args.audit_log, args.run_id)
+        except OSError as exc:
+            print(
+                f"cxsweep: cannot read audit log {args.audit_log}: {exc.strerror}", file=sys.stderr
+            )
+            return EXIT_USAGE
+        if found is None:
+            print(f"cxsweep: no run {args.run_id} in {args.audit_log}", file=sys.stderr)
+            return EXIT_USAGE
+        record = found
+    else:
+        from cxsweep.settings import get_settings
+
+        get_settings.cache_clear()
+        record, extras = record_from_redis(get_settings().redis_url, args.run_id)
+    page = render_html(record, extras)
+    target = args.html or f"cxsweep-report-{record.get('run_id') or args.run_id}.html"
+    if target == "-":
+        sys.stdout.write(page)
+        return EXIT_OK
+    Path(target).write_text(page, encoding="utf-8")
+    print(
+        f"report of run {record.get('run_id')} written to {Path(target).resolve()}", file=sys.stderr
+    )
+    return EXIT_OK
+
+
+def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``report`` on the CLI's subparsers (``cxsweep.cli.build_parser``)."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "report", help="write a run's report as one self-contained HTML page"
+    )
+    parser.add_argument("run_id", help="the run's id, or `latest`")
+    parser.add_argument(
+        "--html",
+        metavar="FILE",
+        default=None,
+        help="where to write the page (default cxsweep-report-RUN_ID.html; - for stdout)",
+    )
+    parser.add_argument(
+        "--audit-log",
+        metavar="FILE",
+        default=None,
+        help="read the record from this audit log instead of Redis",
+    )
+    parser.set_defaults(func=report_command)
+    return parser
