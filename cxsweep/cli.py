@@ -15,7 +15,9 @@ import time
 from collections.abc import Sequence
 from typing import Any, cast
 
+from cxsweep.check import add_check_parser
 from cxsweep.errors import CredentialsRefused, CxsweepError, RetryableApiError, SettingsError
+from cxsweep.report import add_report_parser
 from cxsweep.settings import Settings, get_settings
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
@@ -26,9 +28,12 @@ def _err(message: str) -> None:
 
 
 def _settings_for_run() -> Settings:
+    from cxsweep.policy import load_policy
+
     get_settings.cache_clear()
     settings = get_settings()
     settings.require_api()
+    load_policy(settings)  # a bad policy file stops here, before any call
     return settings
 
 
@@ -42,7 +47,7 @@ def start_run(
     from cxsweep.backend import make_backend
     from cxsweep.localredis import redis_answers
     from cxsweep.redisconn import get_redis
-    from cxsweep.runs import ListLock, RunStore, new_run_id
+    from cxsweep.runs import prepare_run
 
     if not redis_answers(settings.redis_url):
         raise SettingsError(f"no Redis answers at CXSWEEP_REDIS_URL={settings.redis_url}")
@@ -51,12 +56,13 @@ def start_run(
         make_backend(settings, redis_client).check_credentials()
     except RetryableApiError as exc:
         raise CxsweepError(f"cannot obtain a token: {exc}") from None
-    run_id = new_run_id()
-    lock = ListLock(redis_client, list_id)
-    if not lock.acquire(run_id):
-        raise CxsweepError(f"list {list_id} is being swept by run {lock.holder()}: not starting")
-    store = RunStore(redis_client, run_id)
-    store.create(list_id, dry_run=dry_run, options=options or {})
+    run_id = prepare_run(
+        redis_client,
+        list_id,
+        dry_run=dry_run,
+        options=options,
+        deadline_seconds=settings.run_deadline_seconds,
+    )
 
     from tasks.sweep import launch
 
@@ -148,7 +154,10 @@ def print_summary(record: dict[str, Any]) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings_for_run()
-    run_id = start_run(settings, args.list_id, dry_run=args.dry_run)
+    options = {}
+    if args.allow_purge_ratio is not None:
+        options["allow_purge_ratio"] = args.allow_purge_ratio
+    run_id = start_run(settings, args.list_id, dry_run=args.dry_run, options=options)
     print(f"run {run_id} started on list {args.list_id}", file=sys.stderr)
     record = wait_for_run(settings, run_id, timeout=args.timeout, quiet=args.quiet)
     if args.json:
@@ -204,9 +213,12 @@ def cmd_simulator(args: argparse.Namespace) -> int:
     sim = Simulator(config, host=args.host, port=args.port)
     for number in range(args.lists):
         sim.put_list(f"list-{number + 1}", count=args.contacts, seed=args.seed + number)
+    for number in range(args.call_lists):
+        sim.put_call_list(str(1001 + number), count=args.contacts, seed=args.seed + number)
     print(
-        f"simulator on {sim.url}: {args.lists} list(s) of {args.contacts} contacts "
-        f"(client id demo-client, secret demo-secret)",
+        f"simulator on {sim.url}: {args.lists} v2 list(s) and {args.call_lists} CXone calling"
+        f" list(s) of {args.contacts} contacts (client id demo-client, secret demo-secret;"
+        " CXone access key demo-key-id / demo-key-secret)",
         file=sys.stderr,
     )
     with contextlib.suppress(KeyboardInterrupt):
@@ -220,6 +232,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(contacts=args.contacts, workers=args.workers, keep=args.keep)
 
 
+def _ratio(value: str) -> float:
+    try:
+        ratio = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not 0.0 <= ratio <= 1.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return ratio
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cxsweep", description="Clean outbound-dialing contact lists on NICE CXone."
@@ -229,6 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="sweep one contact list on the workers and wait")
     run.add_argument("list_id")
     run.add_argument("--dry-run", action="store_true", help="read and judge, write nothing")
+    run.add_argument(
+        "--allow-purge-ratio",
+        type=_ratio,
+        metavar="R",
+        help="let this run remove up to this share of the list (0..1), above the guard",
+    )
     run.add_argument("--timeout", type=float, default=None, help="give up waiting after N s")
     run.add_argument("--json", action="store_true", help="print the audit record as JSON")
     run.add_argument("--quiet", action="store_true", help="no live progress")
@@ -243,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8080)
     sim.add_argument("--lists", type=int, default=3)
+    sim.add_argument("--call-lists", type=int, default=1, help="CXone calling lists 1001...")
     sim.add_argument("--contacts", type=int, default=1000)
     sim.add_argument("--page-size", type=int, default=500)
     sim.add_argument("--token-lifetime", type=int, default=1800)
@@ -258,12 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true", help="leave the demo's files in place")
     demo.set_defaults(func=cmd_demo)
 
-    try:
-        from cxsweep.check import add_check_parser
-    except ImportError:
-        pass
-    else:
-        add_check_parser(sub)
+    add_check_parser(sub)
+    add_report_parser(sub)
     return parser
 
 

@@ -15,11 +15,12 @@ import time
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 from redis.lock import Lock
 
+from cxsweep.errors import ListBusy
 from cxsweep.redisconn import text
 
 # Bulky keys (pages, the plan) expire on their own; a week covers any review of a dry run.
@@ -106,7 +107,14 @@ class RunStore:
 
     # --- metadata -------------------------------------------------------------------
 
-    def create(self, list_id: str, *, dry_run: bool, options: Mapping[str, Any]) -> None:
+    def create(
+        self,
+        list_id: str,
+        *,
+        dry_run: bool,
+        options: Mapping[str, Any],
+        deadline_seconds: float = 6 * 3600,
+    ) -> None:
         now = time.time()
         pipe = self.redis.pipeline()
         pipe.hset(
@@ -117,6 +125,7 @@ class RunStore:
                 "dry_run": int(dry_run),
                 "status": "reading",
                 "started_at": now,
+                "deadline": now + deadline_seconds,
                 "options": json.dumps(dict(options)),
             },
         )
@@ -318,3 +327,37 @@ class RunStore:
     def claim_finish(self) -> bool:
         """True for exactly one caller: the run is recorded once."""
         return bool(self.redis.set(f"{self.prefix}:recorded", 1, nx=True, ex=DATA_TTL))
+
+
+def prepare_run(
+    client: redis.Redis,
+    list_id: str,
+    *,
+    dry_run: bool,
+    options: Mapping[str, Any] | None = None,
+    deadline_seconds: float = 6 * 3600,
+) -> str:
+    """Take the list's lock and store a new run's metadata; returns the run id.
+
+    Raises ``ListBusy`` naming the run that holds the list.
+    """
+    run_id = new_run_id()
+    lock = ListLock(client, list_id)
+    if not lock.acquire(run_id):
+        raise ListBusy(f"list {list_id} is being swept by run {lock.holder()}: not starting")
+    RunStore(client, run_id).create(
+        list_id, dry_run=dry_run, options=options or {}, deadline_seconds=deadline_seconds
+    )
+    return run_id
+
+
+def overdue_runs(client: redis.Redis, now: float | None = None) -> list[RunStore]:
+    """Runs still active past their deadline (a dead chord, a lost callback)."""
+    now = time.time() if now is None else now
+    stores = []
+    for raw in cast(list[bytes], client.zrangebyscore(RUN_INDEX, now - DATA_TTL, now)):
+        store = RunStore(client, text(raw))
+        meta = store.meta()
+        if meta.get("status") in ACTIVE and float(meta.get("deadline") or now) < now:
+            stores.append(store)
+    return stores

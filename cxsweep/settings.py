@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,20 @@ class Settings:
     breaker_threshold: int = 5
     run_deadline_seconds: int = 6 * 3600
     http_pool_size: int = 32
+    # NICE CXone Admin API (CXSWEEP_BACKEND=cxone; docs/cxone.md). The app's client id and
+    # secret are CLIENT_ID / CLIENT_SECRET; the API user's access key is below.
+    cxone_auth_url: str = "https://cxone.niceincontact.com"
+    cxone_access_key_id: str = ""
+    cxone_access_key_secret: Secret = field(default_factory=lambda: Secret(""))
+    cxone_api_version: str = "v31.0"
+    cxone_external_id_column: str = "ExternalId"
+    cxone_phone_columns: tuple[str, ...] = ("PhoneNumber",)
+    cxone_page_size: int = 500
+    cxone_upload_batch: int = 1000
+    cxone_remove_batch: int = 100
+    cxone_job_poll_seconds: float = 2.0
+    cxone_skill_id: str = ""
+    cxone_dnc_group_id: str = ""
 
     @property
     def directive(self) -> Directive:
@@ -88,6 +103,18 @@ class Settings:
 
     def require_api(self) -> None:
         """Raise unless everything needed to talk to the contact-list API is set."""
+        if self.backend == "cxone":
+            # The API base is discovered from the tenant, so API_URL is optional here.
+            required: tuple[tuple[str, object], ...] = (
+                ("CLIENT_ID", self.client_id),
+                ("CLIENT_SECRET", self.client_secret),
+                ("CXONE_ACCESS_KEY_ID", self.cxone_access_key_id),
+                ("CXONE_ACCESS_KEY_SECRET", self.cxone_access_key_secret),
+            )
+            for name, value in required:
+                if not value:
+                    raise SettingsError(f"{PREFIX}{name} is not set")
+            return
         for name, value in (
             ("API_URL", self.api_url),
             ("CLIENT_ID", self.client_id),
@@ -191,6 +218,29 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if backend not in ("v2", "cxone"):
         raise SettingsError(f"{PREFIX}BACKEND={backend!r}: expected v2 or cxone")
 
+    phone_columns = tuple(
+        dict.fromkeys(c.strip() for c in get("CXONE_PHONE_COLUMNS", "PhoneNumber").split(","))
+    )
+    phone_columns = tuple(c for c in phone_columns if c)
+    if not phone_columns:
+        raise SettingsError(f"{PREFIX}CXONE_PHONE_COLUMNS names no column")
+    external_id_column = get("CXONE_EXTERNAL_ID_COLUMN", "ExternalId")
+    if not external_id_column:
+        raise SettingsError(f"{PREFIX}CXONE_EXTERNAL_ID_COLUMN is empty")
+    if external_id_column in phone_columns:
+        raise SettingsError(
+            f"{PREFIX}CXONE_EXTERNAL_ID_COLUMN={external_id_column!r} is also a phone column"
+        )
+    api_version = get("CXONE_API_VERSION", "v31.0")
+    if not re.fullmatch(r"v\d+\.\d+", api_version):
+        raise SettingsError(f"{PREFIX}CXONE_API_VERSION={api_version!r}: expected like v31.0")
+    skill_id = get("CXONE_SKILL_ID")
+    if skill_id and not skill_id.isdigit():
+        raise SettingsError(f"{PREFIX}CXONE_SKILL_ID={skill_id!r} is not a number")
+    dnc_group_id = get("CXONE_DNC_GROUP_ID")
+    if dnc_group_id and not dnc_group_id.isdigit():
+        raise SettingsError(f"{PREFIX}CXONE_DNC_GROUP_ID={dnc_group_id!r} is not a number")
+
     return Settings(
         backend=backend,
         api_url=api_url,
@@ -220,6 +270,26 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             _number("RUN_DEADLINE_SECONDS", get("RUN_DEADLINE_SECONDS", str(6 * 3600)), int, 10)
         ),
         http_pool_size=int(_number("HTTP_POOL_SIZE", get("HTTP_POOL_SIZE", "32"), int, 1)),
+        cxone_auth_url=_url(
+            "CXONE_AUTH_URL", get("CXONE_AUTH_URL", "https://cxone.niceincontact.com")
+        ),
+        cxone_access_key_id=get("CXONE_ACCESS_KEY_ID"),
+        cxone_access_key_secret=Secret(get("CXONE_ACCESS_KEY_SECRET")),
+        cxone_api_version=api_version,
+        cxone_external_id_column=external_id_column,
+        cxone_phone_columns=phone_columns,
+        cxone_page_size=int(_number("CXONE_PAGE_SIZE", get("CXONE_PAGE_SIZE", "500"), int, 1)),
+        cxone_upload_batch=int(
+            _number("CXONE_UPLOAD_BATCH", get("CXONE_UPLOAD_BATCH", "1000"), int, 1)
+        ),
+        cxone_remove_batch=int(
+            _number("CXONE_REMOVE_BATCH", get("CXONE_REMOVE_BATCH", "100"), int, 1)
+        ),
+        cxone_job_poll_seconds=_number(
+            "CXONE_JOB_POLL_SECONDS", get("CXONE_JOB_POLL_SECONDS", "2"), float, 0.1
+        ),
+        cxone_skill_id=skill_id,
+        cxone_dnc_group_id=dnc_group_id,
     )
 
 

@@ -96,8 +96,14 @@ class Judgement:
     message: str = ""
 
 
-def judge_plan(store: RunStore, header_results: Sequence[Any], *, dry_run: bool) -> Judgement:
-    """Decide, from the whole plan, whether writes may start."""
+def judge_plan(
+    store: RunStore, header_results: Sequence[Any], *, dry_run: bool, max_purge_ratio: float
+) -> Judgement:
+    """Decide, from the whole plan, whether writes may start.
+
+    The purge guard: a plan that would remove more than ``max_purge_ratio`` of the list
+    (a list that is mostly garbage, or a policy gone wrong) writes nothing at all.
+    """
     meta = store.meta()
     if meta.get("error"):
         return Judgement("failed", meta["error"])
@@ -111,8 +117,23 @@ def judge_plan(store: RunStore, header_results: Sequence[Any], *, dry_run: bool)
             f"only {counts.get('pages_sanitized', 0)} of {counts.get('pages_read', 0)}"
             " pages were sanitized",
         )
+    total, removals = counts.get("fetched", 0), counts.get("to_remove", 0)
+    ratio = removals / total if total else 0.0
+    guard = ""
+    if ratio > max_purge_ratio:
+        guard = (
+            f"the plan would remove {removals} of {total} contacts ({ratio:.1%}), above the"
+            f" purge guard of {max_purge_ratio:.0%}"
+        )
     if dry_run:
-        return Judgement("completed", "dry run: nothing was written")
+        note = "dry run: nothing was written"
+        return Judgement("completed", f"{note}; {guard}" if guard else note)
+    if guard:
+        return Judgement(
+            "halted",
+            f"{guard}: nothing was updated or removed; to proceed deliberately, run again"
+            f" with --allow-purge-ratio {min(1.0, ratio + 0.005):.2f}",
+        )
     return Judgement("write")
 
 
@@ -134,7 +155,9 @@ def _guarded(store: RunStore, threshold: int, send: Callable[[], WriteOutcome]) 
     try:
         result = send()
     except RetryableApiError as exc:
-        if exc.status != 429:
+        # The contract's breaker counts 5xx answers; a 429, a time-out or a job still
+        # running neither trips it nor resets the streak.
+        if exc.is_server_error:
             store.note_write_outcome(server_error=True, threshold=threshold)
         raise
     store.note_write_outcome(server_error=False, threshold=threshold)

@@ -14,8 +14,10 @@ from celery.exceptions import Retry
 from celery.utils.time import get_exponential_backoff_interval
 
 from cxsweep.backend import Backend, make_backend
-from cxsweep.errors import RetryableApiError
+from cxsweep.errors import NotYet, RetryableApiError
+from cxsweep.lookup import build_provider
 from cxsweep.phone import Directive, Sanitizer
+from cxsweep.policy import Policy, load_policy
 from cxsweep.redisconn import get_redis
 from cxsweep.runs import RunStore
 from cxsweep.settings import Settings, get_settings
@@ -50,13 +52,20 @@ def backend_for(store: RunStore) -> Backend:
     return make_backend(settings(), redis_client(), observer=observe)
 
 
+@functools.lru_cache(maxsize=1)
+def policy() -> Policy:
+    """The policy file (or the plain settings), loaded once per worker process."""
+    return load_policy(settings())
+
+
 def directive_for(list_id: str) -> Directive:
-    return settings().directive
+    return policy().directive_for(list_id)
 
 
 @functools.lru_cache(maxsize=64)
 def _sanitizer(directive: Directive) -> Sanitizer:
-    return Sanitizer(directive)
+    provider = build_provider(settings(), directive, redis_client())
+    return Sanitizer(directive, lookup=provider)
 
 
 def sanitizer_for(list_id: str) -> Sanitizer:
@@ -70,21 +79,36 @@ def backoff_seconds(retries: int) -> float:
 
 
 class ApiTask(Task):
-    """A task that talks to the API: transient failures are retried through Celery,
-    honouring the server's ``Retry-After`` when it gave one."""
+    """A task that talks to an API: transient failures are retried through Celery,
+    honouring the server's ``Retry-After`` when it gave one.
+
+    Failures are counted in the run's Redis keys, per task id, rather than by Celery's
+    ``request.retries``: a task that was asked to wait (``NotYet``: a running job, the
+    shared rate limit) comes back as often as needed without spending its budget.
+    """
 
     abstract = True
     max_retries = 8
 
-    def retries_left(self) -> bool:
-        return self.max_retries is None or self.request.retries < self.max_retries
+    def _failures_key(self, run: RunStore) -> str:
+        return f"{run.prefix}:failures:{self.request.id}"
 
-    def retry_api(self, exc: RetryableApiError, run: RunStore | None = None) -> Retry:
-        countdown = (
-            exc.retry_after
-            if exc.retry_after is not None
-            else backoff_seconds(self.request.retries)
-        )
-        if run is not None:
+    def retries_left(self, exc: RetryableApiError, run: RunStore) -> bool:
+        if isinstance(exc, NotYet):
+            return True
+        failures = int(run.redis.get(self._failures_key(run)) or 0)
+        return self.max_retries is None or failures < self.max_retries
+
+    def retry_api(self, exc: RetryableApiError, run: RunStore) -> Retry:
+        if isinstance(exc, NotYet):
+            countdown = exc.retry_after or 1.0
+            run.incr("waits")
+        else:
+            key = self._failures_key(run)
+            failures = int(run.redis.incr(key))
+            run.redis.expire(key, 24 * 3600)
+            countdown = (
+                exc.retry_after if exc.retry_after is not None else backoff_seconds(failures - 1)
+            )
             run.incr("retries")
-        return self.retry(exc=exc, countdown=min(countdown, MAX_COUNTDOWN))
+        return self.retry(exc=exc, countdown=min(countdown, MAX_COUNTDOWN), max_retries=None)

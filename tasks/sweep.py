@@ -21,8 +21,16 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from cxsweep import audit, sweep, webhook
 from cxsweep.errors import CxsweepError, RetryableApiError
-from cxsweep.runs import ListLock, RunStore
-from tasks._deps import ApiTask, backend_for, redis_client, run_store, sanitizer_for, settings
+from cxsweep.runs import ListLock, RunStore, overdue_runs
+from tasks._deps import (
+    ApiTask,
+    backend_for,
+    directive_for,
+    redis_client,
+    run_store,
+    sanitizer_for,
+    settings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +49,12 @@ def begin_run(run_id: str) -> None:
     chord([fetch_page.si(run_id, 0, None)])(plan_ready.s(run_id))
 
 
+def _keep_lock(store: RunStore, list_id: str) -> None:
+    """A run that progresses keeps its list; one whose workers all died lets it expire."""
+    if not ListLock(store.redis, list_id).renew(store.run_id):
+        log.warning("run %s no longer holds the lock of list %s", store.run_id, list_id)
+
+
 def _failed(store: RunStore, message: str, **extra: Any) -> dict[str, Any]:
     store.fail(message)
     log.warning("run %s: %s", store.run_id, message)
@@ -55,13 +69,14 @@ def fetch_page(self: ApiTask, run_id: str, page_no: int, cursor: str | None) -> 
     if store.meta().get("error"):
         return {"ok": False, "page": page_no, "error": "run already failed"}
     list_id = store.meta()["list_id"]
+    _keep_lock(store, list_id)
     backend = backend_for(store)
     try:
         page = backend.read_page(list_id, cursor)
     except RetryableApiError as exc:
-        if self.retries_left():
+        if self.retries_left(exc, store):
             raise self.retry_api(exc, store) from None
-        return _failed(store, f"{exc} (gave up after {self.request.retries} retries)")
+        return _failed(store, f"{exc} (gave up after {self.max_retries} retries)")
     except CxsweepError as exc:
         return _failed(store, str(exc), page=page_no)
 
@@ -85,8 +100,8 @@ def fetch_page(self: ApiTask, run_id: str, page_no: int, cursor: str | None) -> 
     return {"ok": True, "page": page_no, "contacts": len(page.contacts)}
 
 
-@shared_task(bind=True, name="tasks.sweep.sanitize_page")
-def sanitize_page(self: Any, run_id: str, page_no: int) -> dict[str, Any]:
+@shared_task(bind=True, base=ApiTask, name="tasks.sweep.sanitize_page")
+def sanitize_page(self: ApiTask, run_id: str, page_no: int) -> dict[str, Any]:
     store = run_store(run_id)
     contacts = store.load_page(page_no)
     if contacts is None:
@@ -95,6 +110,10 @@ def sanitize_page(self: Any, run_id: str, page_no: int) -> dict[str, Any]:
         return _failed(store, f"page {page_no} is no longer in Redis (expired?)")
     try:
         plan = sweep.plan_page(contacts, sanitizer_for(store.meta()["list_id"]), backend_for(store))
+    except RetryableApiError as exc:  # the paid line-type look-up, throttled or down
+        if self.retries_left(exc, store):
+            raise self.retry_api(exc, store) from None
+        return _failed(store, f"sanitizing page {page_no}: {exc}")
     except (CxsweepError, SoftTimeLimitExceeded) as exc:
         return _failed(store, f"sanitizing page {page_no}: {exc}")
     store.commit_page(page_no, plan.updates, plan.removes, plan.counts, plan.archive)
@@ -109,8 +128,14 @@ def sanitize_page(self: Any, run_id: str, page_no: int) -> dict[str, Any]:
 @shared_task(bind=True, name="tasks.sweep.plan_ready")
 def plan_ready(self: Any, results: list[Any], run_id: str) -> dict[str, Any]:
     store = run_store(run_id)
-    dry_run = store.meta().get("dry_run") == "1"
-    judgement = sweep.judge_plan(store, results, dry_run=dry_run)
+    meta = store.meta()
+    allowed = store.options().get("allow_purge_ratio")
+    max_ratio = (
+        float(allowed) if allowed is not None else directive_for(meta["list_id"]).max_purge_ratio
+    )
+    judgement = sweep.judge_plan(
+        store, results, dry_run=meta.get("dry_run") == "1", max_purge_ratio=max_ratio
+    )
     if judgement.status != "write":
         return record_run(store, judgement.status, judgement.message)
     chunks = sweep.write_chunks(store, backend_for(store))
@@ -128,6 +153,7 @@ def plan_ready(self: Any, results: list[Any], run_id: str) -> dict[str, Any]:
 def _write(task: ApiTask, run_id: str, kind: str, index: int) -> dict[str, Any]:
     store = run_store(run_id)
     list_id = store.meta()["list_id"]
+    _keep_lock(store, list_id)
     threshold = settings().breaker_threshold
     apply = sweep.apply_update_chunk if kind == "update" else sweep.apply_remove_chunk
     try:
@@ -135,7 +161,7 @@ def _write(task: ApiTask, run_id: str, kind: str, index: int) -> dict[str, Any]:
     except RetryableApiError as exc:
         if store.halted():
             return {"ok": False, "kind": kind, "chunk": index, "halted": True}
-        if task.retries_left():
+        if task.retries_left(exc, store):
             raise task.retry_api(exc, store) from None
         return {"ok": False, "kind": kind, "chunk": index, "error": str(exc)}
     except CxsweepError as exc:
@@ -220,3 +246,13 @@ def send_webhook(self: Any, run_id: str) -> dict[str, Any]:
         return {"ok": False, "error": str(exc)}
     store.set_meta(webhook=f"delivered ({status})")
     return {"ok": True, "status": status}
+
+
+@shared_task(name="tasks.sweep.watchdog", ignore_result=True)
+def watchdog() -> int:
+    """Fail the runs past their deadline: audit line, halted webhook, list freed."""
+    overdue = overdue_runs(redis_client())
+    for store in overdue:
+        store.fail("the run passed its deadline without finishing")
+        record_run(store, "failed", "the run passed its deadline without finishing")
+    return len(overdue)

@@ -6,8 +6,10 @@ it); without it the session starts a private redis-server on a free port.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if "celery.backends.redis" in sys.modules:
+        from celery.backends.redis import ResultConsumer
+
+        # Celery keeps a result backend per thread. The in-process worker's threads
+        # subscribe to results whenever allow_join_result() briefly clears the
+        # process-wide "inside a worker" flag; at exit each would unsubscribe from a
+        # Redis already stopped (20 s of reconnecting). A worker process never exits
+        # into a dead Redis like this: forget the subscriptions first.
+        for consumer in gc.get_objects():
+            if isinstance(consumer, ResultConsumer):
+                consumer.subscribed_to.clear()
+                consumer._pending_unsubscribe.clear()
     if _private_redis is not None:
         _private_redis.stop()
 
@@ -84,9 +98,11 @@ def simulator(session_simulator: Any) -> Any:
 @pytest.fixture(scope="session")
 def sweep_worker(session_simulator: Any) -> Iterator[Any]:
     """A real Celery worker (threads) on the project's own app, in this process."""
+    from celery._state import _set_task_join_will_block
     from celery.contrib.testing.worker import start_worker
 
     from workers import app
+
 
     with start_worker(
         app,
@@ -96,6 +112,10 @@ def sweep_worker(session_simulator: Any) -> Iterator[Any]:
         loglevel="WARNING",
         shutdown_timeout=30,
     ) as worker:
+        # A real worker process sets this (start_worker resets it): tasks sent from inside
+        # a worker never subscribe to their results. Without it, this test process would
+        # hold result subscriptions that try to reconnect to a Redis stopped at exit.
+        _set_task_join_will_block(True)
         yield worker
 
 

@@ -237,3 +237,56 @@ def test_second_run_on_a_list_being_swept_is_refused(
     simulator.configure(latency_ms=0)
     # The lock is freed with the run's record: the next run may start.
     assert sweep(list_id, dry_run=True)["status"] == "completed"
+
+
+def garbage_list(sim: Any, good: int, bad: int) -> str:
+    list_id = f"junk-{uuid.uuid4().hex[:8]}"
+    contacts = [
+        {"id": f"{list_id}-g{i}", "phone": f"+1650253{i:04d}", "name": "ok"} for i in range(good)
+    ] + [{"id": f"{list_id}-b{i}", "phone": "not a number", "name": "junk"} for i in range(bad)]
+    sim.put_list(list_id, contacts=contacts)
+    return list_id
+
+
+def test_purge_guard_halts_a_mostly_garbage_list(
+    simulator: Any, audit_log_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    list_id = garbage_list(simulator, good=30, bad=70)
+    before = simulator.get_list(list_id)
+    code = cli.main(["run", list_id, "--quiet", "--timeout", "60"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "would remove 70 of 100 contacts" in out and "--allow-purge-ratio" in out
+    assert simulator.get_list(list_id) == before
+    stats = simulator.stats()
+    assert stats["requests"]["patch"] == 0 and stats["requests"]["delete"] == 0
+    run_id = out.split()[1]
+    assert audit_lines(audit_log_path, run_id)[0]["status"] == "halted"
+
+    # Deliberately allowed, the same list is cleaned.
+    code = cli.main(["run", list_id, "--quiet", "--allow-purge-ratio", "0.75"])
+    assert code == 0
+    assert {c["name"] for c in simulator.get_list(list_id)} == {"ok"}
+
+
+def test_watchdog_fails_an_overdue_run_and_frees_its_list(
+    simulator: Any, redis_client: Any, audit_log_path: Path
+) -> None:
+    from cxsweep.runs import ListLock, RunStore, prepare_run
+    from tasks.sweep import watchdog
+
+    list_id = f"stuck-{uuid.uuid4().hex[:8]}"
+    # A run whose chord callback never came: never launched, deadline already passed.
+    run_id = prepare_run(redis_client, list_id, dry_run=False, deadline_seconds=-1)
+    assert ListLock(redis_client, list_id).holder() == run_id
+    watchdog.delay()
+    store = RunStore(redis_client, run_id)
+    deadline = time.monotonic() + 30
+    while store.meta().get("status") != "failed" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store.meta()["status"] == "failed"
+    assert ListLock(redis_client, list_id).holder() is None
+    lines = audit_lines(audit_log_path, run_id)
+    assert len(lines) == 1 and "deadline" in lines[0]["message"]
+    hooks = wait_for_webhooks(simulator, run_id)
+    assert [h["body"]["event"] for h in hooks] == ["campaign.sanitization.halted"]

@@ -45,3 +45,15 @@ task_default_queue = IO_QUEUE
 task_routes = {"tasks.sweep.sanitize_page": {"queue": CPU_QUEUE}}
 
 include = ["tasks.sweep"]
+
+# Beat keeps its schedule and a lock in Redis (celery-redbeat): several beat processes
+# may stand by, one fires.
+beat_scheduler = "redbeat.RedBeatScheduler"
+redbeat_redis_url = _settings.redis_url
+redbeat_key_prefix = "cxsweep:redbeat"
+redbeat_lock_timeout = 5 * 60
+beat_schedule = {
+    # Runs whose chord never finished (a lost callback, workers gone) are failed,
+    # recorded and their lists freed.
+    "watchdog": {"task": "tasks.sweep.watchdog", "schedule": 60.0},
+}
