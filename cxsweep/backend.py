@@ -89,11 +89,20 @@ BACKENDS = ("v2", "cxone")
 def make_backend(
     settings: Settings, redis_client: redis.Redis, observer: ResponseObserver | None = None
 ) -> Backend:
-    """The backend ``CXSWEEP_BACKEND`` names, sharing its token through ``redis_client``."""
+    """The backend ``CXSWEEP_BACKEND`` names, sharing its token and the tenant's request
+    rate (``CXSWEEP_RATE_LIMIT``) through ``redis_client``."""
+    from cxsweep.ratelimit import RateLimiter
+
+    limiter = None
+    if settings.rate_limit > 0:
+        tenant = f"{settings.backend}|{settings.api_url or settings.cxone_auth_url}"
+        limiter = RateLimiter(
+            redis_client, tenant, settings.rate_limit, settings.rate_burst or None
+        )
     if settings.backend == "cxone":
         from cxsweep.cxone import CxoneBackend
 
-        return CxoneBackend(settings, redis_client, observer=observer)
+        return CxoneBackend(settings, redis_client, observer=observer, limiter=limiter)
     from cxsweep.client import V2Client
 
-    return V2Client(settings, redis_client, observer=observer)
+    return V2Client(settings, redis_client, observer=observer, limiter=limiter)

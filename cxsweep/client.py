@@ -9,70 +9,29 @@ requests/urllib3, one pool per process.
 
 from __future__ import annotations
 
-import email.utils
-import json
-import logging
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import redis
 import requests
-from requests.adapters import HTTPAdapter
 
 from cxsweep.auth import TokenCache
 from cxsweep.backend import Change, Page, WriteOutcome
-from cxsweep.errors import (
-    ApiError,
-    CredentialsRefused,
-    MalformedResponse,
-    NotFound,
-    RateLimited,
-    RetryableApiError,
+from cxsweep.errors import CredentialsRefused, MalformedResponse, NotFound
+from cxsweep.http import (
+    ResponseObserver,
+    Transport,
+    error_field,
+    parse_json,
+    path_of,
+    raise_for_status,
 )
+from cxsweep.ratelimit import RateLimiter
 from cxsweep.settings import Settings
-
-log = logging.getLogger(__name__)
 
 SCOPES = "campaign:contactlist:read campaign:contact:write campaign:contact:delete"
 MAX_UPDATE_BATCH = 100
-
-# (call kind, HTTP status or None for a transport failure, seconds)
-ResponseObserver = Callable[[str, int | None, float], None]
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (now if now is not None else time.time()))
-
-
-_sessions: dict[int, requests.Session] = {}
-_sessions_lock = threading.Lock()
-
-
-def shared_session(pool_size: int) -> requests.Session:
-    """The process's pooled session (keep-alive connections reused across tasks)."""
-    with _sessions_lock:
-        session = _sessions.get(pool_size)
-        if session is None:
-            session = requests.Session()
-            # No urllib3 retries: a retry is a Celery decision (backoff, Retry-After, breaker).
-            adapter = HTTPAdapter(pool_connections=8, pool_maxsize=pool_size, max_retries=0)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            _sessions[pool_size] = session
-        return session
 
 
 class V2Client:
@@ -93,11 +52,11 @@ class V2Client:
         *,
         session: requests.Session | None = None,
         observer: ResponseObserver | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         settings.require_api()
         self.settings = settings
-        self.session = session or shared_session(settings.http_pool_size)
-        self.observer = observer
+        self.http = Transport(settings, session=session, observer=observer, limiter=limiter)
         # The secret is part of the cache identity (hashed by TokenCache): a client holding
         # a wrong secret must be refused, not handed the fleet's good token.
         self.tokens = TokenCache(
@@ -105,13 +64,12 @@ class V2Client:
             f"{settings.token_url}|{settings.client_id}|{settings.client_secret.reveal()}",
             self._grant,
         )
-        self._timeout = (settings.connect_timeout, settings.read_timeout)
 
     # --- authentication -------------------------------------------------------------
 
     def _grant(self) -> tuple[str, float]:
         call = f"POST {urlsplit(self.settings.token_url).path or '/'}"
-        response = self._send(
+        response = self.http.send(
             "token",
             call,
             "POST",
@@ -124,15 +82,15 @@ class V2Client:
             },
         )
         if response.status_code in (400, 401, 403):
-            error = _error_field(response)
+            error = error_field(response)
             raise CredentialsRefused(
                 f"the token endpoint refused client id {self.settings.client_id!r}"
                 f" ({error or response.status_code}): check CXSWEEP_CLIENT_ID and"
                 " CXSWEEP_CLIENT_SECRET",
                 status=response.status_code,
             )
-        self._raise_for_status(call, response)
-        body = self._json(call, response)
+        raise_for_status(call, response)
+        body = parse_json(call, response)
         token = body.get("access_token") if isinstance(body, dict) else None
         expires_in = body.get("expires_in", 1800) if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
@@ -158,7 +116,7 @@ class V2Client:
 
     def read_page(self, list_id: str, cursor: str | None) -> Page:
         url = cursor or self.list_url(list_id)
-        call = f"GET {_path(url)}"
+        call = f"GET {path_of(url)}"
         body = self._call("read", call, "GET", url)
         if not isinstance(body, dict):
             raise MalformedResponse(f"{call}: answer is not a JSON object")
@@ -186,7 +144,7 @@ class V2Client:
     def iter_lists(self) -> Iterator[dict[str, Any]]:
         url: str | None = f"{self.settings.api_url}/api/v2/campaigns/contactlists"
         while url:
-            call = f"GET {_path(url)}"
+            call = f"GET {path_of(url)}"
             body = self._call("lists", call, "GET", url)
             lists = body.get("contactLists") if isinstance(body, dict) else None
             if not isinstance(lists, list) or not all(
@@ -202,7 +160,8 @@ class V2Client:
             raise ValueError(f"at most {MAX_UPDATE_BATCH} contacts per PATCH")
         url = f"{self.list_url(list_id)}/contacts"
         body = {"contacts": [{"id": c.contact_id, "phone": c.phones["phone"]} for c in changes]}
-        self._call("patch", f"PATCH {_path(url)}", "PATCH", url, json_body=body, expect_body=False)
+        call = f"PATCH {path_of(url)}"
+        self._call("patch", call, "PATCH", url, json_body=body, expect_body=False)
         return WriteOutcome(done=[c.contact_id for c in changes])
 
     def remove_contacts(self, list_id: str, contact_ids: Sequence[str]) -> WriteOutcome:
@@ -218,7 +177,7 @@ class V2Client:
         """True when removed now, False when it was already gone (404)."""
         url = f"{self.settings.api_url}/api/v2/campaigns/contacts/{quote(contact_id, safe='')}"
         try:
-            self._call("delete", f"DELETE {_path(url)}", "DELETE", url, expect_body=False)
+            self._call("delete", f"DELETE {path_of(url)}", "DELETE", url, expect_body=False)
         except NotFound:
             return False
         return True
@@ -229,7 +188,7 @@ class V2Client:
             raise ValueError(f"at most {MAX_UPDATE_BATCH} contacts per create")
         url = f"{self.list_url(list_id)}/contacts"
         body = {"contacts": list(contacts)}
-        self._call("create", f"POST {_path(url)}", "POST", url, json_body=body, expect_body=False)
+        self._call("create", f"POST {path_of(url)}", "POST", url, json_body=body, expect_body=False)
 
     # --- plumbing -------------------------------------------------------------------
 
@@ -243,117 +202,5 @@ class V2Client:
         json_body: Any = None,
         expect_body: bool = True,
     ) -> Any:
-        token = self.tokens.get()
-        response = self._send(kind, call, method, url, token=token, json_body=json_body)
-        if response.status_code == 401:
-            # Once per call, as the contract says: the fleet gets one new token.
-            token = self.tokens.invalidate(token)
-            response = self._send(kind, call, method, url, token=token, json_body=json_body)
-            if response.status_code == 401:
-                raise ApiError(f"{call}: a fresh token was refused (401)", status=401)
-        self._raise_for_status(call, response)
-        if not expect_body:
-            return None
-        return self._json(call, response)
-
-    def _send(
-        self,
-        kind: str,
-        call: str,
-        method: str,
-        url: str,
-        *,
-        token: str | None = None,
-        json_body: Any = None,
-        data: Mapping[str, str] | None = None,
-    ) -> requests.Response:
-        headers = {"Accept": "application/json"}
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        started = time.perf_counter()
-        status: int | None = None
-        try:
-            response = self.session.request(
-                method,
-                url,
-                headers=headers,
-                json=json_body,
-                data=data,
-                timeout=self._timeout,
-                stream=True,
-            )
-            status = response.status_code
-            # Read the body here, capped, so that a slow or endless answer fails this call.
-            response._content = self._read_capped(call, response)
-            return response
-        except requests.Timeout as exc:
-            raise RetryableApiError(f"{call}: timed out ({type(exc).__name__})") from None
-        except requests.ConnectionError as exc:
-            raise RetryableApiError(f"{call}: connection failed ({_short(exc)})") from None
-        except requests.RequestException as exc:
-            raise RetryableApiError(f"{call}: {type(exc).__name__} ({_short(exc)})") from None
-        finally:
-            elapsed = time.perf_counter() - started
-            log.debug("%s -> %s in %.1f ms", call, status, elapsed * 1000)
-            if self.observer is not None:
-                self.observer(kind, status, elapsed)
-
-    def _read_capped(self, call: str, response: requests.Response) -> bytes:
-        cap = self.settings.max_response_bytes
-        declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > cap:
-            response.close()
-            raise MalformedResponse(f"{call}: answer of {declared} bytes exceeds the {cap} cap")
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in response.iter_content(chunk_size=65536):
-            size += len(chunk)
-            if size > cap:
-                response.close()
-                raise MalformedResponse(f"{call}: answer exceeds the {cap} byte cap")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    @staticmethod
-    def _raise_for_status(call: str, response: requests.Response) -> None:
-        status = response.status_code
-        if status < 300:
-            return
-        if status == 429:
-            raise RateLimited(
-                f"{call}: 429 Too Many Requests",
-                status=429,
-                retry_after=parse_retry_after(response.headers.get("Retry-After")),
-            )
-        if status >= 500:
-            raise RetryableApiError(f"{call}: server error {status}", status=status)
-        if status == 404:
-            raise NotFound(f"{call}: not found (404)", status=404)
-        error = _error_field(response)
-        raise ApiError(f"{call}: {status} {error or response.reason}", status=status)
-
-    @staticmethod
-    def _json(call: str, response: requests.Response) -> Any:
-        try:
-            return json.loads(response.content)
-        except ValueError:
-            raise MalformedResponse(f"{call}: answer is not valid JSON") from None
-
-
-def _error_field(response: requests.Response) -> str:
-    try:
-        body = json.loads(response.content or b"{}")
-    except ValueError:
-        return ""
-    if isinstance(body, dict):
-        return str(body.get("error_description") or body.get("error") or "")
-    return ""
-
-
-def _path(url: str) -> str:
-    return urlsplit(url).path or "/"
-
-
-def _short(exc: Exception) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:160]
+        response = self.http.authorized(self.tokens, kind, call, method, url, json_body=json_body)
+        return parse_json(call, response) if expect_body else None

@@ -21,7 +21,6 @@ import io
 import json
 import logging
 import re
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,17 +31,22 @@ import requests
 
 from cxsweep.auth import TokenCache
 from cxsweep.backend import Change, Page, WriteOutcome
-from cxsweep.client import ResponseObserver, _error_field, _path, _short, parse_retry_after
-from cxsweep.client import shared_session as _shared_session
 from cxsweep.errors import (
     ApiError,
     CredentialsRefused,
     MalformedResponse,
     NotFound,
     NotYet,
-    RateLimited,
-    RetryableApiError,
 )
+from cxsweep.http import (
+    ResponseObserver,
+    Transport,
+    error_field,
+    parse_json,
+    path_of,
+    raise_for_status,
+)
+from cxsweep.ratelimit import RateLimiter
 from cxsweep.redisconn import text
 from cxsweep.settings import Settings
 
@@ -150,17 +154,16 @@ class CxoneBackend:
         *,
         session: requests.Session | None = None,
         observer: ResponseObserver | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         settings.require_api()
         self.settings = settings
         self.redis = redis_client
-        self.session = session or _shared_session(settings.http_pool_size)
-        self.observer = observer
+        self.http = Transport(settings, session=session, observer=observer, limiter=limiter)
         self.phone_fields: tuple[str, ...] = settings.cxone_phone_columns
         self.external_id_column = settings.cxone_external_id_column
         self.update_batch_size = settings.cxone_upload_batch
         self.remove_batch_size = settings.cxone_remove_batch
-        self._timeout = (settings.connect_timeout, settings.read_timeout)
         self._auth_url = settings.cxone_auth_url.rstrip("/")
         # Secrets are part of the identity (hashed, never stored) so that a worker with a
         # wrong secret is refused rather than handed the fleet's token or tenant.
@@ -188,10 +191,10 @@ class CxoneBackend:
         if cached:
             return cached
         url = f"{self._auth_url}/.well-known/openid-configuration"
-        call = f"GET {_path(url)}"
-        response = self._send("oidc", call, "GET", url)
-        self._raise_for_status(call, response)
-        body = self._json(call, response)
+        call = f"GET {path_of(url)}"
+        response = self.http.send("oidc", call, "GET", url)
+        raise_for_status(call, response)
+        body = parse_json(call, response)
         endpoint = body.get("token_endpoint") if isinstance(body, dict) else None
         if not isinstance(endpoint, str) or urlsplit(endpoint).scheme not in ("http", "https"):
             raise MalformedResponse(f"{call}: no absolute 'token_endpoint'")
@@ -221,8 +224,8 @@ class CxoneBackend:
     def _token_request(self, form: dict[str, str], *, refresh: bool) -> Grant | None:
         """One token request; None when a refresh token is refused (fall back to a grant)."""
         url = self.token_endpoint()
-        call = f"POST {_path(url)}"
-        response = self._send(
+        call = f"POST {path_of(url)}"
+        response = self.http.send(
             "token",
             call,
             "POST",
@@ -233,7 +236,7 @@ class CxoneBackend:
         if response.status_code in (400, 401, 403):
             if refresh:
                 return None
-            error = _error_field(response)
+            error = error_field(response)
             raise CredentialsRefused(
                 "the CXone token endpoint refused the access key"
                 f" {self.settings.cxone_access_key_id!r} or client id"
@@ -241,8 +244,8 @@ class CxoneBackend:
                 " check CXSWEEP_CXONE_ACCESS_KEY_ID/_SECRET and CXSWEEP_CLIENT_ID/_SECRET",
                 status=response.status_code,
             )
-        self._raise_for_status(call, response)
-        body = self._json(call, response)
+        raise_for_status(call, response)
+        body = parse_json(call, response)
         if not isinstance(body, dict):
             raise MalformedResponse(f"{call}: answer is not a JSON object")
         token = body.get("access_token")
@@ -319,10 +322,10 @@ class CxoneBackend:
             return cached
         tenant = self.tenant_id()
         url = f"{self._auth_url}/.well-known/cxone-configuration"
-        call = f"GET {_path(url)}"
-        response = self._send("discovery", call, "GET", url, params={"tenantId": tenant})
-        self._raise_for_status(call, response)
-        body = self._json(call, response)
+        call = f"GET {path_of(url)}"
+        response = self.http.send("discovery", call, "GET", url, params={"tenantId": tenant})
+        raise_for_status(call, response)
+        body = parse_json(call, response)
         if not isinstance(body, dict):
             raise MalformedResponse(f"{call}: answer is not a JSON object")
         endpoint = body.get("api_endpoint")
@@ -353,7 +356,7 @@ class CxoneBackend:
         seen: set[str] = set()
         while url and url not in seen and len(seen) < MAX_LIST_PAGES:
             seen.add(url)
-            call = f"GET {_path(url)}"
+            call = f"GET {path_of(url)}"
             body = self._call("lists", call, "GET", url, params=params)
             lists = body.get("callingLists") if isinstance(body, dict) else None
             if not isinstance(lists, list) or not all(
@@ -378,7 +381,7 @@ class CxoneBackend:
         skip = int((query.get("skip") or ["0"])[0])
         top = int((query.get("top") or [str(self.settings.cxone_page_size)])[0])
         url = self._list_url(list_id)
-        call = f"GET {_path(url)}"
+        call = f"GET {path_of(url)}"
         params = {"skip": skip, "top": top, "includeRecords": "true"}
         body = self._call("read", call, "GET", url, params=params)
         if not isinstance(body, dict):
@@ -480,7 +483,7 @@ class CxoneBackend:
         if name:
             return name
         url = self._list_url(list_id)
-        call = f"GET {_path(url)}"
+        call = f"GET {path_of(url)}"
         body = self._call("read", call, "GET", url, params={"skip": 0, "top": 1})
         wrapped = body.get("resultSet") if isinstance(body, dict) else None
         result = wrapped if isinstance(wrapped, dict) else body
@@ -502,7 +505,7 @@ class CxoneBackend:
             # whereas pushing after could lose the numbers of records already gone.
             self.push_dnc(list_id, contact_ids)
         url = f"{self.api_base()}/lists/call-lists/{quote(name, safe='')}/removeProspects"
-        call = f"DELETE {_path(url)}"
+        call = f"DELETE {path_of(url)}"
         body = self._call(
             "remove",
             call,
@@ -555,7 +558,7 @@ class CxoneBackend:
             return 0
         group = quote(self.settings.cxone_dnc_group_id, safe="")
         url = f"{self.api_base()}/dnc-groups/{group}/records"
-        call = f"POST {_path(url)}"
+        call = f"POST {path_of(url)}"
         body = self._call(
             "dnc",
             call,
@@ -671,7 +674,7 @@ class CxoneBackend:
 
     def _upload(self, list_id: str, rows: list[dict[str, Any]], digest: str) -> str:
         url = f"{self._list_url(list_id)}/upload"
-        call = f"POST {_path(url)}"
+        call = f"POST {path_of(url)}"
         body: dict[str, Any] = {
             "listFile": base64.b64encode(self.to_csv(rows)).decode("ascii"),
             "fileName": f"cxsweep-{list_id}-{digest[:12]}.csv",
@@ -691,7 +694,7 @@ class CxoneBackend:
 
     def _job(self, job_id: str) -> dict[str, Any]:
         url = f"{self.api_base()}/lists/call-lists/jobs/{quote(job_id, safe='')}"
-        call = f"GET {_path(url)}"
+        call = f"GET {path_of(url)}"
         body = self._call("job", call, "GET", url)
         jobs = body.get("uploadJobs") if isinstance(body, dict) else None
         if not isinstance(jobs, list) or not jobs or not all(isinstance(j, dict) for j in jobs):
@@ -730,107 +733,10 @@ class CxoneBackend:
         params: Mapping[str, Any] | None = None,
         json_body: Any = None,
     ) -> Any:
-        token = self.tokens.get()
-        response = self._send(
-            kind, call, method, url, token=token, params=params, json_body=json_body
+        # On a 401 the fleet refreshes (refresh token first), then one retry.
+        response = self.http.authorized(
+            self.tokens, kind, call, method, url, params=params, json_body=json_body
         )
-        if response.status_code == 401:
-            # Once per call: the fleet refreshes (refresh token first), then one retry.
-            token = self.tokens.invalidate(token)
-            response = self._send(
-                kind, call, method, url, token=token, params=params, json_body=json_body
-            )
-            if response.status_code == 401:
-                raise ApiError(f"{call}: a fresh token was refused (401)", status=401)
-        self._raise_for_status(call, response)
         if not response.content:
             return {}
-        return self._json(call, response)
-
-    def _send(
-        self,
-        kind: str,
-        call: str,
-        method: str,
-        url: str,
-        *,
-        token: str | None = None,
-        params: Mapping[str, Any] | None = None,
-        json_body: Any = None,
-        data: Mapping[str, str] | None = None,
-        auth: tuple[str, str] | None = None,
-    ) -> requests.Response:
-        headers = {"Accept": "application/json"}
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        started = time.perf_counter()
-        status: int | None = None
-        try:
-            response = self.session.request(
-                method,
-                url,
-                headers=headers,
-                params=params,
-                json=json_body,
-                data=data,
-                auth=auth,
-                timeout=self._timeout,
-                stream=True,
-            )
-            status = response.status_code
-            # Read here, capped, so that a slow or endless answer fails this call.
-            response._content = self._read_capped(call, response)
-            return response
-        except requests.Timeout as exc:
-            raise RetryableApiError(f"{call}: timed out ({type(exc).__name__})") from None
-        except requests.ConnectionError as exc:
-            raise RetryableApiError(f"{call}: connection failed ({_short(exc)})") from None
-        except requests.RequestException as exc:
-            raise RetryableApiError(f"{call}: {type(exc).__name__} ({_short(exc)})") from None
-        finally:
-            elapsed = time.perf_counter() - started
-            log.debug("%s -> %s in %.1f ms", call, status, elapsed * 1000)
-            if self.observer is not None:
-                self.observer(kind, status, elapsed)
-
-    def _read_capped(self, call: str, response: requests.Response) -> bytes:
-        cap = self.settings.max_response_bytes
-        declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > cap:
-            response.close()
-            raise MalformedResponse(f"{call}: answer of {declared} bytes exceeds the {cap} cap")
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in response.iter_content(chunk_size=65536):
-            size += len(chunk)
-            if size > cap:
-                response.close()
-                raise MalformedResponse(f"{call}: answer exceeds the {cap} byte cap")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    @staticmethod
-    def _raise_for_status(call: str, response: requests.Response) -> None:
-        status = response.status_code
-        if status < 300:
-            return
-        if status == 429:
-            # No published rate limits for these resources: Retry-After, when given, rules.
-            raise RateLimited(
-                f"{call}: 429 Too Many Requests",
-                status=429,
-                retry_after=parse_retry_after(response.headers.get("Retry-After")),
-            )
-        if status >= 500:
-            raise RetryableApiError(f"{call}: server error {status}", status=status)
-        if status == 404:
-            raise NotFound(f"{call}: not found (404)", status=404)
-        error = _error_field(response)
-        raise ApiError(f"{call}: {status} {error or response.reason}", status=status)
-
-    @staticmethod
-    def _json(call: str, response: requests.Response) -> Any:
-        try:
-            return json.loads(response.content)
-        except ValueError:
-            raise MalformedResponse(f"{call}: answer is not valid JSON") from None
+        return parse_json(call, response)

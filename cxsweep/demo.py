@@ -89,7 +89,7 @@ def run_demo(contacts: int = 5000, workers: int = 2, keep: bool = False) -> int:
         redis_url = private_redis.url
         print(f"no Redis answered; started a private redis-server at {redis_url}")
 
-    sim = Simulator(SimConfig(page_size=500, token_lifetime=600, seed=7)).start()
+    sim = Simulator(SimConfig(page_size=500, token_lifetime=600, seed=7, rate_limit=300)).start()
     sim.put_list(DEMO_LIST, count=contacts, seed=7)
     original = {c["id"]: dict(c) for c in sim.get_list(DEMO_LIST)}
     # A taste of a real platform's weather: throttling, server errors, a revoked token.
@@ -120,6 +120,8 @@ def run_demo(contacts: int = 5000, workers: int = 2, keep: bool = False) -> int:
             "CXSWEEP_CLIENT_SECRET": CLIENT_SECRET,
             "CXSWEEP_AUDIT_LOG": audit_log,
             "CXSWEEP_AGGREGATOR_URL": f"{sim.url}/_sim/webhook",
+            # The simulated tenant allows 300 requests/s; the fleet paces itself below that.
+            "CXSWEEP_RATE_LIMIT": os.environ.get("CXSWEEP_RATE_LIMIT", "250"),
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -73,6 +73,9 @@ class Settings:
     breaker_threshold: int = 5
     run_deadline_seconds: int = 6 * 3600
     http_pool_size: int = 32
+    # The tenant's request rate, shared by every worker (0: no limit of ours).
+    rate_limit: float = 10.0
+    rate_burst: int = 0  # 0: one second's worth
     # NICE CXone Admin API (CXSWEEP_BACKEND=cxone; docs/cxone.md). The app's client id and
     # secret are CLIENT_ID / CLIENT_SECRET; the API user's access key is below.
     cxone_auth_url: str = "https://cxone.niceincontact.com"
@@ -269,6 +272,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         run_deadline_seconds=int(
             _number("RUN_DEADLINE_SECONDS", get("RUN_DEADLINE_SECONDS", str(6 * 3600)), int, 10)
         ),
+        rate_limit=_number("RATE_LIMIT", get("RATE_LIMIT", "10"), float, 0),
+        rate_burst=int(_number("RATE_BURST", get("RATE_BURST", "0"), int, 0)),
         http_pool_size=int(_number("HTTP_POOL_SIZE", get("HTTP_POOL_SIZE", "32"), int, 1)),
         cxone_auth_url=_url(
             "CXONE_AUTH_URL", get("CXONE_AUTH_URL", "https://cxone.niceincontact.com")

@@ -1,0 +1,221 @@
+"""The HTTP plumbing every backend shares: pooled sessions, the shared rate limit,
+capped reads, and one mapping from answers to typed errors.
+
+One attempt per call, no sleeping for retries, no loops: retrying is Celery's business.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from cxsweep.errors import (
+    ApiError,
+    MalformedResponse,
+    NotFound,
+    RateLimited,
+    RetryableApiError,
+)
+from cxsweep.ratelimit import RateLimiter
+from cxsweep.settings import Settings
+
+log = logging.getLogger("cxsweep.http")
+
+# (call kind, HTTP status or None for a transport failure, seconds)
+ResponseObserver = Callable[[str, int | None, float], None]
+
+_sessions: dict[int, requests.Session] = {}
+_sessions_lock = threading.Lock()
+
+
+def shared_session(pool_size: int) -> requests.Session:
+    """The process's pooled session (keep-alive connections reused across tasks)."""
+    with _sessions_lock:
+        session = _sessions.get(pool_size)
+        if session is None:
+            session = requests.Session()
+            # No urllib3 retries: a retry is a Celery decision (backoff, Retry-After, breaker).
+            adapter = HTTPAdapter(pool_connections=8, pool_maxsize=pool_size, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            _sessions[pool_size] = session
+        return session
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (now if now is not None else time.time()))
+
+
+def path_of(url: str) -> str:
+    return urlsplit(url).path or "/"
+
+
+def short(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:160]
+
+
+def error_field(response: requests.Response) -> str:
+    try:
+        body = json.loads(response.content or b"{}")
+    except ValueError:
+        return ""
+    if isinstance(body, dict):
+        return str(body.get("error_description") or body.get("error") or "")
+    return ""
+
+
+def raise_for_status(call: str, response: requests.Response) -> None:
+    status = response.status_code
+    if status < 300:
+        return
+    if status == 429:
+        raise RateLimited(
+            f"{call}: 429 Too Many Requests",
+            status=429,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+    if status >= 500:
+        raise RetryableApiError(f"{call}: server error {status}", status=status)
+    if status == 404:
+        raise NotFound(f"{call}: not found (404)", status=404)
+    error = error_field(response)
+    raise ApiError(f"{call}: {status} {error or response.reason}", status=status)
+
+
+def parse_json(call: str, response: requests.Response) -> Any:
+    try:
+        return json.loads(response.content)
+    except ValueError:
+        raise MalformedResponse(f"{call}: answer is not valid JSON") from None
+
+
+class TokenSource(Protocol):
+    def get(self) -> str: ...
+
+    def invalidate(self, rejected: str) -> str: ...
+
+
+class Transport:
+    """Sends one request: waits for the tenant's shared rate, reads the body capped,
+    turns transport failures into ``RetryableApiError`` and reports to the observer."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        session: requests.Session | None = None,
+        observer: ResponseObserver | None = None,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self.session = session or shared_session(settings.http_pool_size)
+        self.observer = observer
+        self.limiter = limiter
+        self.max_bytes = settings.max_response_bytes
+        self.timeout = (settings.connect_timeout, settings.read_timeout)
+
+    def send(
+        self,
+        kind: str,
+        call: str,
+        method: str,
+        url: str,
+        *,
+        token: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        data: Mapping[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+    ) -> requests.Response:
+        if self.limiter is not None:
+            self.limiter.acquire()
+        headers = {"Accept": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        started = time.perf_counter()
+        status: int | None = None
+        try:
+            response = self.session.request(
+                method,
+                url,
+                headers=headers,
+                params=params,
+                json=json_body,
+                data=data,
+                auth=auth,
+                timeout=self.timeout,
+                stream=True,
+            )
+            status = response.status_code
+            # Read the body here, capped, so that a slow or endless answer fails this call.
+            response._content = self._read_capped(call, response)
+            if status == 429 and self.limiter is not None:
+                self.limiter.penalize(parse_retry_after(response.headers.get("Retry-After")))
+            return response
+        except requests.Timeout as exc:
+            raise RetryableApiError(f"{call}: timed out ({type(exc).__name__})") from None
+        except requests.ConnectionError as exc:
+            raise RetryableApiError(f"{call}: connection failed ({short(exc)})") from None
+        except requests.RequestException as exc:
+            raise RetryableApiError(f"{call}: {type(exc).__name__} ({short(exc)})") from None
+        finally:
+            elapsed = time.perf_counter() - started
+            log.debug("%s -> %s in %.1f ms", call, status, elapsed * 1000)
+            if self.observer is not None:
+                self.observer(kind, status, elapsed)
+
+    def authorized(
+        self,
+        tokens: TokenSource,
+        kind: str,
+        call: str,
+        method: str,
+        url: str,
+        **request: Any,
+    ) -> requests.Response:
+        """Send with the fleet's token; on a 401 the fleet gets one new token and the call
+        is tried once more, as the contracts say. Answers >= 300 raise typed errors."""
+        token = tokens.get()
+        response = self.send(kind, call, method, url, token=token, **request)
+        if response.status_code == 401:
+            token = tokens.invalidate(token)
+            response = self.send(kind, call, method, url, token=token, **request)
+            if response.status_code == 401:
+                raise ApiError(f"{call}: a fresh token was refused (401)", status=401)
+        raise_for_status(call, response)
+        return response
+
+    def _read_capped(self, call: str, response: requests.Response) -> bytes:
+        cap = self.max_bytes
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > cap:
+            response.close()
+            raise MalformedResponse(f"{call}: answer of {declared} bytes exceeds the {cap} cap")
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_content(chunk_size=65536):
+            size += len(chunk)
+            if size > cap:
+                response.close()
+                raise MalformedResponse(f"{call}: answer exceeds the {cap} byte cap")
+            chunks.append(chunk)
+        return b"".join(chunks)
