@@ -39,6 +39,7 @@ def build_record(
     removed: int,
     finished_at: float,
     message: str = "",
+    failed_records: int = 0,
 ) -> dict[str, Any]:
     """The audit fields of a run from its metadata and counters (all kept in Redis)."""
     dry_run = meta.get("dry_run") == "1"
@@ -49,12 +50,18 @@ def build_record(
     updated = counts.get("updated", 0)
     checked = counts.get("latency_n", 0)
     avg_latency_us = counts.get("latency_us_sum", 0) / checked if checked else 0.0
+    options = json.loads(meta.get("options") or "{}")
+    kind = "restore" if options.get("restore_of") else "apply" if options.get("apply") else "sweep"
+    restored = counts.get("restored_recreated", 0) + counts.get("restored_reverted", 0)
     failures = 0 if dry_run else (planned_updates - updated) + (planned_removals - removed)
+    if kind == "restore":
+        failures = failed_records
     return {
         "timestamp": iso(finished_at),
         "run_id": meta.get("run_id", ""),
         "list_id": meta.get("list_id", ""),
         "status": status,
+        "kind": kind,
         "dry_run": dry_run,
         "total_processed": total,
         "success_count": updated,
@@ -76,6 +83,9 @@ def build_record(
         "started_at": iso(float(meta.get("started_at") or finished_at)),
         "finished_at": iso(finished_at),
         "duration_seconds": round(finished_at - float(meta.get("started_at") or finished_at), 3),
+        "stale_skipped": counts.get("stale", 0),
+        "restored": restored,
+        "restore_of": options.get("restore_of"),
         "message": message,
     }
 

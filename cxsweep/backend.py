@@ -79,8 +79,9 @@ class Backend(Protocol):
     def remove_contacts(self, list_id: str, contact_ids: Sequence[str]) -> WriteOutcome:
         """Remove at most ``remove_batch_size`` contacts (already gone is not a failure)."""
 
-    def create_contacts(self, list_id: str, contacts: Sequence[Mapping[str, Any]]) -> None:
-        """Re-create removed contacts as they were (restore)."""
+    def create_contacts(self, list_id: str, contacts: Sequence[Mapping[str, Any]]) -> WriteOutcome:
+        """Re-create removed contacts as they were (restore); ids already present are
+        reported as ``missing`` (nothing to do), refused ones as ``failed``."""
 
 
 BACKENDS = ("v2", "cxone")

@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from cxsweep.check import add_check_parser
 from cxsweep.errors import CredentialsRefused, CxsweepError, RetryableApiError, SettingsError
+from cxsweep.planfile import PlanFileError
 from cxsweep.report import add_report_parser
 from cxsweep.settings import Settings, get_settings
 
@@ -41,7 +42,12 @@ def _settings_for_run() -> Settings:
 
 
 def start_run(
-    settings: Settings, list_id: str, *, dry_run: bool, options: dict[str, Any] | None = None
+    settings: Settings,
+    list_id: str,
+    *,
+    dry_run: bool,
+    options: dict[str, Any] | None = None,
+    before_launch: Any = None,
 ) -> str:
     """Check credentials, take the list's lock, store the run and hand it to the workers."""
     from cxsweep.backend import make_backend
@@ -64,9 +70,16 @@ def start_run(
         deadline_seconds=settings.run_deadline_seconds,
     )
 
-    from tasks.sweep import launch
+    if before_launch is not None:
+        from cxsweep.runs import RunStore
 
-    launch(run_id)
+        before_launch(RunStore(redis_client, run_id))
+    from tasks.sweep import begin_restore, launch
+
+    if options and options.get("restore_of"):
+        begin_restore.delay(run_id)
+    else:
+        launch(run_id)
     return run_id
 
 
@@ -145,6 +158,8 @@ def print_summary(record: dict[str, Any]) -> None:
         f"  api        {record.get('api_requests', 0)} requests, "
         f"{record.get('api_retries', 0)} retries, {record.get('api_429s', 0)} x 429"
     )
+    if record.get("kind") == "restore":
+        print(f"  restored   {record.get('restored', 0)} contact(s) of run {record['restore_of']}")
     print(f"  took       {record.get('duration_seconds', 0)} s")
     if record.get("message"):
         print(f"  note       {record['message']}")
@@ -152,19 +167,124 @@ def print_summary(record: dict[str, Any]) -> None:
         print("  the run HALTED for manual review: nothing further was removed")
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    settings = _settings_for_run()
-    options = {}
-    if args.allow_purge_ratio is not None:
+def _run_and_report(
+    args: argparse.Namespace,
+    settings: Settings,
+    list_id: str,
+    *,
+    dry_run: bool,
+    options: dict[str, Any],
+    before_launch: Any = None,
+) -> tuple[str, dict[str, Any]]:
+    if getattr(args, "allow_purge_ratio", None) is not None:
         options["allow_purge_ratio"] = args.allow_purge_ratio
-    run_id = start_run(settings, args.list_id, dry_run=args.dry_run, options=options)
-    print(f"run {run_id} started on list {args.list_id}", file=sys.stderr)
+    run_id = start_run(
+        settings, list_id, dry_run=dry_run, options=options, before_launch=before_launch
+    )
+    print(f"run {run_id} started on list {list_id}", file=sys.stderr)
     record = wait_for_run(settings, run_id, timeout=args.timeout, quiet=args.quiet)
     if args.json:
         print(json.dumps(record, indent=2))
     else:
         print_summary(record)
+    return run_id, record
+
+
+def _exit_code(record: dict[str, Any]) -> int:
     return EXIT_OK if record["status"] == "completed" else EXIT_RUN_FAILED
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings_for_run()
+    if args.plan_out:
+        _writable(args.plan_out)
+    run_id, record = _run_and_report(args, settings, args.list_id, dry_run=args.dry_run, options={})
+    if args.plan_out:
+        from cxsweep.planfile import write_plan
+        from cxsweep.redisconn import get_redis
+        from cxsweep.runs import RunStore
+
+        store = RunStore(get_redis(settings.redis_url), run_id)
+        with open(args.plan_out, "w", encoding="utf-8") as out:
+            count = write_plan(store, out, settings.backend)
+        print(f"plan of {count} change(s) written to {args.plan_out}", file=sys.stderr)
+    return _exit_code(record)
+
+
+def _writable(path: str) -> None:
+    import pathlib
+
+    parent = pathlib.Path(path).resolve().parent
+    if not parent.is_dir():
+        raise SettingsError(f"--plan-out: no such directory {parent}")
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    """Execute a reviewed plan; contacts changed on the platform since are skipped."""
+    from cxsweep.planfile import read_plan
+    from cxsweep.redisconn import get_redis
+    from cxsweep.runs import RunStore
+
+    settings = _settings_for_run()
+    header, entries = read_plan(args.plan)
+    # The whole file is checked before the list is locked and anything is sent.
+    planned = sum(1 for _ in entries)
+    print(f"plan {args.plan}: {planned} change(s) to list {header['list_id']}", file=sys.stderr)
+
+    def load(store: RunStore) -> None:
+        store.load_planned(read_plan(args.plan)[1])
+
+    run_id, record = _run_and_report(
+        args,
+        settings,
+        header["list_id"],
+        dry_run=False,
+        options={"apply": True, "plan_of": header.get("run_id")},
+        before_launch=load,
+    )
+    store = RunStore(get_redis(settings.redis_url), run_id)
+    stale = record.get("stale_skipped", 0)
+    if stale:
+        shown = ", ".join(store.stale_ids(10))
+        print(f"  skipped    {stale} contact(s) changed on the platform since the plan: {shown}")
+    return _exit_code(record)
+
+
+def cmd_archive(args: argparse.Namespace) -> int:
+    from cxsweep.redisconn import get_redis
+    from cxsweep.runs import RunStore
+
+    get_settings.cache_clear()
+    store = RunStore(get_redis(get_settings().redis_url), args.run_id)
+    if not store.exists() and not store.archive_pages():
+        raise CxsweepError(f"no run {args.run_id} (or its archive has expired)")
+    count = 0
+    for record in store.iter_archive():
+        print(json.dumps(record))
+        count += 1
+    print(f"{count} record(s) of run {args.run_id}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from cxsweep.redisconn import get_redis
+    from cxsweep.runs import RunStore
+
+    settings = _settings_for_run()
+    source = RunStore(get_redis(settings.redis_url), args.run_id)
+    meta = source.meta()
+    if not meta or not source.archive_pages():
+        raise CxsweepError(f"run {args.run_id} has no archive to restore (unknown or expired)")
+    if meta.get("dry_run") == "1":
+        raise CxsweepError(f"run {args.run_id} was a dry run: it changed nothing")
+    _, record = _run_and_report(
+        args,
+        settings,
+        meta["list_id"],
+        dry_run=False,
+        options={"restore_of": args.run_id},
+    )
+    return _exit_code(record)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -232,6 +352,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(contacts=args.contacts, workers=args.workers, keep=args.keep)
 
 
+def _waiting_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the audit record as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no live progress")
+
+
 def _ratio(value: str) -> float:
     try:
         ratio = float(value)
@@ -258,9 +383,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="let this run remove up to this share of the list (0..1), above the guard",
     )
     run.add_argument("--timeout", type=float, default=None, help="give up waiting after N s")
-    run.add_argument("--json", action="store_true", help="print the audit record as JSON")
-    run.add_argument("--quiet", action="store_true", help="no live progress")
+    run.add_argument("--plan-out", metavar="FILE", help="write the plan as JSON lines")
+    _waiting_options(run)
     run.set_defaults(func=cmd_run)
+
+    apply = sub.add_parser("apply", help="execute a reviewed plan file (skips stale contacts)")
+    apply.add_argument("plan", metavar="FILE")
+    apply.add_argument("--allow-purge-ratio", type=_ratio, metavar="R")
+    apply.add_argument("--timeout", type=float, default=None)
+    _waiting_options(apply)
+    apply.set_defaults(func=cmd_apply)
+
+    archive = sub.add_parser("archive", help="the contacts a run changed, as they were")
+    archive_sub = archive.add_subparsers(dest="archive_command", required=True)
+    export = archive_sub.add_parser("export", help="print a run's archive as JSON lines")
+    export.add_argument("run_id")
+    export.set_defaults(func=cmd_archive)
+
+    restore = sub.add_parser("restore", help="put back what a run changed")
+    restore.add_argument("run_id")
+    restore.add_argument("--timeout", type=float, default=None)
+    _waiting_options(restore)
+    restore.set_defaults(func=cmd_restore)
 
     status = sub.add_parser("status", help="runs in progress and recent runs")
     status.add_argument("run_id", nargs="?")
@@ -297,7 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (SettingsError, CredentialsRefused) as exc:
+    except (SettingsError, CredentialsRefused, PlanFileError) as exc:
         _err(str(exc))
         return EXIT_USAGE
     except CxsweepError as exc:

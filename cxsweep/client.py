@@ -18,7 +18,7 @@ import requests
 
 from cxsweep.auth import TokenCache
 from cxsweep.backend import Change, Page, WriteOutcome
-from cxsweep.errors import CredentialsRefused, MalformedResponse, NotFound
+from cxsweep.errors import ApiError, CredentialsRefused, MalformedResponse, NotFound
 from cxsweep.http import (
     ResponseObserver,
     Transport,
@@ -182,13 +182,28 @@ class V2Client:
             return False
         return True
 
-    def create_contacts(self, list_id: str, contacts: Sequence[Mapping[str, Any]]) -> None:
-        """Extension of the contract, for restore: re-create removed contacts."""
+    def create_contacts(self, list_id: str, contacts: Sequence[Mapping[str, Any]]) -> WriteOutcome:
+        """Extension of the contract, for restore: ``POST .../contacts`` re-creates contacts
+        (at most 100; atomic; a 400 names ids already present, which count as done)."""
         if len(contacts) > MAX_UPDATE_BATCH:
             raise ValueError(f"at most {MAX_UPDATE_BATCH} contacts per create")
         url = f"{self.list_url(list_id)}/contacts"
-        body = {"contacts": list(contacts)}
-        self._call("create", f"POST {path_of(url)}", "POST", url, json_body=body, expect_body=False)
+        call = f"POST {path_of(url)}"
+        wanted = [dict(c) for c in contacts]
+        try:
+            self._call(
+                "create", call, "POST", url, json_body={"contacts": wanted}, expect_body=False
+            )
+            return WriteOutcome(done=[str(c["id"]) for c in wanted])
+        except ApiError as exc:
+            present = set(exc.invalid)
+            if exc.status != 400 or not present:
+                raise
+        # Created by an earlier attempt whose answer was lost: create only the rest.
+        rest = [c for c in wanted if str(c["id"]) not in present]
+        if rest:
+            self._call("create", call, "POST", url, json_body={"contacts": rest}, expect_body=False)
+        return WriteOutcome(done=[str(c["id"]) for c in rest], missing=sorted(present))
 
     # --- plumbing -------------------------------------------------------------------
 

@@ -597,17 +597,13 @@ class CxoneBackend:
                 outcome.done.append(cid)
         return outcome
 
-    def create_contacts(self, list_id: str, contacts: Sequence[Mapping[str, Any]]) -> None:
+    def create_contacts(self, list_id: str, contacts: Sequence[Mapping[str, Any]]) -> WriteOutcome:
         """Restore: upload the records as they were (the same job handling as updates)."""
         if not contacts:
-            return
+            return WriteOutcome()
         failures = self._upload_and_follow(list_id, [dict(c) for c in contacts])
-        if failures:
-            first = next(iter(failures.items()))
-            raise ApiError(
-                f"upload refused {len(failures)} of {len(contacts)} records"
-                f" (first: {first[0]}: {first[1]})"
-            )
+        ids = [self.contact_id(c) for c in contacts]
+        return WriteOutcome(done=[i for i in ids if i not in failures], failed=failures)
 
     @staticmethod
     def to_csv(rows: Sequence[Mapping[str, Any]]) -> bytes:

@@ -18,9 +18,13 @@ class ListBusy(CxsweepError):
 class ApiError(CxsweepError):
     """An API call failed for good (do not retry)."""
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, invalid: list[str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
+        #: the ids a 400 named as the reason it refused the whole batch
+        self.invalid = invalid or []
 
 
 class CredentialsRefused(ApiError):

@@ -99,7 +99,14 @@ def raise_for_status(call: str, response: requests.Response) -> None:
     if status == 404:
         raise NotFound(f"{call}: not found (404)", status=404)
     error = error_field(response)
-    raise ApiError(f"{call}: {status} {error or response.reason}", status=status)
+    invalid: list[str] = []
+    try:
+        body = json.loads(response.content or b"{}")
+        if isinstance(body, dict) and isinstance(body.get("invalid"), list):
+            invalid = [str(i) for i in body["invalid"]]
+    except ValueError:
+        pass
+    raise ApiError(f"{call}: {status} {error or response.reason}", status=status, invalid=invalid)
 
 
 def parse_json(call: str, response: requests.Response) -> Any:

@@ -224,12 +224,69 @@ class RunStore:
         updates, removes = pipe.execute()
         return int(updates), int(removes)
 
+    def archive_pages(self) -> list[int]:
+        return sorted(int(text(k)) for k in self.redis.hkeys(self.archive_key))
+
+    def archive_page(self, page_no: int) -> list[dict[str, Any]]:
+        blob = self.redis.hget(self.archive_key, str(page_no))
+        return json.loads(zlib.decompress(blob)) if isinstance(blob, bytes) else []
+
     def iter_archive(self) -> Iterable[dict[str, Any]]:
-        pages = sorted(int(text(k)) for k in self.redis.hkeys(self.archive_key))
-        for page_no in pages:
-            blob = self.redis.hget(self.archive_key, str(page_no))
-            if isinstance(blob, bytes):
-                yield from json.loads(zlib.decompress(blob))
+        for page_no in self.archive_pages():
+            yield from self.archive_page(page_no)
+
+    # --- apply: a reviewed plan, checked against the list as it is now ---------------
+
+    def load_planned(self, entries: Iterable[PlanEntry], batch: int = 1000) -> int:
+        count = 0
+        key = f"{self.prefix}:planned"
+        rows: dict[str, str] = {}
+        for entry in entries:
+            rows[entry.contact_id] = entry.to_json()
+            count += 1
+            if len(rows) >= batch:
+                self.redis.hset(key, mapping=rows)  # type: ignore[arg-type]
+                rows = {}
+        if rows:
+            self.redis.hset(key, mapping=rows)  # type: ignore[arg-type]
+        self.redis.expire(key, DATA_TTL)
+        return count
+
+    def planned_among(self, contact_ids: list[str]) -> dict[str, PlanEntry]:
+        if not contact_ids:
+            return {}
+        rows = self.redis.hmget(f"{self.prefix}:planned", contact_ids)
+        return {
+            cid: PlanEntry.from_json(row)
+            for cid, row in zip(contact_ids, rows, strict=True)
+            if row is not None
+        }
+
+    def note_stale(self, contact_ids: list[str]) -> None:
+        if contact_ids:
+            pipe = self.redis.pipeline()
+            pipe.rpush(f"{self.prefix}:stale", *contact_ids)
+            pipe.expire(f"{self.prefix}:stale", DATA_TTL)
+            pipe.execute()
+
+    def stale_ids(self, limit: int = 20) -> list[str]:
+        return [text(x) for x in self.redis.lrange(f"{self.prefix}:stale", 0, limit - 1)]
+
+    # --- restore ----------------------------------------------------------------------
+
+    def restored_among(self, contact_ids: list[str]) -> set[str]:
+        if not contact_ids:
+            return set()
+        flags = self.redis.smismember(f"{self.prefix}:restored", contact_ids)
+        return {cid for cid, flag in zip(contact_ids, flags, strict=True) if flag}
+
+    def record_restored(self, contact_ids: list[str], kind: str) -> None:
+        if contact_ids:
+            pipe = self.redis.pipeline()
+            pipe.sadd(f"{self.prefix}:restored", *contact_ids)
+            pipe.expire(f"{self.prefix}:restored", DATA_TTL)
+            pipe.hincrby(self.counts_key, f"restored_{kind}", len(contact_ids))
+            pipe.execute()
 
     def plan_slice(self, kind: str, start: int, stop: int) -> list[PlanEntry]:
         key = self.updates_key if kind == "update" else self.removes_key
@@ -290,6 +347,9 @@ class RunStore:
             pipe.hset(self.failures_key, mapping={k: v for k, v in failures.items()})
             pipe.expire(self.failures_key, DATA_TTL)
             pipe.execute()
+
+    def failure_count(self) -> int:
+        return int(self.redis.hlen(self.failures_key))
 
     def failures(self) -> dict[str, str]:
         return {text(k): text(v) for k, v in self.redis.hgetall(self.failures_key).items()}

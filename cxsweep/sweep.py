@@ -6,6 +6,7 @@ runs and retry it; these decide *what* it does. Nothing here sleeps or retries.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ class PagePlan:
     updates: list[PlanEntry] = field(default_factory=list)
     removes: list[PlanEntry] = field(default_factory=list)
     archive: list[dict[str, Any]] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
 
 
@@ -86,6 +88,99 @@ def plan_page(
     counts["latency_n"] += len(contacts)
     counts["latency_us_sum"] += round(latency)
     return plan
+
+
+def plan_page_from_plan(
+    contacts: Sequence[dict[str, Any]], planned: dict[str, PlanEntry], backend: Backend
+) -> PagePlan:
+    """``cxsweep apply``: the reviewed plan's entries for this page, each kept only when
+    the contact still holds the numbers the plan saw. A contact changed on the platform
+    since is skipped and reported (``stale``), so a stale plan never overwrites newer data.
+    """
+    plan = PagePlan()
+    counts = plan.counts
+    for contact in contacts:
+        contact_id = backend.contact_id(contact)
+        entry = planned.get(contact_id)
+        if entry is None:
+            counts["unchanged"] += 1
+            continue
+        now = {name: contact.get(name) for name in entry.before}
+        if now != entry.before:
+            counts["stale"] += 1
+            plan.stale.append(contact_id)
+            continue
+        plan.archive.append(contact)
+        if entry.after is None:
+            counts["to_remove"] += 1
+            counts[REASON_PREFIX + str(entry.reason)] += 1
+            plan.removes.append(entry)
+        else:
+            counts["to_update"] += 1
+            record = contact if backend.update_needs_record else None
+            plan.updates.append(PlanEntry(contact_id, entry.before, entry.after, None, record))
+    counts["fetched"] += len(contacts)
+    counts["planned_seen"] += len(plan.updates) + len(plan.removes) + len(plan.stale)
+    return plan
+
+
+E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+
+
+def restore_page(
+    restore: RunStore,
+    source: RunStore,
+    backend: Backend,
+    list_id: str,
+    page_no: int,
+    *,
+    threshold: int,
+) -> dict[str, Any]:
+    """Put one archive page of ``source`` back: re-create what it removed, write back the
+    numbers it changed. Contacts already restored (a redelivered task) are skipped."""
+    records = source.archive_page(page_no)
+    ids = [backend.contact_id(r) for r in records]
+    done = restore.restored_among(ids)
+    removed = source.removed_ids_among(ids)
+    recreate = [
+        r for r, cid in zip(records, ids, strict=True) if cid in removed and cid not in done
+    ]
+    # Every other archived record was to be updated. Writing back the values it had is
+    # right whether or not its update went through, so no record of which did is needed.
+    revert = [r for r, cid in zip(records, ids, strict=True) if cid not in removed | done]
+    fields = backend.phone_fields
+    # A platform that rewrites whole records takes any value back; one that PATCHes only
+    # E.164 numbers (v2) gets a contact whose old number was not E.164 re-created as it was.
+    patchable = [
+        r
+        for r in revert
+        if backend.update_needs_record
+        or all(not r.get(f) or E164.match(str(r.get(f))) for f in fields)
+    ]
+    recreate_in_place = [r for r in revert if r not in patchable]
+    size = backend.update_batch_size
+    for start in range(0, len(patchable), size):
+        batch = patchable[start : start + size]
+        changes = [
+            Change(backend.contact_id(r), {f: str(r.get(f) or "") for f in fields}, record=r)
+            for r in batch
+        ]
+        outcome = _guarded(restore, threshold, partial(backend.update_contacts, list_id, changes))
+        restore.record_failures(outcome.failed)
+        restore.record_restored(outcome.done, "reverted")
+    if recreate_in_place:
+        ids_in_place = [backend.contact_id(r) for r in recreate_in_place]
+        for start in range(0, len(ids_in_place), backend.remove_batch_size):
+            batch_ids = ids_in_place[start : start + backend.remove_batch_size]
+            _guarded(restore, threshold, partial(backend.remove_contacts, list_id, batch_ids))
+        recreate += recreate_in_place
+    for start in range(0, len(recreate), size):
+        batch = recreate[start : start + size]
+        created = _guarded(restore, threshold, partial(backend.create_contacts, list_id, batch))
+        restore.record_failures(created.failed)
+        restore.record_restored(created.done + created.missing, "recreated")
+    restore.mark_chunk_done("restore", page_no)
+    return {"ok": True, "page": page_no, "recreated": len(recreate), "reverted": len(patchable)}
 
 
 @dataclass(frozen=True)

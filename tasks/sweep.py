@@ -108,8 +108,14 @@ def sanitize_page(self: ApiTask, run_id: str, page_no: int) -> dict[str, Any]:
         if store.redis.exists(f"{store.prefix}:done:page:{page_no}"):
             return {"ok": True, "page": page_no, "repeat": True}
         return _failed(store, f"page {page_no} is no longer in Redis (expired?)")
+    backend = backend_for(store)
     try:
-        plan = sweep.plan_page(contacts, sanitizer_for(store.meta()["list_id"]), backend_for(store))
+        if store.options().get("apply"):
+            ids = [backend.contact_id(c) for c in contacts]
+            plan = sweep.plan_page_from_plan(contacts, store.planned_among(ids), backend)
+            store.note_stale(plan.stale)
+        else:
+            plan = sweep.plan_page(contacts, sanitizer_for(store.meta()["list_id"]), backend)
     except RetryableApiError as exc:  # the paid line-type look-up, throttled or down
         if self.retries_left(exc, store):
             raise self.retry_api(exc, store) from None
@@ -208,6 +214,7 @@ def record_run(store: RunStore, status: str, message: str = "") -> dict[str, Any
         removed=store.removed_count(),
         finished_at=finished_at,
         message=message,
+        failed_records=store.failure_count(),
     )
     path = audit.append_audit_line(settings().audit_log, record)
     store.set_meta(
@@ -256,3 +263,43 @@ def watchdog() -> int:
         store.fail("the run passed its deadline without finishing")
         record_run(store, "failed", "the run passed its deadline without finishing")
     return len(overdue)
+
+
+@shared_task(name="tasks.sweep.begin_restore", ignore_result=True)
+def begin_restore(run_id: str) -> None:
+    """Restore run ``run_id`` puts back what run ``options.restore_of`` changed."""
+    store = run_store(run_id)
+    source = run_store(str(store.options()["restore_of"]))
+    pages = source.archive_pages()
+    store.set_meta(status="writing", chunks_total=len(pages))
+    header = [restore_archive_page.si(run_id, page_no) for page_no in pages]
+    chord(header)(finish_run.s(run_id))
+
+
+@shared_task(bind=True, base=ApiTask, name="tasks.sweep.restore_archive_page")
+def restore_archive_page(self: ApiTask, run_id: str, page_no: int) -> dict[str, Any]:
+    store = run_store(run_id)
+    list_id = store.meta()["list_id"]
+    _keep_lock(store, list_id)
+    if store.chunk_done("restore", page_no):
+        return {"ok": True, "page": page_no, "repeat": True}
+    source = run_store(str(store.options()["restore_of"]))
+    try:
+        result = sweep.restore_page(
+            store,
+            source,
+            backend_for(store),
+            list_id,
+            page_no,
+            threshold=settings().breaker_threshold,
+        )
+    except RetryableApiError as exc:
+        if store.halted():
+            return {"ok": False, "page": page_no, "halted": True}
+        if self.retries_left(exc, store):
+            raise self.retry_api(exc, store) from None
+        return {"ok": False, "page": page_no, "error": str(exc)}
+    except CxsweepError as exc:
+        return {"ok": False, "page": page_no, "error": str(exc)}
+    store.incr("chunks_done")
+    return result

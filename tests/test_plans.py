@@ -1,0 +1,106 @@
+"""Plan, review, apply, restore: a list ends exactly as it began."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cxsweep import cli
+from tests.conftest import audit_lines
+
+pytestmark = pytest.mark.usefixtures("sweep_worker")
+
+
+def by_id(contacts: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {c["id"]: c for c in contacts}
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, Any]]:
+    code = cli.main([*argv, "--json", "--quiet", "--timeout", "120"])
+    out = capsys.readouterr().out
+    return code, json.loads(out[: out.rindex("}") + 1])
+
+
+def test_plan_review_apply_then_restore(
+    simulator: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], audit_log_path: Path
+) -> None:
+    list_id = f"plan-{uuid.uuid4().hex[:8]}"
+    simulator.put_list(list_id, count=500, seed=31)
+    simulator.configure(page_size=100)
+    original = simulator.get_list(list_id)
+    plan = tmp_path / "plan.jsonl"
+
+    code, dry = run_cli(capsys, "run", list_id, "--dry-run", "--plan-out", str(plan))
+    assert code == 0 and dry["dry_run"]
+    lines = plan.read_text().splitlines()
+    header, entries = json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
+    assert header["list_id"] == list_id and header["cxsweep_plan"] == 1
+    assert len(entries) == dry["planned_updates"] + dry["planned_removals"]
+    assert {e["action"] for e in entries} == {"update", "remove"}
+    assert simulator.get_list(list_id) == original  # the dry run wrote nothing
+
+    # Between review and apply, someone fixes one number by hand on the platform.
+    touched = next(e for e in entries if e["action"] == "update")
+    edited = [dict(c) for c in original]
+    for contact in edited:
+        if contact["id"] == touched["contact_id"]:
+            contact["phone"] = "+442070313000"
+    simulator.put_list(list_id, contacts=edited)
+
+    code, applied = run_cli(capsys, "apply", str(plan))
+    assert code == 0 and applied["kind"] == "apply"
+    assert applied["stale_skipped"] == 1
+    after = by_id(simulator.get_list(list_id))
+    assert after[touched["contact_id"]]["phone"] == "+442070313000"  # newer data kept
+    removed = {e["contact_id"] for e in entries if e["action"] == "remove"}
+    assert not removed & set(after)
+    for entry in entries:
+        if entry["action"] == "update" and entry["contact_id"] != touched["contact_id"]:
+            assert after[entry["contact_id"]]["phone"] == entry["phone_after"]
+    assert applied["success_count"] == dry["planned_updates"] - 1
+    assert applied["purge_count"] == dry["planned_removals"]
+
+    code = cli.main(["archive", "export", applied["run_id"]])
+    exported = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0
+    assert {r["id"] for r in exported} == {e["contact_id"] for e in entries} - {
+        touched["contact_id"]
+    }
+
+    code, restored = run_cli(capsys, "restore", applied["run_id"])
+    assert code == 0 and restored["kind"] == "restore"
+    assert restored["restored"] == len(exported)
+    # Field for field, the list is what it was before the apply (with the hand edit).
+    assert by_id(simulator.get_list(list_id)) == by_id(edited)
+    assert len(audit_lines(audit_log_path, restored["run_id"])) == 1
+
+
+def test_a_malformed_plan_file_is_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], redis_client: Any
+) -> None:
+    from cxsweep.runs import ListLock
+
+    list_id = f"plan-{uuid.uuid4().hex[:8]}"
+    bad = tmp_path / "plan.jsonl"
+    bad.write_text(
+        json.dumps({"cxsweep_plan": 1, "list_id": list_id})
+        + '\n{"contact_id": "c", "action": "zap"}\n'
+    )
+    assert cli.main(["apply", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{bad}:2: not a plan entry" in err
+    assert ListLock(redis_client, list_id).holder() is None  # refused before the lock
+
+
+def test_restore_of_a_dry_run_is_refused(
+    simulator: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    list_id = f"plan-{uuid.uuid4().hex[:8]}"
+    simulator.put_list(list_id, count=50, seed=32)
+    _, dry = run_cli(capsys, "run", list_id, "--dry-run")
+    assert cli.main(["restore", dry["run_id"]]) == 1
+    assert "dry run" in capsys.readouterr().err
