@@ -60,6 +60,34 @@ class PlanEntry:
         return cls(*json.loads(raw))
 
 
+# One page's kept numbers claim their E.164 in the run's hash; the lowest list position
+# wins. Whoever loses (this row, or the holder it displaces) is pushed to the run's
+# duplicates. KEYS: claims hash, duplicates list. ARGV: ttl, then (e164, position, row)
+# triples where row is the JSON the duplicates list keeps.
+_CLAIM_NUMBERS = """
+local ttl = tonumber(ARGV[1])
+for i = 2, #ARGV, 3 do
+  local e164, pos, row = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
+  local held = redis.call('HGET', KEYS[1], e164)
+  if not held then
+    redis.call('HSET', KEYS[1], e164, pos .. '|' .. row)
+  else
+    local sep = string.find(held, '|', 1, true)
+    local held_pos = tonumber(string.sub(held, 1, sep - 1))
+    if pos < held_pos then
+      redis.call('HSET', KEYS[1], e164, pos .. '|' .. row)
+      redis.call('RPUSH', KEYS[2], string.sub(held, sep + 1))
+    elseif pos > held_pos then
+      redis.call('RPUSH', KEYS[2], row)
+    end
+  end
+end
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('EXPIRE', KEYS[2], ttl)
+return 1
+"""
+
+
 class ListLock:
     """One run per list, across machines: redis-py's Lock with the run id as its token,
     so any worker of the run can renew or release it and nobody else can."""
@@ -104,6 +132,9 @@ class RunStore:
         self.removed_key = f"{self.prefix}:removed"
         self.archive_key = f"{self.prefix}:archive"
         self.failures_key = f"{self.prefix}:write-failures"
+        self.claims_key = f"{self.prefix}:number-claims"
+        self.duplicates_key = f"{self.prefix}:duplicates"
+        self.duplicate_ids_key = f"{self.prefix}:duplicate-ids"
 
     # --- metadata -------------------------------------------------------------------
 
@@ -184,6 +215,7 @@ class RunStore:
         removes: Iterable[PlanEntry],
         counts: Mapping[str, int],
         archive: list[dict[str, Any]] | None = None,
+        numbers: list[tuple[str, int, str]] | None = None,
     ) -> bool:
         """Add one page's plan, counters and archive exactly once; False when already
         committed. ``archive`` holds the records about to change, as read, kept
@@ -207,6 +239,11 @@ class RunStore:
             for field, amount in counts.items():
                 if amount:
                     pipe.hincrby(self.counts_key, field, amount)
+            if numbers:
+                args: list[Any] = [DATA_TTL]
+                for e164, position, row in numbers:
+                    args += [e164, position, row]
+                pipe.eval(_CLAIM_NUMBERS, 2, self.claims_key, self.duplicates_key, *args)
             if blob is not None:
                 pipe.hset(self.archive_key, str(page_no), blob)
                 pipe.expire(self.archive_key, ARCHIVE_TTL)
@@ -216,6 +253,38 @@ class RunStore:
 
         # redis-py's stubs type the callable as returning None; value_from_callable says otherwise.
         return bool(self.redis.transaction(apply, marker, value_from_callable=True))  # type: ignore[arg-type]
+
+    def resolve_duplicates(self) -> int:
+        """Once the plan is whole: every contact that lost its number's claim is removed
+        (reason ``duplicate``) instead of updated or kept. Runs once per run."""
+        marker = f"{self.prefix}:done:duplicates"
+
+        def apply(pipe: redis.client.Pipeline) -> int:
+            if pipe.exists(marker):
+                return 0
+            rows = [json.loads(r) for r in pipe.lrange(self.duplicates_key, 0, -1)]
+            pipe.multi()
+            pipe.set(marker, 1, ex=DATA_TTL)
+            for contact_id, category, before in rows:
+                pipe.sadd(self.duplicate_ids_key, contact_id)
+                pipe.rpush(
+                    self.removes_key, PlanEntry(contact_id, before, None, "duplicate").to_json()
+                )
+                pipe.hincrby(self.counts_key, category, -1)
+                pipe.hincrby(self.counts_key, "to_remove", 1)
+                pipe.hincrby(self.counts_key, "reason:duplicate", 1)
+            if rows:
+                pipe.expire(self.duplicate_ids_key, DATA_TTL)
+                pipe.expire(self.removes_key, DATA_TTL)
+            return len(rows)
+
+        return int(self.redis.transaction(apply, marker, value_from_callable=True))  # type: ignore[arg-type]
+
+    def duplicates_among(self, contact_ids: list[str]) -> set[str]:
+        if not contact_ids:
+            return set()
+        flags = self.redis.smismember(self.duplicate_ids_key, contact_ids)
+        return {cid for cid, flag in zip(contact_ids, flags, strict=True) if flag}
 
     def plan_sizes(self) -> tuple[int, int]:
         pipe = self.redis.pipeline()

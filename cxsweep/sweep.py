@@ -6,6 +6,7 @@ runs and retry it; these decide *what* it does. Nothing here sleeps or retries.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -30,11 +31,17 @@ class PagePlan:
     removes: list[PlanEntry] = field(default_factory=list)
     archive: list[dict[str, Any]] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
+    #: (E.164, position in the list, JSON row) of kept numbers, for ``keep_first``
+    numbers: list[tuple[str, int, str]] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
 
 
 def plan_page(
-    contacts: Sequence[dict[str, Any]], sanitizer: Sanitizer, backend: Backend
+    contacts: Sequence[dict[str, Any]],
+    sanitizer: Sanitizer,
+    backend: Backend,
+    *,
+    first_position: int | None = None,
 ) -> PagePlan:
     """Judge every contact of a page: keep as is, rewrite to E.164, or remove (with why).
 
@@ -72,6 +79,11 @@ def plan_page(
         if primary.line_type:
             counts[TYPE_PREFIX + primary.line_type] += 1
         after = {name: str(v.e164) for name, v in good if v.e164 != contact.get(name)}
+        if first_position is not None:
+            # keep_first: who dials this number first is decided once the plan is whole.
+            category = "to_update" if after else "unchanged"
+            row = json.dumps([contact_id, category, before])
+            plan.numbers.append((str(primary.e164), first_position + position, row))
         for name, verdict in present:
             if not verdict.kept:
                 after[name] = ""  # a bad secondary number is blanked, not dialled
@@ -268,6 +280,12 @@ def apply_update_chunk(
         return {"ok": False, "kind": "update", "chunk": index, "halted": True}
     size, _ = chunk_sizes(backend)
     entries = store.plan_slice("update", index * size, (index + 1) * size)
+    # A duplicate found once the plan was whole is removed, never also updated.
+    duplicates = store.duplicates_among([e.contact_id for e in entries])
+    entries = [e for e in entries if e.contact_id not in duplicates]
+    if not entries:
+        store.commit_update_chunk(index, 0)
+        return {"ok": True, "kind": "update", "chunk": index, "updated": 0}
     changes = [Change(e.contact_id, e.after or {}, record=e.record or {}) for e in entries]
     outcome = _guarded(store, threshold, partial(backend.update_contacts, list_id, changes))
     store.record_failures(outcome.failed)

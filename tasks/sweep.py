@@ -34,6 +34,9 @@ from tasks._deps import (
 
 log = logging.getLogger(__name__)
 
+# List positions are page_no * this + index: pages never hold this many contacts.
+PAGE_POSITIONS = 10_000_000
+
 
 def launch(run_id: str) -> None:
     """Hand a run whose metadata is already in Redis to the workers.
@@ -115,14 +118,21 @@ def sanitize_page(self: ApiTask, run_id: str, page_no: int) -> dict[str, Any]:
             plan = sweep.plan_page_from_plan(contacts, store.planned_among(ids), backend)
             store.note_stale(plan.stale)
         else:
-            plan = sweep.plan_page(contacts, sanitizer_for(store.meta()["list_id"]), backend)
+            list_id = store.meta()["list_id"]
+            keep_first = directive_for(list_id).duplicates == "keep_first"
+            plan = sweep.plan_page(
+                contacts,
+                sanitizer_for(list_id),
+                backend,
+                first_position=page_no * PAGE_POSITIONS if keep_first else None,
+            )
     except RetryableApiError as exc:  # the paid line-type look-up, throttled or down
         if self.retries_left(exc, store):
             raise self.retry_api(exc, store) from None
         return _failed(store, f"sanitizing page {page_no}: {exc}")
     except (CxsweepError, SoftTimeLimitExceeded) as exc:
         return _failed(store, f"sanitizing page {page_no}: {exc}")
-    store.commit_page(page_no, plan.updates, plan.removes, plan.counts, plan.archive)
+    store.commit_page(page_no, plan.updates, plan.removes, plan.counts, plan.archive, plan.numbers)
     return {
         "ok": True,
         "page": page_no,
@@ -139,6 +149,7 @@ def plan_ready(self: Any, results: list[Any], run_id: str) -> dict[str, Any]:
     max_ratio = (
         float(allowed) if allowed is not None else directive_for(meta["list_id"]).max_purge_ratio
     )
+    store.resolve_duplicates()
     judgement = sweep.judge_plan(
         store, results, dry_run=meta.get("dry_run") == "1", max_purge_ratio=max_ratio
     )

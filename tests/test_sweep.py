@@ -290,3 +290,51 @@ def test_watchdog_fails_an_overdue_run_and_frees_its_list(
     assert len(lines) == 1 and "deadline" in lines[0]["message"]
     hooks = wait_for_webhooks(simulator, run_id)
     assert [h["body"]["event"] for h in hooks] == ["campaign.sanitization.halted"]
+
+
+def test_keep_first_removes_later_duplicates_in_list_order(
+    simulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tasks import _deps
+
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        '[[lists]]\nmatch = "dup-*"\nduplicates = "keep_first"\nmax_purge_ratio = 0.6\n'
+    )
+    monkeypatch.setenv("CXSWEEP_POLICY_FILE", str(policy))
+    get_settings.cache_clear()
+    _deps.policy.cache_clear()
+    simulator.configure(page_size=2)
+    contacts = [
+        {"id": "a", "phone": "(650) 253-0000"},
+        {"id": "b", "phone": "+16502530001"},
+        {"id": "c", "phone": "+1 650 253 0000"},  # same number as a
+        {"id": "d", "phone": "+16502530002"},
+        {"id": "e", "phone": "650.253.0000"},  # same as a again
+        {"id": "f", "phone": "+16502530001"},  # same as b, already E.164
+    ]
+    try:
+        outcomes = {}
+        for prefix in ("dup", "all"):
+            list_id = f"{prefix}-{uuid.uuid4().hex[:8]}"
+            simulator.put_list(
+                list_id, contacts=[{**c, "id": f"{list_id}-{c['id']}"} for c in contacts]
+            )
+            record = sweep(list_id)
+            final = {c["id"].rsplit("-", 1)[1]: c["phone"] for c in simulator.get_list(list_id)}
+            outcomes[prefix] = (record, final)
+            if prefix == "dup":
+                patched = {cid for cid in simulator.stats()["patched"] if cid.startswith(list_id)}
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        _deps.policy.cache_clear()
+
+    record, final = outcomes["dup"]
+    assert final == {"a": "+16502530000", "b": "+16502530001", "d": "+16502530002"}
+    assert record["reject_reasons"] == {"duplicate": 3}
+    assert record["success_count"] == 1 and record["unchanged_count"] == 2
+    assert record["purge_count"] == 3
+    assert {cid.rsplit("-", 1)[1] for cid in patched} == {"a"}, "never PATCH a duplicate"
+    # The list the policy does not name keeps its duplicates.
+    assert len(outcomes["all"][1]) == 6
