@@ -13,6 +13,7 @@ from celery import Task
 from celery.exceptions import Retry
 from celery.utils.time import get_exponential_backoff_interval
 
+from cxsweep import metrics
 from cxsweep.backend import Backend, make_backend
 from cxsweep.errors import NotYet, RetryableApiError
 from cxsweep.lookup import build_provider
@@ -48,6 +49,7 @@ def backend_for(store: RunStore) -> Backend:
         pipe.hincrby(store.counts_key, f"status:{status or 'error'}", 1)
         pipe.hincrby(store.counts_key, "api_ms_sum", round(seconds * 1000))
         pipe.execute()
+        metrics.observe_api(kind, status, seconds)
 
     return make_backend(settings(), redis_client(), observer=observe)
 

@@ -16,10 +16,10 @@ import json
 import logging
 from typing import Any
 
-from celery import chord, shared_task
+from celery import chord, current_app, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from cxsweep import audit, sweep, webhook
+from cxsweep import audit, metrics, sweep, webhook
 from cxsweep.errors import CxsweepError, RetryableApiError
 from cxsweep.runs import ListLock, RunStore, overdue_runs
 from tasks._deps import (
@@ -228,12 +228,17 @@ def record_run(store: RunStore, status: str, message: str = "") -> dict[str, Any
         failed_records=store.failure_count(),
     )
     path = audit.append_audit_line(settings().audit_log, record)
+    metrics.observe_run(record)
     store.set_meta(
         status=status, finished_at=finished_at, record=json.dumps(record), audit_log=str(path)
     )
     ListLock(redis_client(), meta.get("list_id", "")).release(store.run_id)
     if settings().aggregator_url:
         send_webhook.delay(store.run_id)
+    sweep_id = store.options().get("sweep_id")
+    if sweep_id:
+        # A scheduled sweep starts its next list as soon as a slot frees.
+        current_app.send_task("tasks.schedule.advance_sweep", args=[sweep_id])
     log.info("run %s %s: %s", store.run_id, status, message or "ok")
     return {"ok": True, "status": status}
 

@@ -46,6 +46,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("CXSWEEP_READ_TIMEOUT", "5")
     # Tests that are not about the shared rate limit should not wait for it.
     os.environ.setdefault("CXSWEEP_RATE_LIMIT", "0")
+    os.environ.setdefault("CXSWEEP_METRICS_PORT", "0")
     redis.Redis.from_url(url).flushdb()
 
 

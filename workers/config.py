@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+from celery.schedules import ParseException, crontab
 from kombu import Queue
 
 from cxsweep.errors import SettingsError
+from cxsweep.policy import load_policy
 from cxsweep.settings import get_settings
 
 try:
@@ -44,16 +48,72 @@ task_queues = (Queue(IO_QUEUE), Queue(CPU_QUEUE))
 task_default_queue = IO_QUEUE
 task_routes = {"tasks.sweep.sanitize_page": {"queue": CPU_QUEUE}}
 
-include = ["tasks.sweep"]
+include = ["tasks.sweep", "tasks.schedule"]
 
 # Beat keeps its schedule and a lock in Redis (celery-redbeat): several beat processes
 # may stand by, one fires.
 beat_scheduler = "redbeat.RedBeatScheduler"
 redbeat_redis_url = _settings.redis_url
 redbeat_key_prefix = "cxsweep:redbeat"
+redbeat_redis_options: dict[str, object] = {}
 redbeat_lock_timeout = 5 * 60
 beat_schedule = {
     # Runs whose chord never finished (a lost callback, workers gone) are failed,
     # recorded and their lists freed.
     "watchdog": {"task": "tasks.sweep.watchdog", "schedule": 60.0},
 }
+
+
+def _sweep_schedule() -> crontab:
+    """The all-lists sweep: CXSWEEP_SWEEP_SCHEDULE, else the policy file's [default]
+    schedule, else nightly at 02:00 (the timezone is Celery's, UTC by default)."""
+    value = os.environ.get("CXSWEEP_SWEEP_SCHEDULE", "").strip()
+    name = "CXSWEEP_SWEEP_SCHEDULE"
+    if not value:
+        try:
+            value = load_policy(_settings).default_schedule or "0 2 * * *"
+        except SettingsError as exc:
+            raise SystemExit(f"cxsweep: {exc}") from None
+        name = "the policy's [default] schedule"
+    fields = value.split()
+    try:
+        if len(fields) != 5:
+            raise ValueError("expected 5 fields")
+        minute, hour, day_of_month, month_of_year, day_of_week = fields
+        return crontab(
+            minute=minute,
+            hour=hour,
+            day_of_month=day_of_month,
+            month_of_year=month_of_year,
+            day_of_week=day_of_week,
+        )
+    except (ValueError, ParseException) as exc:
+        raise SystemExit(
+            f"cxsweep: {name}={value!r} is not a crontab expression"
+            f" (minute hour day-of-month month day-of-week): {exc}"
+        ) from None
+
+
+def _metrics_port() -> int:
+    raw = os.environ.get("CXSWEEP_METRICS_PORT", "9808").strip() or "9808"
+    if not raw.isdigit() or int(raw) > 65535:
+        raise SystemExit(f"cxsweep: CXSWEEP_METRICS_PORT={raw!r}: expected a port, or 0 for none")
+    return int(raw)
+
+
+beat_schedule.update(
+    {
+        # Every list of the account, with back-pressure (tasks/schedule.py). Lists with
+        # their own schedule in the policy get their own entries, kept in Redis by RedBeat.
+        "sweep-all-lists": {
+            "task": "tasks.schedule.sweep_all_lists",
+            "schedule": _sweep_schedule(),
+        },
+        # Keeps those per-list entries in step with the policy and the account's lists
+        # between nightly sweeps (a new rule takes effect within the hour).
+        "sync-list-schedules": {"task": "tasks.schedule.sync_list_schedules", "schedule": 3600.0},
+    }
+)
+
+# Workers serve Prometheus /metrics here (workers/_metrics.py); 0: no server.
+cxsweep_metrics_port = _metrics_port()
