@@ -102,31 +102,33 @@ def wait_for_run(
     settings: Settings, run_id: str, *, timeout: float | None = None, quiet: bool = False
 ) -> dict[str, Any]:
     """Follow a run until it is recorded; returns its audit record."""
+    from cxsweep.progress import Progress
     from cxsweep.redisconn import get_redis
     from cxsweep.runs import FINAL, RunStore
 
     store = RunStore(get_redis(settings.redis_url), run_id)
     started = time.monotonic()
     interactive = sys.stderr.isatty() and not quiet
+    progress = Progress()
+    drawn = 0
     last_print = 0.0
     warned_no_worker = False
     while True:
         meta = store.meta()
         elapsed = time.monotonic() - started
-        if meta.get("status") in FINAL and meta.get("record"):
-            if interactive:
-                print(file=sys.stderr)
+        done = meta.get("status") in FINAL and meta.get("record")
+        if interactive and (done or elapsed - last_print >= 0.5):
+            lines = progress.lines(meta, store.counts(), elapsed)
+            # Redraw the bars in place: move up over the previous drawing first.
+            up = f"\x1b[{drawn}F" if drawn else ""
+            print(up + "\n".join(f"{line}\x1b[K" for line in lines), file=sys.stderr, flush=True)
+            drawn, last_print = len(lines), elapsed
+        elif not quiet and not interactive and elapsed - last_print >= 5:
+            print(_progress_line(meta, store.counts(), elapsed), file=sys.stderr, flush=True)
+            last_print = elapsed
+        if done:
             record: dict[str, Any] = json.loads(meta["record"])
             return record
-        if not quiet and (interactive or elapsed - last_print >= 5):
-            line = _progress_line(meta, store.counts(), elapsed)
-            print(
-                ("\r" + line) if interactive else line,
-                end="" if interactive else "\n",
-                file=sys.stderr,
-                flush=True,
-            )
-            last_print = elapsed
         if not warned_no_worker and elapsed > 15 and not store.counts().get("api_requests"):
             _err("no worker has picked the run up yet: is `celery -A workers worker` running?")
             warned_no_worker = True

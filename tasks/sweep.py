@@ -85,6 +85,7 @@ def fetch_page(self: ApiTask, run_id: str, page_no: int, cursor: str | None) -> 
 
     store.store_page(page_no, page.contacts)
     store.incr("pages_read")
+    store.incr("read", len(page.contacts))
     if page.total is not None and page_no == 0:
         store.set_meta(total_records=page.total)
     self.add_to_chord(sanitize_page.si(run_id, page_no))

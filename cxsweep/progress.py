@@ -1,0 +1,53 @@
+"""The CLI's live view of a run: one bar per stage (read, sanitized, written), with rates."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Mapping
+
+BAR = 24
+
+
+def _bar(done: int, total: int | None) -> str:
+    if not total:
+        return "[" + "·" * BAR + "]"
+    filled = min(BAR, round(BAR * done / total))
+    return "[" + "█" * filled + "░" * (BAR - filled) + "]"
+
+
+class Progress:
+    """Keeps a few seconds of samples so the rates shown are current, not run averages."""
+
+    def __init__(self, window: float = 3.0) -> None:
+        self.window = window
+        self.samples: deque[tuple[float, dict[str, int]]] = deque()
+
+    def rates(self, values: dict[str, int], now: float | None = None) -> dict[str, float]:
+        now = time.monotonic() if now is None else now
+        self.samples.append((now, values))
+        while len(self.samples) > 2 and now - self.samples[0][0] > self.window:
+            self.samples.popleft()
+        then, old = self.samples[0]
+        span = now - then
+        return {k: (v - old.get(k, 0)) / span if span > 0 else 0.0 for k, v in values.items()}
+
+    def lines(
+        self, meta: Mapping[str, str], counts: Mapping[str, int], elapsed: float
+    ) -> list[str]:
+        total = int(meta.get("total_records") or 0) or None
+        read, judged = counts.get("read", 0), counts.get("fetched", 0)
+        chunks, chunks_total = counts.get("chunks_done", 0), int(meta.get("chunks_total") or 0)
+        rates = self.rates({"read": read, "judged": judged, "chunks": chunks})
+        reading = meta.get("status") == "reading"
+        # Until the last page is read, the total is only known when the platform says it.
+        read_total = total or (None if reading else read)
+        head = f"run {meta.get('run_id', '?')}  {meta.get('status', '?')}  {elapsed:.1f}s"
+        return [
+            head,
+            f"  read      {_bar(read, read_total)} {read:>9,} contacts  {rates['read']:>8,.0f}/s",
+            f"  sanitized {_bar(judged, read_total)} {judged:>9,} contacts  "
+            f"{rates['judged']:>8,.0f}/s",
+            f"  written   {_bar(chunks, chunks_total or None)} {chunks:>9,} of {chunks_total:,}"
+            f" chunks  {rates['chunks']:>6,.1f}/s",
+        ]
