@@ -138,6 +138,7 @@ class Transport:
         self.observer = observer
         self.limiter = limiter
         self.max_bytes = settings.max_response_bytes
+        self.insecure_hosts = settings.tls_insecure_hosts
         self.timeout = (settings.connect_timeout, settings.read_timeout)
 
     def send(
@@ -171,6 +172,7 @@ class Transport:
                 auth=auth,
                 timeout=self.timeout,
                 stream=True,
+                verify=(urlsplit(url).hostname or "").lower() not in self.insecure_hosts,
             )
             status = response.status_code
             # Read the body here, capped, so that a slow or endless answer fails this call.

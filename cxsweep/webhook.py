@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -49,6 +50,7 @@ def post(
     payload: Mapping[str, Any],
     secret: Secret,
     session: requests.Session | None = None,
+    insecure_hosts: frozenset[str] = frozenset(),
 ) -> int:
     body = json.dumps(payload, separators=(",", ":")).encode()
     headers = {"Content-Type": "application/json", "X-Cxsweep-Run": str(payload.get("run_id"))}
@@ -58,7 +60,13 @@ def post(
         headers["X-Cxsweep-Signature"] = signature(secret, timestamp, body)
     sender = session or requests
     try:
-        response = sender.post(url, data=body, headers=headers, timeout=TIMEOUT_SECONDS)
+        response = sender.post(
+            url,
+            data=body,
+            headers=headers,
+            timeout=TIMEOUT_SECONDS,
+            verify=(urlsplit(url).hostname or "").lower() not in insecure_hosts,
+        )
     except requests.RequestException as exc:
         raise RetryableApiError(f"webhook POST: {type(exc).__name__}") from None
     if response.status_code == 429 or response.status_code >= 500:

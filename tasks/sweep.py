@@ -260,7 +260,10 @@ def send_webhook(self: Any, run_id: str) -> dict[str, Any]:
         return {"ok": False, "error": "run has no record"}
     try:
         status = webhook.post(
-            settings().aggregator_url, webhook.build_payload(record), settings().webhook_secret
+            settings().aggregator_url,
+            webhook.build_payload(record),
+            settings().webhook_secret,
+            insecure_hosts=settings().tls_insecure_hosts,
         )
     except RetryableApiError:
         store.set_meta(webhook="retrying")

@@ -1,0 +1,85 @@
+"""The shared HTTP transport against real servers: TLS verification and its one exception."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import shutil
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cxsweep.errors import RetryableApiError
+from cxsweep.http import Transport
+from cxsweep.settings import load_settings
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = json.dumps({"ok": True}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def self_signed_server(tmp_path: Path) -> Iterator[str]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a self-signed certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://localhost:{server.server_address[1]}/"
+    server.shutdown()
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_tls_is_verified_unless_the_host_is_named(self_signed_server: str) -> None:
+    verified = Transport(load_settings({"CXSWEEP_ENV_FILE": "/dev/null"}))
+    with pytest.raises(RetryableApiError, match="certificate|SSL"):
+        verified.send("read", "GET /", "GET", self_signed_server)
+
+    trusting = Transport(
+        load_settings({"CXSWEEP_ENV_FILE": "/dev/null", "CXSWEEP_TLS_INSECURE_HOSTS": "localhost"})
+    )
+    assert trusting.send("read", "GET /", "GET", self_signed_server).status_code == 200
+
+    other = Transport(
+        load_settings(
+            {"CXSWEEP_ENV_FILE": "/dev/null", "CXSWEEP_TLS_INSECURE_HOSTS": "lab.example"}
+        )
+    )
+    with pytest.raises(RetryableApiError):
+        other.send("read", "GET /", "GET", self_signed_server)
