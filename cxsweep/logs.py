@@ -6,14 +6,11 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-import os
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
-
-from cxsweep.errors import SettingsError
 
 # A run of 7+ digits, optionally led by "+": long enough to be a phone number.
 _NUMBER = re.compile(r"\+?\d[\d\-. ()]{5,}\d")
@@ -42,8 +39,6 @@ class MaskingFilter(logging.Filter):
 
 # --- structured logs ----------------------------------------------------------------
 
-LOG_FORMAT_ENV = "CXSWEEP_LOG_FORMAT"
-LOG_FORMATS = ("text", "json")
 CONTEXT_FIELDS = ("run_id", "list_id", "sweep_id", "task_id", "task_name")
 
 # What the current task works on; set by the worker around each task (a contextvar, so
@@ -52,15 +47,6 @@ _EMPTY: Mapping[str, str] = MappingProxyType({})
 _context: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
     "cxsweep_log_context", default=_EMPTY
 )
-
-
-def log_format(environ: Mapping[str, str] | None = None) -> str:
-    """``CXSWEEP_LOG_FORMAT``: "text" (for people, the default) or "json" (for shippers)."""
-    env = os.environ if environ is None else environ
-    value = env.get(LOG_FORMAT_ENV, "text").strip().lower() or "text"
-    if value not in LOG_FORMATS:
-        raise SettingsError(f"{LOG_FORMAT_ENV}={value!r}: expected text or json")
-    return value
 
 
 def bind(**fields: str | None) -> contextvars.Token[Mapping[str, str]]:

@@ -73,6 +73,11 @@ class Settings:
     breaker_threshold: int = 5
     run_deadline_seconds: int = 6 * 3600
     http_pool_size: int = 32
+    # Beat's sweep of every list ("" : the policy's [default] schedule, else nightly).
+    sweep_schedule: str = ""
+    max_concurrent_runs: int = 4
+    metrics_port: int = 9808
+    log_format: str = "text"
     # Hosts whose TLS certificates are not verified (a lab's self-signed proxy): named
     # one by one, never a blanket switch.
     tls_insecure_hosts: frozenset[str] = frozenset()
@@ -220,6 +225,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if policy_file and not Path(policy_file).is_file():
         raise SettingsError(f"{PREFIX}POLICY_FILE: no such file {policy_file}")
 
+    log_format = get("LOG_FORMAT", "text").lower() or "text"
+    if log_format not in ("text", "json"):
+        raise SettingsError(f"{PREFIX}LOG_FORMAT={log_format!r}: expected text or json")
+    metrics_port = int(_number("METRICS_PORT", get("METRICS_PORT", "9808"), int, 0))
+    if metrics_port > 65535:
+        raise SettingsError(f"{PREFIX}METRICS_PORT={metrics_port}: not a port (0 for none)")
+
     backend = get("BACKEND", "v2").lower()
     if backend not in ("v2", "cxone"):
         raise SettingsError(f"{PREFIX}BACKEND={backend!r}: expected v2 or cxone")
@@ -275,6 +287,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         run_deadline_seconds=int(
             _number("RUN_DEADLINE_SECONDS", get("RUN_DEADLINE_SECONDS", str(6 * 3600)), int, 10)
         ),
+        sweep_schedule=get("SWEEP_SCHEDULE"),
+        max_concurrent_runs=int(
+            _number("MAX_CONCURRENT_RUNS", get("MAX_CONCURRENT_RUNS", "4"), int, 1)
+        ),
+        metrics_port=metrics_port,
+        log_format=log_format,
         tls_insecure_hosts=frozenset(
             h.strip().lower() for h in get("TLS_INSECURE_HOSTS").split(",") if h.strip()
         ),

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from redbeat import RedBeatSchedulerEntry
 
 from cxsweep import metrics
 from cxsweep.backend import make_backend
-from cxsweep.errors import ListBusy, RetryableApiError, SettingsError
+from cxsweep.errors import ListBusy, RetryableApiError
 from cxsweep.policy import Policy
 from cxsweep.redisconn import text
 from cxsweep.runs import ACTIVE, DATA_TTL, RunStore, new_run_id, prepare_run
@@ -46,7 +45,6 @@ from tasks.sweep import begin_run
 
 log = logging.getLogger(__name__)
 
-MAX_RUNS_ENV = "CXSWEEP_MAX_CONCURRENT_RUNS"
 DEFAULT_MAX_RUNS = 4
 # How often a sweep looks for finished runs to replace. Runs take minutes; 5 s keeps
 # the slots busy without a noticeable load on Redis.
@@ -59,14 +57,6 @@ SWEEP_INDEX = "cxsweep:sweeps"
 # Names of the per-list RedBeat entries this module manages (to remove stale ones).
 LIST_ENTRIES = "cxsweep:sweep:list-entries"
 LIST_ENTRY_TASK = "tasks.schedule.sweep_list"
-
-
-def max_concurrent_runs(environ: Mapping[str, str] | None = None) -> int:
-    env = os.environ if environ is None else environ
-    raw = env.get(MAX_RUNS_ENV, "").strip() or str(DEFAULT_MAX_RUNS)
-    if not raw.isdigit() or int(raw) < 1:
-        raise SettingsError(f"{MAX_RUNS_ENV}={raw!r}: expected a whole number of runs, 1 or more")
-    return int(raw)
 
 
 def parse_crontab(value: str) -> crontab:
@@ -256,7 +246,7 @@ def _all_list_ids() -> list[str]:
 def sweep_all_lists(
     self: Any, *, poll_seconds: float = ADVANCE_EVERY, dry_run: bool = False
 ) -> dict[str, Any]:
-    max_runs = max_concurrent_runs()
+    max_runs = settings().max_concurrent_runs
     rules = policy()
     found = sort_lists(_all_list_ids(), rules)
     client = redis_client()

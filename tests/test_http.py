@@ -68,7 +68,7 @@ def self_signed_server(tmp_path: Path) -> Iterator[str]:
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 def test_tls_is_verified_unless_the_host_is_named(self_signed_server: str) -> None:
     verified = Transport(load_settings({"CXSWEEP_ENV_FILE": "/dev/null"}))
-    with pytest.raises(RetryableApiError, match="certificate|SSL"):
+    with pytest.raises(RetryableApiError, match=r"certificate|SSL"):
         verified.send("read", "GET /", "GET", self_signed_server)
 
     trusting = Transport(

@@ -21,6 +21,7 @@ from cxsweep import cli, logs
 from cxsweep.errors import SettingsError
 from cxsweep.localredis import free_port
 from cxsweep.runs import RunStore
+from cxsweep.settings import load_settings
 from workers import _metrics, _signals
 
 
@@ -154,6 +155,6 @@ def test_json_log_lines_carry_the_task_ids_with_numbers_masked(
     assert line["task_id"] == "task-1" and line["task_name"] == "tasks.sweep.plan_ready"
     assert line["level"] == "WARNING" and line["logger"] == "tasks.sweep"
     assert logs.bound() == {}, "the context ends with the task"
-    assert logs.log_format({"CXSWEEP_LOG_FORMAT": "JSON"}) == "json"
+    assert load_settings({"CXSWEEP_LOG_FORMAT": "JSON"}).log_format == "json"
     with pytest.raises(SettingsError):
-        logs.log_format({"CXSWEEP_LOG_FORMAT": "xml"})
+        load_settings({"CXSWEEP_LOG_FORMAT": "xml"})

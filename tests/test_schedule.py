@@ -17,8 +17,9 @@ from celery.schedules import crontab
 from redbeat import RedBeatSchedulerEntry
 
 import tasks._deps
+from cxsweep.errors import SettingsError
 from cxsweep.runs import ACTIVE, RUN_INDEX, ListLock, RunStore
-from cxsweep.settings import get_settings
+from cxsweep.settings import get_settings, load_settings
 from tasks import schedule
 from tasks.schedule import CURRENT_SWEEP, SweepStore, advance_sweep, sweep_all_lists
 
@@ -229,6 +230,6 @@ def test_bad_schedule_stops_beat_with_one_line() -> None:
     assert done.returncode == 1
     assert done.stderr.startswith("cxsweep: CXSWEEP_SWEEP_SCHEDULE='61 2 * * *'")
     assert len(done.stderr.strip().splitlines()) == 1
-    assert schedule.max_concurrent_runs({"CXSWEEP_MAX_CONCURRENT_RUNS": "3"}) == 3
-    with pytest.raises(Exception, match="CXSWEEP_MAX_CONCURRENT_RUNS"):
-        schedule.max_concurrent_runs({"CXSWEEP_MAX_CONCURRENT_RUNS": "0"})
+    assert load_settings({"CXSWEEP_MAX_CONCURRENT_RUNS": "3"}).max_concurrent_runs == 3
+    with pytest.raises(SettingsError, match="CXSWEEP_MAX_CONCURRENT_RUNS"):
+        load_settings({"CXSWEEP_MAX_CONCURRENT_RUNS": "0"})

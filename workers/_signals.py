@@ -25,18 +25,14 @@ from celery.signals import (
 )
 
 from cxsweep import logs, metrics
-from cxsweep.errors import SettingsError
 from cxsweep.redisconn import get_redis, text
 from cxsweep.runs import RunStore
 from cxsweep.settings import get_settings
 from workers import _metrics
 
 log = logging.getLogger(__name__)
-# Validated when the app loads: a bad value stops the worker with one line.
-try:
-    _LOG_FORMAT = logs.log_format()
-except SettingsError as exc:
-    raise SystemExit(f"cxsweep: {exc}") from None
+# Settings were validated when workers.config loaded (a bad one stopped the worker).
+_LOG_FORMAT = get_settings().log_format
 
 
 @after_setup_logger.connect

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
-from celery.schedules import ParseException, crontab
+from celery.schedules import crontab
 from kombu import Queue
 
 from cxsweep.errors import SettingsError
 from cxsweep.policy import load_policy
 from cxsweep.settings import get_settings
+from tasks.schedule import parse_crontab
 
 try:
     _settings = get_settings()
@@ -67,38 +66,20 @@ beat_schedule = {
 def _sweep_schedule() -> crontab:
     """The all-lists sweep: CXSWEEP_SWEEP_SCHEDULE, else the policy file's [default]
     schedule, else nightly at 02:00 (the timezone is Celery's, UTC by default)."""
-    value = os.environ.get("CXSWEEP_SWEEP_SCHEDULE", "").strip()
-    name = "CXSWEEP_SWEEP_SCHEDULE"
+    value, name = _settings.sweep_schedule, "CXSWEEP_SWEEP_SCHEDULE"
     if not value:
         try:
             value = load_policy(_settings).default_schedule or "0 2 * * *"
         except SettingsError as exc:
             raise SystemExit(f"cxsweep: {exc}") from None
         name = "the policy's [default] schedule"
-    fields = value.split()
     try:
-        if len(fields) != 5:
-            raise ValueError("expected 5 fields")
-        minute, hour, day_of_month, month_of_year, day_of_week = fields
-        return crontab(
-            minute=minute,
-            hour=hour,
-            day_of_month=day_of_month,
-            month_of_year=month_of_year,
-            day_of_week=day_of_week,
-        )
-    except (ValueError, ParseException) as exc:
+        return parse_crontab(value)
+    except ValueError as exc:
         raise SystemExit(
             f"cxsweep: {name}={value!r} is not a crontab expression"
-            f" (minute hour day-of-month month day-of-week): {exc}"
+            " (minute hour day-of-month month day-of-week): " + str(exc).split(": ", 1)[-1]
         ) from None
-
-
-def _metrics_port() -> int:
-    raw = os.environ.get("CXSWEEP_METRICS_PORT", "9808").strip() or "9808"
-    if not raw.isdigit() or int(raw) > 65535:
-        raise SystemExit(f"cxsweep: CXSWEEP_METRICS_PORT={raw!r}: expected a port, or 0 for none")
-    return int(raw)
 
 
 beat_schedule.update(
@@ -116,4 +97,4 @@ beat_schedule.update(
 )
 
 # Workers serve Prometheus /metrics here (workers/_metrics.py); 0: no server.
-cxsweep_metrics_port = _metrics_port()
+cxsweep_metrics_port = _settings.metrics_port
