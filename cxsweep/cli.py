@@ -15,6 +15,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, cast
 
+import redis
+
 from cxsweep.check import add_check_parser
 from cxsweep.errors import CredentialsRefused, CxsweepError, RetryableApiError, SettingsError
 from cxsweep.planfile import PlanFileError
@@ -74,12 +76,15 @@ def start_run(
         from cxsweep.runs import RunStore
 
         before_launch(RunStore(redis_client, run_id))
-    from tasks.sweep import begin_restore, launch
+    # The project's Celery app (broker = CXSWEEP_REDIS_URL), not Celery's default one.
+    from workers import app
 
-    if options and options.get("restore_of"):
-        begin_restore.delay(run_id)
-    else:
-        launch(run_id)
+    first_step = (
+        "tasks.sweep.begin_restore"
+        if options and options.get("restore_of")
+        else ("tasks.sweep.begin_run")
+    )
+    app.send_task(first_step, args=[run_id], ignore_result=True)
     return run_id
 
 
@@ -113,27 +118,40 @@ def wait_for_run(
     drawn = 0
     last_print = 0.0
     warned_no_worker = False
+    lost_since: float | None = None
     while True:
-        meta = store.meta()
         elapsed = time.monotonic() - started
+        if timeout is not None and elapsed > timeout:
+            raise CxsweepError(f"run {run_id} did not finish within {timeout:.0f}s")
+        try:
+            meta = store.meta()
+            counts = store.counts()
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            # Redis restarting: the run's state is in it (persisted); keep asking.
+            if lost_since is None:
+                lost_since = elapsed
+                _err(f"lost Redis at {settings.redis_url}; waiting for it to come back")
+            time.sleep(1.0)
+            continue
+        if lost_since is not None:
+            _err(f"Redis is back after {elapsed - lost_since:.0f}s")
+            lost_since = None
         done = meta.get("status") in FINAL and meta.get("record")
         if interactive and (done or elapsed - last_print >= 0.5):
-            lines = progress.lines(meta, store.counts(), elapsed)
+            lines = progress.lines(meta, counts, elapsed)
             # Redraw the bars in place: move up over the previous drawing first.
             up = f"\x1b[{drawn}F" if drawn else ""
             print(up + "\n".join(f"{line}\x1b[K" for line in lines), file=sys.stderr, flush=True)
             drawn, last_print = len(lines), elapsed
         elif not quiet and not interactive and elapsed - last_print >= 5:
-            print(_progress_line(meta, store.counts(), elapsed), file=sys.stderr, flush=True)
+            print(_progress_line(meta, counts, elapsed), file=sys.stderr, flush=True)
             last_print = elapsed
         if done:
             record: dict[str, Any] = json.loads(meta["record"])
             return record
-        if not warned_no_worker and elapsed > 15 and not store.counts().get("api_requests"):
+        if not warned_no_worker and elapsed > 15 and not counts.get("api_requests"):
             _err("no worker has picked the run up yet: is `celery -A workers worker` running?")
             warned_no_worker = True
-        if timeout is not None and elapsed > timeout:
-            raise CxsweepError(f"run {run_id} did not finish within {timeout:.0f}s")
         time.sleep(0.2)
 
 

@@ -13,10 +13,15 @@ from types import MappingProxyType
 from typing import Any
 
 # A run of 7+ digits, optionally led by "+": long enough to be a phone number.
-_NUMBER = re.compile(r"\+?\d[\d\-. ()]{5,}\d")
+# Not inside a word or an id: a task id's digit groups (a4389e76-1234-4567-...) and a
+# duration (0.0216053s) are not phone numbers.
+_NUMBER = re.compile(r"(?<![\w.\-])\+?\d[\d\-. ()]{5,}\d(?![\w\-])")
+_DECIMAL_FRACTION = re.compile(r"\.\d{5,}")
 
 
 def mask_number(text: str) -> str:
+    if _DECIMAL_FRACTION.search(text):
+        return text
     digits = re.sub(r"\D", "", text)
     prefix = "+" if text.startswith("+") else ""
     if len(digits) < 7:

@@ -46,15 +46,21 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(start + interval - now) + 60000)
 return {math.ceil(wait), 1}
 """
 
-# ARGV: retry_after (s), floor factor. Slows the rate and pauses everyone.
+# ARGV: retry_after (s), floor factor. Slows the rate and pauses everyone, once per
+# episode: the 429s of requests already in flight belong to the same episode and must
+# not each cut the rate again (ten of them would take it to the floor).
 _PENALIZE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local factor = tonumber(redis.call('HGET', KEYS[1], 'factor')) or 1
+local state = redis.call('HMGET', KEYS[1], 'factor', 'blocked')
+local factor = tonumber(state[1]) or 1
+local current = tonumber(state[2]) or 0
+if now < current then
+  return tostring(factor)
+end
 factor = math.max(tonumber(ARGV[2]), factor * 0.75)
 local blocked = now + tonumber(ARGV[1]) * 1000
-local current = tonumber(redis.call('HGET', KEYS[1], 'blocked')) or 0
-redis.call('HSET', KEYS[1], 'factor', factor, 'since', now, 'blocked', math.max(blocked, current))
+redis.call('HSET', KEYS[1], 'factor', factor, 'since', now, 'blocked', blocked)
 redis.call('PEXPIRE', KEYS[1], 3600000)
 return tostring(factor)
 """
@@ -76,7 +82,9 @@ class RateLimiter:
         if rate <= 0:
             raise ValueError("rate must be positive (use no limiter for no limit)")
         self.rate = rate
-        self.burst = max(1, burst if burst is not None else max(1, int(rate)))
+        # Half a second's worth by default: a burst as large as the tenant's own bucket
+        # puts client and server in lock-step, where any jitter is a 429.
+        self.burst = max(1, burst if burst is not None else int(rate // 2))
         self.max_wait = max_wait
         self.recovery = recovery
         digest = hashlib.sha256(tenant.encode()).hexdigest()[:16]

@@ -133,6 +133,7 @@ class RunStore:
         self.archive_key = f"{self.prefix}:archive"
         self.failures_key = f"{self.prefix}:write-failures"
         self.claims_key = f"{self.prefix}:number-claims"
+        self.streak_key = f"{self.prefix}:consecutive-5xx"
         self.duplicates_key = f"{self.prefix}:duplicates"
         self.duplicate_ids_key = f"{self.prefix}:duplicate-ids"
 
@@ -201,8 +202,24 @@ class RunStore:
             return True
         return text(self.redis.get(key)) == task_id
 
+    def once(self, step: str) -> bool:
+        """True for the first caller only. A step marked before it acts, and a crash in
+        between, leaves the run for the watchdog: better than doing the step twice."""
+        return bool(self.redis.set(f"{self.prefix}:once:{step}", 1, nx=True, ex=DATA_TTL))
+
     def store_page(self, page_no: int, contacts: list[dict[str, Any]]) -> None:
         self.redis.set(f"{self.prefix}:page:{page_no}", json.dumps(contacts), ex=DATA_TTL)
+
+    def page_committed(self, page_no: int) -> bool:
+        return bool(self.redis.exists(f"{self.prefix}:done:page:{page_no}"))
+
+    def note_page_read(self, page_no: int, contacts: int) -> None:
+        """Count a page read once (a redelivered fetch reads it again)."""
+        if self.redis.set(f"{self.prefix}:read:{page_no}", 1, nx=True, ex=DATA_TTL):
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hincrby(self.counts_key, "pages_read", 1)
+            pipe.hincrby(self.counts_key, "read", contacts)
+            pipe.execute()
 
     def load_page(self, page_no: int) -> list[dict[str, Any]] | None:
         raw = self.redis.get(f"{self.prefix}:page:{page_no}")
@@ -392,17 +409,20 @@ class RunStore:
         # redis-py's stubs type the callable as returning None; value_from_callable says otherwise.
         return bool(self.redis.transaction(apply, marker, value_from_callable=True))  # type: ignore[arg-type]
 
-    def record_removed(self, removed: list[str], already_gone: list[str]) -> None:
-        # A set, so a removal repeated by a redelivered task counts once.
-        if not removed and not already_gone:
-            return
-        pipe = self.redis.pipeline()
-        pipe.sadd(self.removed_key, *removed, *already_gone)
-        pipe.expire(self.removed_key, DATA_TTL)
+    def record_removed(self, removed: list[str], already_gone: list[str]) -> bool:
+        """Count removals (a set: a removal repeated by a redelivered task counts once),
+        end the run's streak of server errors, and tell whether the run has halted:
+        all in one round trip, as it happens after every removal request."""
+        pipe = self.redis.pipeline(transaction=False)
+        if removed or already_gone:
+            pipe.sadd(self.removed_key, *removed, *already_gone)
+            pipe.expire(self.removed_key, DATA_TTL)
         if already_gone:
             pipe.sadd(f"{self.prefix}:already-gone", *already_gone)
             pipe.expire(f"{self.prefix}:already-gone", DATA_TTL)
-        pipe.execute()
+        pipe.set(self.streak_key, 0, ex=DATA_TTL)
+        pipe.hget(self.meta_key, "halted")
+        return pipe.execute()[-1] is not None
 
     def removed_ids_among(self, contact_ids: list[str]) -> set[str]:
         if not contact_ids:
@@ -436,10 +456,12 @@ class RunStore:
 
     def note_write_outcome(self, server_error: bool, threshold: int) -> bool:
         """Track consecutive 5xx answers to this run's writes; True once it trips."""
-        key = f"{self.prefix}:consecutive-5xx"
+        key = self.streak_key
         if not server_error:
-            self.redis.set(key, 0, ex=DATA_TTL)
-            return self.halted()
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.set(key, 0, ex=DATA_TTL)
+            pipe.hget(self.meta_key, "halted")
+            return pipe.execute()[-1] is not None
         streak = int(self.redis.incr(key))
         self.redis.expire(key, DATA_TTL)
         if streak >= threshold:
@@ -480,13 +502,26 @@ def prepare_run(
     return run_id
 
 
-def overdue_runs(client: redis.Redis, now: float | None = None) -> list[RunStore]:
-    """Runs still active past their deadline (a dead chord, a lost callback)."""
+def overdue_runs(
+    client: redis.Redis, *, stall_seconds: float, now: float | None = None
+) -> list[tuple[RunStore, str]]:
+    """Active runs past their deadline, or whose counters have not moved for
+    ``stall_seconds`` (a chord that lost a member to a Redis restart, a lost callback),
+    with why. Every call notes each active run's progress for the next."""
     now = time.time() if now is None else now
-    stores = []
+    found = []
     for raw in cast(list[bytes], client.zrangebyscore(RUN_INDEX, now - DATA_TTL, now)):
         store = RunStore(client, text(raw))
         meta = store.meta()
-        if meta.get("status") in ACTIVE and float(meta.get("deadline") or now) < now:
-            stores.append(store)
-    return stores
+        if meta.get("status") not in ACTIVE:
+            continue
+        if float(meta.get("deadline") or now) < now:
+            found.append((store, "the run passed its deadline without finishing"))
+            continue
+        progress = str(sum(store.counts().values()))
+        if progress != meta.get("progress"):
+            store.set_meta(progress=progress, progress_at=now)
+        elif now - float(meta.get("progress_at") or now) > stall_seconds:
+            minutes = stall_seconds / 60
+            found.append((store, f"the run made no progress for {minutes:.0f} minutes"))
+    return found

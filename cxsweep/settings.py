@@ -72,6 +72,12 @@ class Settings:
     max_response_bytes: int = 20 * 1024 * 1024
     breaker_threshold: int = 5
     run_deadline_seconds: int = 6 * 3600
+    # A run whose counters have not moved for this long is failed by the watchdog (a
+    # chord lost to a Redis restart; celery#4207).
+    run_stall_seconds: int = 15 * 60
+    # After this long, the message of a worker that died is delivered again. Must exceed
+    # the longest task (time limit) plus the longest retry countdown.
+    visibility_timeout: int = 3600
     http_pool_size: int = 32
     # Beat's sweep of every list ("" : the policy's [default] schedule, else nightly).
     sweep_schedule: str = ""
@@ -298,6 +304,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         rate_limit=_number("RATE_LIMIT", get("RATE_LIMIT", "10"), float, 0),
         rate_burst=int(_number("RATE_BURST", get("RATE_BURST", "0"), int, 0)),
+        run_stall_seconds=int(
+            _number("RUN_STALL_SECONDS", get("RUN_STALL_SECONDS", str(15 * 60)), int, 60)
+        ),
+        visibility_timeout=int(
+            _number("VISIBILITY_TIMEOUT", get("VISIBILITY_TIMEOUT", "3600"), int, 1020)
+        ),
         http_pool_size=int(_number("HTTP_POOL_SIZE", get("HTTP_POOL_SIZE", "32"), int, 1)),
         cxone_auth_url=_url(
             "CXONE_AUTH_URL", get("CXONE_AUTH_URL", "https://cxone.niceincontact.com")

@@ -20,9 +20,9 @@ from cxsweep.errors import RetryableApiError
 from cxsweep.phone import Sanitizer
 from cxsweep.runs import PlanEntry, RunStore
 
-# DELETE-style removals (one contact a request) are grouped this many to a task, so
-# that a task is neither a single request nor minutes of them.
-REMOVALS_PER_TASK = 25
+# DELETE-style removals (one contact a request) are grouped this many to a task: enough
+# to spread a task's overhead, few enough that the last tasks do not leave a long tail.
+REMOVALS_PER_TASK = 10
 
 
 @dataclass
@@ -252,8 +252,10 @@ def chunk_sizes(backend: Backend) -> tuple[int, int]:
 def write_chunks(store: RunStore, backend: Backend) -> list[tuple[str, int]]:
     update_chunk, remove_chunk = chunk_sizes(backend)
     updates, removes = store.plan_sizes()
-    return [("update", i) for i in range(-(-updates // update_chunk))] + [
-        ("remove", i) for i in range(-(-removes // remove_chunk))
+    # Removal tasks are the long ones (a request per contact on v2): queued first, they
+    # do not end the run with a tail of them on a few worker slots.
+    return [("remove", i) for i in range(-(-removes // remove_chunk))] + [
+        ("update", i) for i in range(-(-updates // update_chunk))
     ]
 
 
@@ -310,13 +312,20 @@ def apply_remove_chunk(
     done = store.removed_ids_among(ids)
     pending = [cid for cid in ids if cid not in done]
     failed: dict[str, str] = {}
+    halted = store.halted()
     for start in range(0, len(pending), backend.remove_batch_size):
-        # Checked before every request: once the breaker trips, no further removal leaves.
-        if store.halted():
+        # Checked before every request (read back with the previous one's outcome): once
+        # the breaker trips, no further removal leaves.
+        if halted:
             return {"ok": False, "kind": "remove", "chunk": index, "halted": True}
         batch = pending[start : start + backend.remove_batch_size]
-        outcome = _guarded(store, threshold, partial(backend.remove_contacts, list_id, batch))
-        store.record_removed(outcome.done, outcome.missing)
+        try:
+            outcome = backend.remove_contacts(list_id, batch)
+        except RetryableApiError as exc:
+            if exc.is_server_error:
+                store.note_write_outcome(server_error=True, threshold=threshold)
+            raise
+        halted = store.record_removed(outcome.done, outcome.missing)
         failed.update(outcome.failed)
     store.record_failures(failed)
     store.mark_chunk_done("remove", index)

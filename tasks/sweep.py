@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from celery import chord, current_app, shared_task
@@ -24,6 +25,8 @@ from cxsweep.errors import CxsweepError, RetryableApiError
 from cxsweep.runs import ListLock, RunStore, overdue_runs
 from tasks._deps import (
     ApiTask,
+    api_backend,
+    backoff_seconds,
     backend_for,
     directive_for,
     redis_client,
@@ -36,19 +39,22 @@ log = logging.getLogger(__name__)
 
 # List positions are page_no * this + index: pages never hold this many contacts.
 PAGE_POSITIONS = 10_000_000
-
-
-def launch(run_id: str) -> None:
-    """Hand a run whose metadata is already in Redis to the workers.
-
-    The CLI sends one fire-and-forget message; a worker builds the chord. A client that
-    sent the chord itself would subscribe to its result and hold a connection open.
-    """
-    begin_run.delay(run_id)
+# Pages one fetch task reads before handing the rest to a fresh task (so no task runs
+# for minutes and a crash re-reads little), and how long at most.
+PAGES_PER_TASK = 10
+SECONDS_PER_TASK = 2.0
+# Reading pauses while this many pages wait to be sanitized: Redis holds that many.
+PAGES_AHEAD = 16
+BACK_PRESSURE_WAIT = 0.5
 
 
 @shared_task(name="tasks.sweep.begin_run", ignore_result=True)
 def begin_run(run_id: str) -> None:
+    """Phase 1 of a run whose metadata the CLI (or a scheduled sweep) stored. Built by a
+    worker: a client that sent the chord itself would hold a result subscription."""
+    store = run_store(run_id)
+    if not store.once("begin"):
+        return  # sent again (or redelivered): the run's chord exists already
     chord([fetch_page.si(run_id, 0, None)])(plan_ready.s(run_id))
 
 
@@ -66,42 +72,67 @@ def _failed(store: RunStore, message: str, **extra: Any) -> dict[str, Any]:
 
 @shared_task(bind=True, base=ApiTask, name="tasks.sweep.fetch_page")
 def fetch_page(self: ApiTask, run_id: str, page_no: int, cursor: str | None) -> dict[str, Any]:
+    """Read pages from ``page_no`` on, several in a row (a task per page costs more than
+    reading it), each handed at once to its own sanitize task; then hand the rest of
+    the list to a fresh fetch task. Reading waits while too many pages are unsanitized:
+    memory stays bounded however long the list."""
     store = run_store(run_id)
     if not store.claim(f"fetch:{page_no}", self.request.id):
         return {"ok": True, "page": page_no, "repeat": True}
-    if store.meta().get("error"):
+    meta = store.meta()
+    if meta.get("error"):
         return {"ok": False, "page": page_no, "error": "run already failed"}
-    list_id = store.meta()["list_id"]
+    list_id = meta["list_id"]
     _keep_lock(store, list_id)
-    backend = backend_for(store)
-    try:
-        page = backend.read_page(list_id, cursor)
-    except RetryableApiError as exc:
-        if self.retries_left(exc, store):
-            raise self.retry_api(exc, store) from None
-        return _failed(store, f"{exc} (gave up after {self.max_retries} retries)")
-    except CxsweepError as exc:
-        return _failed(store, str(exc), page=page_no)
-
-    store.store_page(page_no, page.contacts)
-    store.incr("pages_read")
-    store.incr("read", len(page.contacts))
-    if page.total is not None and page_no == 0:
-        store.set_meta(total_records=page.total)
-    self.add_to_chord(sanitize_page.si(run_id, page_no))
-    if page_no == 0 and backend.parallel_pages and page.total is not None and page.contacts:
-        # Offset paging with a known total: every other page is read at once.
-        size = len(page.contacts)
-        pages = -(-page.total // size)
-        for number in range(1, pages):
-            cursor = backend.page_cursor(list_id, number, size)
-            self.add_to_chord(fetch_page.si(run_id, number, cursor))
-        store.set_meta(pages_total=pages)
-    elif page.next_cursor and not backend.parallel_pages:
-        self.add_to_chord(fetch_page.si(run_id, page_no + 1, page.next_cursor))
-    elif page_no == 0 or not backend.parallel_pages:
-        store.set_meta(pages_total=page_no + 1)
-    return {"ok": True, "page": page_no, "contacts": len(page.contacts)}
+    started, first, read = time.monotonic(), page_no, 0
+    with api_backend(store) as backend:
+        while True:
+            counts = store.counts()
+            if counts.get("pages_read", 0) - counts.get("pages_sanitized", 0) >= PAGES_AHEAD:
+                self.add_to_chord(
+                    fetch_page.si(run_id, page_no, cursor).set(countdown=BACK_PRESSURE_WAIT)
+                )
+                break
+            try:
+                page = backend.read_page(list_id, cursor)
+            except RetryableApiError as exc:
+                if page_no != first:
+                    # Keep what this task read; a fresh task (with its own retry budget)
+                    # takes this page on, as late as the server asked.
+                    wait = exc.retry_after if exc.retry_after is not None else backoff_seconds(0)
+                    self.add_to_chord(fetch_page.si(run_id, page_no, cursor).set(countdown=wait))
+                    break
+                if self.retries_left(exc, store):
+                    raise self.retry_api(exc, store) from None
+                return _failed(store, f"{exc} (gave up after {self.max_retries} retries)")
+            except CxsweepError as exc:
+                return _failed(store, str(exc), page=page_no)
+            if not store.page_committed(page_no):  # a redelivered task re-reads
+                store.store_page(page_no, page.contacts)
+            store.note_page_read(page_no, len(page.contacts))
+            read += 1
+            if page.total is not None and page_no == 0:
+                store.set_meta(total_records=page.total)
+            self.add_to_chord(sanitize_page.si(run_id, page_no))
+            if page_no == 0 and backend.parallel_pages and page.total is not None:
+                # Offset paging with a known total: every other page is read at once.
+                size = max(1, len(page.contacts))
+                pages = -(-page.total // size) if page.contacts else 1
+                for number in range(1, pages):
+                    page_cursor = backend.page_cursor(list_id, number, size)
+                    self.add_to_chord(fetch_page.si(run_id, number, page_cursor))
+                store.set_meta(pages_total=pages)
+                break
+            if backend.parallel_pages:
+                break
+            if not page.next_cursor:
+                store.set_meta(pages_total=page_no + 1)
+                break
+            page_no, cursor = page_no + 1, page.next_cursor
+            if read >= PAGES_PER_TASK or time.monotonic() - started > SECONDS_PER_TASK:
+                self.add_to_chord(fetch_page.si(run_id, page_no, cursor))
+                break
+    return {"ok": True, "page": first, "pages": read}
 
 
 @shared_task(bind=True, base=ApiTask, name="tasks.sweep.sanitize_page")
@@ -109,7 +140,7 @@ def sanitize_page(self: ApiTask, run_id: str, page_no: int) -> dict[str, Any]:
     store = run_store(run_id)
     contacts = store.load_page(page_no)
     if contacts is None:
-        if store.redis.exists(f"{store.prefix}:done:page:{page_no}"):
+        if store.page_committed(page_no):
             return {"ok": True, "page": page_no, "repeat": True}
         return _failed(store, f"page {page_no} is no longer in Redis (expired?)")
     backend = backend_for(store)
@@ -175,7 +206,8 @@ def _write(task: ApiTask, run_id: str, kind: str, index: int) -> dict[str, Any]:
     threshold = settings().breaker_threshold
     apply = sweep.apply_update_chunk if kind == "update" else sweep.apply_remove_chunk
     try:
-        result = apply(store, backend_for(store), list_id, index, threshold=threshold)
+        with api_backend(store) as backend:
+            result = apply(store, backend, list_id, index, threshold=threshold)
     except RetryableApiError as exc:
         if store.halted():
             return {"ok": False, "kind": kind, "chunk": index, "halted": True}
@@ -277,11 +309,12 @@ def send_webhook(self: Any, run_id: str) -> dict[str, Any]:
 
 @shared_task(name="tasks.sweep.watchdog", ignore_result=True)
 def watchdog() -> int:
-    """Fail the runs past their deadline: audit line, halted webhook, list freed."""
-    overdue = overdue_runs(redis_client())
-    for store in overdue:
-        store.fail("the run passed its deadline without finishing")
-        record_run(store, "failed", "the run passed its deadline without finishing")
+    """Fail the runs past their deadline or stalled: audit line, halted webhook, list
+    freed."""
+    overdue = overdue_runs(redis_client(), stall_seconds=settings().run_stall_seconds)
+    for store, why in overdue:
+        store.fail(why)
+        record_run(store, "failed", why)
     return len(overdue)
 
 
@@ -289,6 +322,8 @@ def watchdog() -> int:
 def begin_restore(run_id: str) -> None:
     """Restore run ``run_id`` puts back what run ``options.restore_of`` changed."""
     store = run_store(run_id)
+    if not store.once("begin"):
+        return
     source = run_store(str(store.options()["restore_of"]))
     pages = source.archive_pages()
     store.set_meta(status="writing", chunks_total=len(pages))
@@ -305,14 +340,10 @@ def restore_archive_page(self: ApiTask, run_id: str, page_no: int) -> dict[str, 
         return {"ok": True, "page": page_no, "repeat": True}
     source = run_store(str(store.options()["restore_of"]))
     try:
-        result = sweep.restore_page(
-            store,
-            source,
-            backend_for(store),
-            list_id,
-            page_no,
-            threshold=settings().breaker_threshold,
-        )
+        with api_backend(store) as backend:
+            result = sweep.restore_page(
+                store, source, backend, list_id, page_no, threshold=settings().breaker_threshold
+            )
     except RetryableApiError as exc:
         if store.halted():
             return {"ok": False, "page": page_no, "halted": True}

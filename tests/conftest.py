@@ -106,7 +106,6 @@ def sweep_worker(session_simulator: Any) -> Iterator[Any]:
 
     from workers import app
 
-
     with start_worker(
         app,
         pool="threads",

@@ -60,7 +60,7 @@ def test_metrics_endpoint_serves_the_counters_after_a_run(simulator: Any, metric
     simulator.put_list(list_id, count=300, seed=5)
     simulator.configure(page_size=100)
     simulator.add_faults(
-        [{"method": "GET", "path": "/contactlists/", "action": 429, "after": 1, "times": 1}]
+        [{"method": "GET", "path": "/contactlists/", "action": 429, "after": 0, "times": 1}]
     )
     before = scrape(metrics_url)
     settings = cli._settings_for_run()

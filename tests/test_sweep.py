@@ -338,3 +338,23 @@ def test_keep_first_removes_later_duplicates_in_list_order(
     assert {cid.rsplit("-", 1)[1] for cid in patched} == {"a"}, "never PATCH a duplicate"
     # The list the policy does not name keeps its duplicates.
     assert len(outcomes["all"][1]) == 6
+
+
+def test_watchdog_fails_a_run_that_stopped_moving(redis_client: Any) -> None:
+    from cxsweep.runs import RunStore, overdue_runs, prepare_run
+
+    list_id = f"stall-{uuid.uuid4().hex[:8]}"
+    run_id = prepare_run(redis_client, list_id, dry_run=True)
+    store = RunStore(redis_client, run_id)
+    now = time.time()
+
+    def stalled(at: float) -> set[str]:
+        return {s.run_id for s, _ in overdue_runs(redis_client, stall_seconds=60, now=at)}
+
+    assert run_id not in stalled(now)  # first look: progress noted
+    store.incr("fetched", 10)
+    assert run_id not in stalled(now + 50)  # it moved
+    assert run_id not in stalled(now + 100)  # still within 60 s of its last move
+    assert run_id in stalled(now + 120)
+    store.set_meta(status="completed")
+    assert run_id not in stalled(now + 500)

@@ -29,8 +29,14 @@ broker_connection_retry_on_startup = True
 task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
-_visibility = {"visibility_timeout": 3600}
-broker_transport_options = dict(_visibility)
+_visibility = {"visibility_timeout": _settings.visibility_timeout}
+# Look for the unacknowledged messages of dead workers every minute (kombu's default is
+# about every 100 s); they are restored once older than the visibility timeout.
+broker_transport_options = {
+    **_visibility,
+    "unacked_restore_interval": 60,
+    "unacked_restore_throttle": 1,
+}
 result_backend_transport_options = dict(_visibility)
 
 task_serializer = "json"

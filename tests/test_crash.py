@@ -1,0 +1,291 @@
+"""Crash tests with real processes: a private Redis, a private simulator, real
+``celery -A workers worker`` processes, ``cxsweep run`` as a subprocess.
+
+A worker is SIGKILLed at a random point of a sweep (a number of simulator requests drawn
+from the seed), another is started, and the list must end exactly as a reference run on
+an identical list (same contacts, ids prefixed) leaves it, with one audit line, no
+contact PATCHed with two different values and no valid contact removed.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cxsweep import seed as seed_data
+from tests._stack import Stack, child_pids, finish, make_stack, wait_until
+
+CONTACTS = 1200
+PAGE_SIZE = 100
+RECORD_FIELDS = (
+    "total_processed",
+    "success_count",
+    "unchanged_count",
+    "purge_count",
+    "failure_count",
+    "planned_updates",
+    "planned_removals",
+    "reject_reasons",
+)
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    # A few ms per request: the sweep lasts long enough to be killed in its middle.
+    yield from make_stack(tmp_path, page_size=PAGE_SIZE, latency_ms=4.0, seed=1)
+
+
+def twin_lists(stack: Stack, seed: int) -> tuple[str, str]:
+    """Two lists with the same contacts (ids prefixed "ref-" and "crash-")."""
+    contacts = seed_data.messy_contacts("twin", CONTACTS, seed)
+    for prefix in ("ref", "crash"):
+        stack.sim.put_list(
+            f"{prefix}-{seed}", contacts=[{**c, "id": f"{prefix}-{c['id']}"} for c in contacts]
+        )
+    return f"ref-{seed}", f"crash-{seed}"
+
+
+def unprefixed(contacts: list[dict[str, Any]], prefix: str) -> dict[str, dict[str, Any]]:
+    return {
+        c["id"].removeprefix(prefix): {**c, "id": c["id"].removeprefix(prefix)} for c in contacts
+    }
+
+
+def reference_run(stack: Stack, list_id: str) -> dict[str, Any]:
+    code, record, err = finish(stack.run_cli(list_id), timeout=60)
+    assert code == 0 and record is not None, err
+    assert record["status"] == "completed"
+    assert record["purge_count"] > 0 and record["success_count"] > 0
+    return record
+
+
+def run_id_of(stack: Stack, list_id: str) -> str:
+    for raw in stack.redis.zrange("cxsweep:runs", 0, -1):
+        run_id = raw.decode()
+        if stack.redis.hget(f"cxsweep:run:{run_id}:meta", "list_id") == list_id.encode():
+            return run_id
+    raise AssertionError(f"no run recorded for {list_id}")
+
+
+def assert_same_outcome(
+    stack: Stack, ref_list: str, crash_list: str, original: dict[str, dict[str, Any]]
+) -> None:
+    """The crashed list ends as the reference list; nothing wrong was ever written."""
+    ref = unprefixed(stack.sim.get_list(ref_list), "ref-")
+    crashed = unprefixed(stack.sim.get_list(crash_list), "crash-")
+    assert set(crashed) - set(ref) == set(), "contacts the reference run removed are still there"
+    assert set(ref) - set(crashed) == set(), "valid contacts were removed"
+    assert crashed == ref, "a contact differs from the reference run's"
+    # Every PATCH of a contact carried the value the reference run wrote.
+    ref_values = {
+        cid.removeprefix("ref-"): values
+        for cid, values in stack.sim.patch_values.items()
+        if cid.startswith("ref-")
+    }
+    for cid, values in stack.sim.patch_values.items():
+        if not cid.startswith("crash-"):
+            continue
+        key = cid.removeprefix("crash-")
+        assert len(set(values)) == 1, f"{cid} PATCHed with different values {values}"
+        assert set(values) == set(ref_values.get(key, [])), f"{cid}: {values} vs reference"
+    deleted = {cid.removeprefix("crash-") for cid in stack.sim.deleted_ids if "crash-" in cid}
+    assert deleted == set(original) - set(ref), "removed exactly the reference's rejects"
+
+
+def kill_point(stack: Stack, seed: int, ref_requests: int) -> int:
+    """A request count, drawn from the seed, anywhere from the first read to the last write."""
+    rng = random.Random(seed)
+    return max(3, int(ref_requests * rng.uniform(0.05, 0.95)))
+
+
+# (seed, what is killed): "pool" SIGKILLs the prefork children (the parent survives and
+# hands their messages back, task_reject_on_worker_lost); "worker" SIGKILLs the whole
+# worker, parent and pool, and the unacknowledged messages are aged past the broker's
+# visibility timeout (as an hour later) so the next worker restores them.
+CASES = [(1, "pool"), (2, "pool"), (3, "pool"), (4, "pool"), (5, "worker")]
+
+
+@pytest.mark.parametrize(("seed", "kill"), CASES, ids=[f"seed{s}-{k}" for s, k in CASES])
+def test_sigkill_mid_sweep_ends_as_a_run_without_crash(stack: Stack, seed: int, kill: str) -> None:
+    ref_list, crash_list = twin_lists(stack, seed)
+    original = unprefixed(stack.sim.get_list(crash_list), "crash-")
+    first = stack.start_worker("a")
+    before = stack.sim.total_requests()
+    reference_run(stack, ref_list)
+    ref_record = stack.audit_lines(run_id_of(stack, ref_list))[0]
+    ref_requests = stack.sim.total_requests() - before
+
+    target = kill_point(stack, seed, ref_requests)
+    base = stack.sim.total_requests()
+    cli = stack.run_cli(crash_list, "--timeout", "60")
+    reached = wait_until(lambda: stack.sim.total_requests() - base >= target, timeout=30)
+    assert reached, "the sweep never got to the kill point"
+    killed_at = stack.sim.total_requests() - base
+    if kill == "pool":
+        pool = child_pids(first.pid)
+        assert pool, "the prefork worker has no pool processes"
+        for pid in pool:
+            os.kill(pid, signal.SIGKILL)
+        # The parent saw its pool die (and hands back the messages they held).
+        assert wait_until(lambda: "signal 9" in stack.worker_log("a"), timeout=10)
+    else:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+        # An hour later, as far as the broker can tell: the dead worker's messages are
+        # past the visibility timeout, for the next worker's periodic restore to find.
+        unacked = stack.redis.zrange("unacked_index", 0, -1)
+        assert unacked, "the dead worker held no message: this kill proves nothing"
+        stack.redis.zadd("unacked_index", dict.fromkeys(unacked, 0))
+    stack.start_worker("b")
+
+    code, record, err = finish(cli, timeout=70)
+    lost = stack.worker_log("a").count("WorkerLostError")
+    print(
+        f"seed {seed} ({kill}): killed at request {killed_at}/{ref_requests}, {lost} task(s) lost"
+    )
+    assert record is not None, f"killed at request {killed_at}/{ref_requests}: {err}"
+    assert record["status"] == "completed", (killed_at, record)
+    assert code == 0
+    run_id = record["run_id"]
+    lines = stack.audit_lines(run_id)
+    assert len(lines) == 1, f"{len(lines)} audit lines for {run_id}"
+    for name in RECORD_FIELDS:
+        assert lines[0][name] == ref_record[name], (name, killed_at, lines[0], ref_record)
+    assert_same_outcome(stack, ref_list, crash_list, original)
+
+
+def test_redis_restart_mid_run_completes_or_fails_never_a_wrong_removal(stack: Stack) -> None:
+    ref_list, crash_list = twin_lists(stack, 21)
+    original = unprefixed(stack.sim.get_list(crash_list), "crash-")
+    stack.start_worker("a")
+    before = stack.sim.total_requests()
+    reference_run(stack, ref_list)
+    ref_requests = stack.sim.total_requests() - before
+
+    base = stack.sim.total_requests()
+    # A short deadline so that a run stuck by the restart is failed by the watchdog.
+    cli = stack.run_cli(crash_list, "--timeout", "60", CXSWEEP_RUN_DEADLINE_SECONDS="10")
+    target = ref_requests // 2
+    assert wait_until(lambda: stack.sim.total_requests() - base >= target, timeout=30)
+    stack.redis_server.kill()
+    time.sleep(1.0)
+    stack.redis_server.start()
+
+    run_id = ""
+
+    def recorded() -> bool:
+        nonlocal run_id
+        run_id = run_id or run_id_of(stack, crash_list)
+        return bool(stack.redis.hget(f"cxsweep:run:{run_id}:meta", "record"))
+
+    if not wait_until(recorded, timeout=11, interval=0.2):
+        # Stuck (a lost message, a chord that never completes): the watchdog fails it.
+        # (11 s have passed: the run is past its 10 s deadline.)
+        stack.send_task("tasks.sweep.watchdog")
+        assert wait_until(recorded, timeout=15, interval=0.2), "not even the watchdog ended it"
+    status = stack.redis.hget(f"cxsweep:run:{run_id}:meta", "status")
+    assert status in (b"completed", b"failed"), status
+    lines = stack.audit_lines(run_id)
+    assert len(lines) == 1 and lines[0]["status"] == status.decode()
+
+    ref = unprefixed(stack.sim.get_list(ref_list), "ref-")
+    crashed = unprefixed(stack.sim.get_list(crash_list), "crash-")
+    assert set(ref) <= set(crashed), "a contact the reference run kept was removed"
+    rejects = set(original) - set(ref)
+    deleted = {cid.removeprefix("crash-") for cid in stack.sim.deleted_ids if "crash-" in cid}
+    assert deleted <= rejects
+    for cid, contact in crashed.items():
+        # Each contact is as it was, or as the reference run wrote it.
+        assert contact in (original[cid], ref.get(cid)), cid
+    if status == b"completed":
+        assert crashed == ref
+    finish(cli, timeout=70)
+
+
+def test_cli_alone_reaches_the_workers(stack: Stack) -> None:
+    """``python -m cxsweep.cli run`` exactly as an operator types it, nothing imported first."""
+    stack.sim.put_list("plain", count=100, seed=3)
+    stack.start_worker("a")
+    code, record, err = finish(stack.run_cli("plain", "--timeout", "6", plain=True), timeout=60)
+    assert code == 0 and record is not None and record["status"] == "completed", err
+
+
+def test_cli_waiting_on_a_run_survives_a_redis_restart(stack: Stack) -> None:
+    stack.sim.put_list("blip", count=100, seed=4)
+    cli = stack.run_cli("blip", "--timeout", "30")
+    # The run is stored and waits for a worker; the CLI polls Redis meanwhile.
+    assert wait_until(lambda: stack.redis.zcard("cxsweep:runs") == 1, timeout=15)
+    time.sleep(0.5)
+    stack.redis_server.kill()
+    time.sleep(1.5)
+    stack.redis_server.start()
+    stack.start_worker("a")
+    code, record, err = finish(cli, timeout=60)
+    assert "Traceback" not in err, err[-2000:]
+    assert code == 0 and record is not None and record["status"] == "completed"
+
+
+def test_two_concurrent_runs_on_one_list_one_runs_one_is_refused(stack: Stack) -> None:
+    """Two ``cxsweep run`` processes started at the same instant, three times over."""
+    stack.sim.configure(latency_ms=15.0)  # each run lasts a few seconds: they overlap
+    stack.start_worker("a")
+    for trial in range(3):
+        list_id = f"race-{trial}"
+        stack.sim.put_list(list_id, count=300, seed=40 + trial)
+        before = stack.sim.get_list(list_id)
+        both = [stack.run_cli(list_id, "--timeout", "60") for _ in range(2)]
+        outcomes = [finish(proc, timeout=70) for proc in both]
+        winners = [o for o in outcomes if o[0] == 0]
+        losers = [o for o in outcomes if o[0] != 0]
+        assert len(winners) == 1 and len(losers) == 1, [(o[0], o[2][-300:]) for o in outcomes]
+        record = winners[0][1]
+        assert record is not None and record["status"] == "completed"
+        code, refused, err = losers[0]
+        assert code == 1 and refused is None
+        assert f"being swept by run {record['run_id']}" in err, err
+        assert "Traceback" not in err
+        # One run, one audit line; the list cleaned once.
+        assert stack.redis.zcard("cxsweep:runs") == trial + 1
+        assert len(stack.audit_lines(record["run_id"])) == 1
+        patched = stack.sim.patch_values
+        assert all(len(v) == 1 for k, v in patched.items() if k.startswith(list_id))
+        assert len(stack.sim.get_list(list_id)) == len(before) - record["purge_count"]
+
+
+def test_racing_threads_take_a_list_once(redis_client: Any) -> None:
+    """prepare_run from 16 threads at once (the session's Redis): exactly one holds it."""
+    import threading
+    import uuid
+
+    from cxsweep.errors import ListBusy
+    from cxsweep.runs import ListLock, prepare_run
+
+    list_id = f"race-{uuid.uuid4().hex[:8]}"
+    barrier = threading.Barrier(16)
+    won: list[str] = []
+    refused: list[str] = []
+
+    def contender() -> None:
+        barrier.wait()
+        try:
+            won.append(prepare_run(redis_client, list_id, dry_run=True))
+        except ListBusy as exc:
+            refused.append(str(exc))
+
+    threads = [threading.Thread(target=contender) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(won) == 1 and len(refused) == 15
+    assert all(won[0] in message for message in refused)
+    lock = ListLock(redis_client, list_id)
+    assert lock.holder() == won[0]
+    lock.release(won[0])
