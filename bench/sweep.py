@@ -215,7 +215,10 @@ class Result:
 
 
 class Bench:
-    def __init__(self, io_concurrency: int, cpu_concurrency: int, rate_burst: int) -> None:
+    def __init__(
+        self, io_concurrency: int, cpu_concurrency: int, rate_burst: int, topology: str = "split"
+    ) -> None:
+        self.topology = topology
         self.work = Path(tempfile.mkdtemp(prefix="cxsweep-bench-"))
         self.redis_server = LocalRedis(directory=str(self.work / "redis")).start()
         self.redis = redis.Redis.from_url(self.redis_server.url)
@@ -283,10 +286,19 @@ class Bench:
     # -- cxsweep
 
     def start_workers(self, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
-        roles = [
-            ("io", "cxsweep.io", "threads", self.io_concurrency),
-            ("cpu", "cxsweep.cpu", "prefork", self.cpu_concurrency),
-        ]
+        if self.topology == "twin":
+            # K=2 alike: both processes serve both queues with threads, so the write
+            # phase (all I/O) uses both cores instead of leaving the CPU worker idle.
+            both = "cxsweep.io,cxsweep.cpu"
+            roles = [
+                ("w1", both, "threads", self.io_concurrency),
+                ("w2", both, "threads", self.io_concurrency),
+            ]
+        else:
+            roles = [
+                ("io", "cxsweep.io", "threads", self.io_concurrency),
+                ("cpu", "cxsweep.cpu", "prefork", self.cpu_concurrency),
+            ]
         procs = []
         for role, queue, pool, concurrency in roles:
             log = open(self.work / f"worker-{role}.log", "ab")  # noqa: SIM115 - lives with the child
@@ -579,7 +591,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scenario", choices=("throttled", "unthrottled", "scale", "all"), default="all"
     )
-    parser.add_argument("--io-concurrency", type=int, default=32, help="threads of the I/O worker")
+    parser.add_argument(
+        "--io-concurrency", type=int, default=16, help="threads of each thread-pool worker"
+    )
+    parser.add_argument(
+        "--topology",
+        choices=("split", "twin"),
+        default="twin",
+        help="split: an I/O worker (threads) and a CPU worker (prefork); twin: two alike"
+        " workers, threads, both queues",
+    )
     parser.add_argument("--cpu-concurrency", type=int, default=1, help="prefork children")
     parser.add_argument(
         "--rate-burst", type=int, default=0, help="CXSWEEP_RATE_BURST (0: one second's worth)"
@@ -595,12 +616,17 @@ def main(argv: list[str] | None = None) -> int:
             Scenario("scale", n, latency_ms=0, rate_limit=0, baseline=i == 0)
             for i, n in enumerate(sizes)
         ]
-    bench = Bench(args.io_concurrency, args.cpu_concurrency, args.rate_burst)
+    bench = Bench(args.io_concurrency, args.cpu_concurrency, args.rate_burst, args.topology)
     print(
         f"cxsweep bench {time.strftime('%Y-%m-%d %H:%M')} on {os.uname().nodename}"
         f" ({os.cpu_count()} cores); redis {bench.redis_server.url}, simulator {bench.sim.url};"
-        f" workers: io threads x{args.io_concurrency} + cpu prefork x{args.cpu_concurrency};"
-        f" CXSWEEP_RATE_BURST={args.rate_burst}; logs in {bench.work}",
+        + (
+            f" workers: 2 x (threads x{args.io_concurrency}, both queues);"
+            if args.topology == "twin"
+            else f" workers: io threads x{args.io_concurrency}"
+            f" + cpu prefork x{args.cpu_concurrency};"
+        )
+        + f" CXSWEEP_RATE_BURST={args.rate_burst}; logs in {bench.work}",
         flush=True,
     )
     results: list[Result] = []
