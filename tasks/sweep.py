@@ -26,8 +26,8 @@ from cxsweep.runs import ListLock, RunStore, overdue_runs
 from tasks._deps import (
     ApiTask,
     api_backend,
-    backoff_seconds,
     backend_for,
+    backoff_seconds,
     directive_for,
     redis_client,
     run_store,
