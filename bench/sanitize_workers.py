@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from cxsweep.demo import worker_command  # noqa: E402
 from cxsweep.localredis import LocalRedis  # noqa: E402
 from cxsweep.seed import messy_contacts  # noqa: E402
 
@@ -50,26 +51,9 @@ def run_once(processes: int, pages: int, page_size: int, work: Path, server: Loc
         store.store_page(page_no, contacts[page_no * page_size : (page_no + 1) * page_size])
     log = open(work / f"worker-{processes}.log", "wb")  # noqa: SIM115 - lives with the child
     worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers",
-            "worker",
-            "-Q",
-            "cxsweep.cpu",
-            "-P",
-            "prefork",
-            "-c",
-            str(processes),
-            "--loglevel",
-            "WARNING",
-            "--without-gossip",
-            "--without-mingle",
-            "--hostname",
-            f"sanitize{processes}@%h",
-        ],
+        worker_command(
+            f"sanitize{processes}", pool="prefork", concurrency=processes, queues="cxsweep.cpu"
+        ),
         cwd=ROOT,
         env=env,
         stdout=log,

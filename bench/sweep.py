@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
+from cxsweep.demo import worker_command  # noqa: E402
 from cxsweep.localredis import LocalRedis, free_port  # noqa: E402
 
 LIST_ID = "bench-list"
@@ -304,26 +305,9 @@ class Bench:
             log = open(self.work / f"worker-{role}.log", "ab")  # noqa: SIM115 - lives with the child
             procs.append(
                 subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "celery",
-                        "-A",
-                        "workers",
-                        "worker",
-                        "--loglevel",
-                        "WARNING",
-                        "--hostname",
-                        f"bench-{role}@%h",
-                        "--queues",
-                        queue,
-                        "--pool",
-                        pool,
-                        "--concurrency",
-                        str(concurrency),
-                        "--without-gossip",
-                        "--without-mingle",
-                    ],
+                    worker_command(
+                        f"bench-{role}", pool=pool, concurrency=concurrency, queues=queue
+                    ),
                     cwd=ROOT,
                     env={**os.environ, **env},
                     stdout=log,

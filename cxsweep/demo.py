@@ -24,29 +24,48 @@ DEMO_LIST = "demo-list"
 CLIENT_ID, CLIENT_SECRET = "demo-client", "demo-secret"
 
 
+def worker_command(
+    name: str,
+    *,
+    pool: str,
+    concurrency: int,
+    queues: str | None = None,
+    loglevel: str = "WARNING",
+) -> list[str]:
+    """``celery -A workers worker`` as this machine's Python runs it (demo, benches, tests);
+    no ``queues`` serves every queue of the app."""
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers",
+        "worker",
+        "--hostname",
+        f"{name}@%h",
+        "--pool",
+        pool,
+        "--concurrency",
+        str(concurrency),
+        "--loglevel",
+        loglevel,
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    return command + (["--queues", queues] if queues else [])
+
+
 def start_workers(env: dict[str, str], count: int, log_dir: Path) -> list[subprocess.Popen[bytes]]:
     """Worker processes as an operator would run them: one I/O (threads), the rest CPU."""
     workers = []
     for number in range(count):
         io = number == 0
-        command = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers",
-            "worker",
-            "--loglevel",
-            "WARNING",
-            "--hostname",
-            f"demo{number}-{'io' if io else 'cpu'}@%h",
-            "--pool",
-            "threads" if io else "prefork",
-            "--concurrency",
-            "16" if io else "1",
-        ]
-        if count > 1:
-            command += ["--queues", "cxsweep.io" if io else "cxsweep.cpu"]
+        command = worker_command(
+            f"demo{number}-{'io' if io else 'cpu'}",
+            pool="threads" if io else "prefork",
+            concurrency=16 if io else 1,
+            queues=("cxsweep.io" if io else "cxsweep.cpu") if count > 1 else None,
+        )
         log = open(log_dir / f"worker-{number}.log", "wb")  # noqa: SIM115 - lives with the child
         workers.append(subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT))
     return workers

@@ -24,6 +24,7 @@ from typing import Any
 
 import redis
 
+from cxsweep.demo import worker_command
 from cxsweep.localredis import LocalRedis
 from cxsweep.simulator import SimConfig, Simulator, _Request, _Response
 
@@ -118,26 +119,13 @@ class Stack:
         self, name: str, pool: str = "prefork", loglevel: str = "INFO"
     ) -> subprocess.Popen[bytes]:
         log = open(self.work_dir / f"worker-{name}.log", "wb")  # noqa: SIM115 - the child's
-        command = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers",
-            "worker",
-            "-P",
-            pool,
-            "-c",
-            "2",
-            "--without-mingle",
-            "--without-gossip",
-            "-Q",
-            "cxsweep.io,cxsweep.cpu",
-            "--hostname",
-            f"{name}-{uuid.uuid4().hex[:6]}@%h",
-            "--loglevel",
-            loglevel,
-        ]
+        command = worker_command(
+            f"{name}-{uuid.uuid4().hex[:6]}",
+            pool=pool,
+            concurrency=2,
+            queues="cxsweep.io,cxsweep.cpu",
+            loglevel=loglevel,
+        )
         # Its own session: the whole worker (parent and pool) can be killed as a group.
         proc = subprocess.Popen(
             command,
