@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from cxsweep.demo import worker_command  # noqa: E402
+from cxsweep.demo import stop_workers, worker_command  # noqa: E402
 from cxsweep.localredis import LocalRedis, free_port  # noqa: E402
 
 LIST_ID = "bench-list"
@@ -407,18 +407,6 @@ class Bench:
             text=True,
         )
         return dict(json.loads(out.stdout))
-
-
-def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
-    for worker in workers:
-        if worker.poll() is None:
-            worker.terminate()
-    for worker in workers:
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
 
 
 # ----------------------------------------------------------------------------- reporting

@@ -84,9 +84,6 @@ class Backend(Protocol):
         reported as ``missing`` (nothing to do), refused ones as ``failed``."""
 
 
-BACKENDS = ("v2", "cxone")
-
-
 def make_backend(
     settings: Settings, redis_client: redis.Redis, observer: ResponseObserver | None = None
 ) -> Backend:

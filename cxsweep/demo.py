@@ -88,9 +88,10 @@ def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
             worker.terminate()
     for worker in workers:
         try:
-            worker.wait(timeout=20)
+            worker.wait(timeout=30)
         except subprocess.TimeoutExpired:
             worker.kill()
+            worker.wait()
 
 
 def run_demo(contacts: int = 5000, workers: int = 2, keep: bool = False) -> int:

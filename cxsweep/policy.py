@@ -103,10 +103,6 @@ class Policy:
         rule = self.rule_for(list_id)
         return rule is not None and rule.exclude
 
-    def directives(self) -> list[Directive]:
-        """Every distinct directive (for warming caches or checking credentials)."""
-        return list(dict.fromkeys([self.default, *(r.directive for r in self.rules)]))
-
 
 class _Reader:
     """Validates one table of the file, raising errors that name file/entry/field."""

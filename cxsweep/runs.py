@@ -21,6 +21,7 @@ import redis
 from redis.lock import Lock
 
 from cxsweep.errors import ListBusy
+from cxsweep.phone import Reason
 from cxsweep.redisconn import text
 
 # Bulky keys (pages, the plan) expire on their own; a week covers any review of a dry run.
@@ -285,11 +286,12 @@ class RunStore:
             for contact_id, category, before in rows:
                 pipe.sadd(self.duplicate_ids_key, contact_id)
                 pipe.rpush(
-                    self.removes_key, PlanEntry(contact_id, before, None, "duplicate").to_json()
+                    self.removes_key,
+                    PlanEntry(contact_id, before, None, Reason.DUPLICATE).to_json(),
                 )
                 pipe.hincrby(self.counts_key, category, -1)
                 pipe.hincrby(self.counts_key, "to_remove", 1)
-                pipe.hincrby(self.counts_key, "reason:duplicate", 1)
+                pipe.hincrby(self.counts_key, f"reason:{Reason.DUPLICATE}", 1)
             if rows:
                 pipe.expire(self.duplicate_ids_key, DATA_TTL)
                 pipe.expire(self.removes_key, DATA_TTL)

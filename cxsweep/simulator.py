@@ -1263,14 +1263,9 @@ class Simulator:
             known = list_id in self._lists
         if not known:
             return _json(404, {"error": "not_found"})
-        try:
-            batch = _parse_batch(req.body)
-        except ValueError as exc:
-            return _json(400, {"error": str(exc), "invalid": []})
-        if len(batch) > MAX_BATCH:
-            return _json(
-                400, {"error": f"too many contacts: {len(batch)} > {MAX_BATCH}", "invalid": []}
-            )
+        batch = _checked_batch(req.body)
+        if isinstance(batch, _Response):
+            return batch
         with self._lock:
             contact_list = self._lists.get(list_id)
             if contact_list is None:
@@ -1298,14 +1293,9 @@ class Simulator:
         if not self._authorized(req):
             return _error_response("create", 401)
         list_id = params["list"]
-        try:
-            batch = _parse_batch(req.body)
-        except ValueError as exc:
-            return _json(400, {"error": str(exc), "invalid": []})
-        if len(batch) > MAX_BATCH:
-            return _json(
-                400, {"error": f"too many contacts: {len(batch)} > {MAX_BATCH}", "invalid": []}
-            )
+        batch = _checked_batch(req.body)
+        if isinstance(batch, _Response):
+            return batch
         with self._lock:
             contact_list = self._lists.get(list_id)
             if contact_list is None:
@@ -1859,6 +1849,19 @@ def _parse_batch(body: bytes) -> list[dict[str, Any]]:
     if not isinstance(contacts, list) or not all(isinstance(c, dict) for c in contacts):
         raise ValueError("body must be {'contacts': [{...}, ...]}")
     return contacts
+
+
+def _checked_batch(body: bytes) -> list[dict[str, Any]] | _Response:
+    """A write's contacts, or the 400 the contract gives for bad JSON or over 100."""
+    try:
+        batch = _parse_batch(body)
+    except ValueError as exc:
+        return _json(400, {"error": str(exc), "invalid": []})
+    if len(batch) > MAX_BATCH:
+        return _json(
+            400, {"error": f"too many contacts: {len(batch)} > {MAX_BATCH}", "invalid": []}
+        )
+    return batch
 
 
 def _batch_size(body: bytes) -> int:

@@ -36,15 +36,6 @@ def signature(secret: Secret, timestamp: str, body: bytes) -> str:
     return "sha256=" + digest.hexdigest()
 
 
-def verify(
-    secret: Secret, timestamp: str, body: bytes, header: str, tolerance: float = 300
-) -> bool:
-    """What an aggregator does: reject forgeries and replays older than ``tolerance``."""
-    if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > tolerance:
-        return False
-    return hmac.compare_digest(signature(secret, timestamp, body), header)
-
-
 def post(
     url: str,
     payload: Mapping[str, Any],
