@@ -13,6 +13,39 @@ API under ``/inContactAPI/services/vNN.0/``: calling lists read with skip/top,
 removeProspects, CSV uploads whose jobs end after ``job_delay`` seconds, DNC records.
 Per-record failures can be injected with ``fail_records``.
 
+Fault rules (``add_faults`` or ``POST /_sim/faults {"rules": [...]}``) match requests by
+``method`` and a ``path`` regex; ``after`` lets that many matching requests through
+first, ``times`` caps how often the rule fires (null: for ever). Actions:
+
+- an HTTP status (429 with ``retry_after``, 401, 5xx): answered instead of the call;
+- ``drop`` (connection closed), ``hang`` (``seconds`` of delay, then served);
+- ``bad_json``, ``missing_contacts``, ``wrong_types``: answers not in the contract's shape;
+- ``foreign_link`` with ``origin`` (``"http://127.0.0.2:9"``): the call is served, but
+  the link it announces points at that origin: a v2 read's or list-of-lists'
+  ``nextPageUri`` (made up on a last page), a CXone answer's ``_links.next``, the OIDC
+  ``token_endpoint``, the discovery ``api_endpoint``;
+- ``inject_contacts`` with ``contacts`` (objects, ids free: ``""``, ``"."``, ``".."``):
+  added in front of the *first* page of a v2 read (or CXone read at skip 0); later pages
+  do not match the rule. The contacts are not stored: writes to them find nothing;
+- ``shift_page``: the page is served, then the list shifts under the reader as offset
+  paging does. v2: the page's last contact moves to the end of the list, so it is read
+  again on the last page. CXone: the list's last record moves to the front, so the next
+  offset page starts with this page's last record again;
+- ``edit_contact`` with ``contact`` (an id or external id) and ``fields`` (``{"phone":
+  "+1..."}``; CXone columns by name): a person edits that contact just before the
+  matching request is served as usual. With ``"method": "PATCH"`` it happens on the
+  first write; with ``"method": "GET"`` and ``after`` N, after N reads;
+- ``remove_contact`` with ``contact``: a person deletes that contact, then the request
+  is served as usual;
+- ``refuse_ids`` with ``ids``: a v2 PATCH (or create) whose batch holds any of them is
+  refused, nothing applied, with the contract's 400 ``{"invalid": [those ids]}``;
+  batches without them do not match. With ``"always": true`` every matching write is
+  refused naming all of ``ids``, in the batch or not (a server naming ids it was not
+  sent).
+
+Every request that reaches the server, routed or not, is logged (method, path as sent,
+whether it carried an Authorization header): ``requests_seen()``, ``GET /_sim/requests``.
+
 Run it stand-alone with ``python -m cxsweep.simulator --port 8080 --list demo:10000``.
 """
 
@@ -37,6 +70,7 @@ import secrets
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from email.message import Message
@@ -78,7 +112,23 @@ MAX_REMOVE_PROSPECTS = 1000
 CXONE_PHONE_COLUMNS = ("PhoneNumber", "MobileNumber", "WorkNumber")
 _CXONE_PHONE_RE = re.compile(r"^\+?\d{7,15}$")
 STATUS_ACTIONS = frozenset({500, 502, 503, 504, 429, 401})
-NAMED_ACTIONS = frozenset({"bad_json", "missing_contacts", "wrong_types", "drop", "hang"})
+NAMED_ACTIONS = frozenset(
+    {
+        "bad_json",
+        "missing_contacts",
+        "wrong_types",
+        "drop",
+        "hang",
+        "foreign_link",
+        "inject_contacts",
+        "shift_page",
+        "edit_contact",
+        "remove_contact",
+        "refuse_ids",
+    }
+)
+# Requests remembered for ``requests_seen()`` (the newest; a bench sends millions).
+REQUEST_LOG_SIZE = 20_000
 METHODS = frozenset({"GET", "PATCH", "DELETE", "POST", "PUT", "*"})
 
 _API_PREFIX = "/api/v2/campaigns"
@@ -202,6 +252,12 @@ class FaultRule:
     times: int | None = None
     retry_after: str | None = None
     seconds: float = 1.0
+    origin: str | None = None
+    contacts: list[dict[str, Any]] = field(default_factory=list)
+    contact: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    ids: list[str] = field(default_factory=list)
+    always: bool = False
     matched: int = 0
     fired: int = 0
 
@@ -210,6 +266,7 @@ class FaultRule:
         if not isinstance(raw, Mapping):
             raise ValueError("a fault rule must be a JSON object")
         allowed = {"method", "path", "action", "after", "times", "retry_after", "seconds"}
+        allowed |= {"origin", "contacts", "contact", "fields", "ids", "always"}
         unknown = sorted(set(raw) - allowed)
         if unknown:
             raise ValueError(f"unknown fault rule field(s): {', '.join(unknown)}")
@@ -243,7 +300,20 @@ class FaultRule:
             times=times,
             retry_after=None if retry_after is None else str(retry_after),
             seconds=float(seconds),
+            **_action_arguments(action, raw),
         )
+
+    def applies(self, req: _Request) -> bool:
+        """Whether a request the method and path match is one this rule is about."""
+        if self.action == "inject_contacts":
+            return not req.query.get("cursor") and (req.query.get("skip") or ["0"])[0] == "0"
+        if self.action == "refuse_ids" and not self.always:
+            try:
+                batch = _parse_batch(req.body)
+            except ValueError:
+                return False
+            return any(item.get("id") in self.ids for item in batch)
+        return True
 
     @property
     def spent(self) -> bool:
@@ -258,10 +328,51 @@ class FaultRule:
             "times": self.times,
             "retry_after": self.retry_after,
             "seconds": self.seconds,
+            "origin": self.origin,
+            "contacts": copy.deepcopy(self.contacts),
+            "contact": self.contact,
+            "fields": copy.deepcopy(self.fields),
+            "ids": list(self.ids),
+            "always": self.always,
             "matched": self.matched,
             "fired": self.fired,
             "spent": self.spent,
         }
+
+
+def _action_arguments(action: int | str, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The extra fields an action needs, checked; ValueError names what is wrong."""
+    out: dict[str, Any] = {}
+    if action == "foreign_link":
+        origin = raw.get("origin")
+        parts = urlsplit(origin) if isinstance(origin, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("foreign_link needs an 'origin' such as 'http://127.0.0.2:9'")
+        out["origin"] = f"{parts.scheme}://{parts.netloc}"
+    if action == "inject_contacts":
+        contacts = raw.get("contacts")
+        if not isinstance(contacts, list) or not all(isinstance(c, dict) for c in contacts):
+            raise ValueError("inject_contacts needs 'contacts', a list of objects")
+        out["contacts"] = copy.deepcopy(contacts)
+    if action in ("edit_contact", "remove_contact"):
+        contact = raw.get("contact")
+        if not isinstance(contact, str):
+            raise ValueError(f"{action} needs 'contact', a contact id")
+        out["contact"] = contact
+    if action == "edit_contact":
+        changes = raw.get("fields")
+        if not isinstance(changes, dict) or not changes:
+            raise ValueError("edit_contact needs 'fields', an object of new values")
+        out["fields"] = copy.deepcopy(changes)
+    if action == "refuse_ids":
+        ids = raw.get("ids")
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+            raise ValueError("refuse_ids needs 'ids', a non-empty list of strings")
+        always = raw.get("always", False)
+        if not isinstance(always, bool):
+            raise ValueError("'always' must be true or false")
+        out.update(ids=list(ids), always=always)
+    return out
 
 
 # --- contact storage ----------------------------------------------------------------------
@@ -703,6 +814,7 @@ class Simulator:
         self._tokens: dict[str, float] = {}
         self._faults: list[FaultRule] = []
         self._webhooks: list[dict[str, Any]] = []
+        self._seen: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
         self._stats = _new_stats()
         self._in_flight = 0
         # CXone state
@@ -799,6 +911,7 @@ class Simulator:
             self._remove_failures.clear()
             self._upload_failures.clear()
             self._webhooks.clear()
+            self._seen.clear()
             self._stats = _new_stats()
             self._apply_config(new_config)
             self._rng = random.Random(new_config.seed)
@@ -946,6 +1059,13 @@ class Simulator:
         with self._lock:
             return copy.deepcopy(self._stats)
 
+    def requests_seen(self) -> list[dict[str, Any]]:
+        """The API requests received (newest last, control calls left out): ``method``,
+        ``path`` as sent (query cut off), ``host`` and ``authorization`` (whether an
+        Authorization header came with it; never its value)."""
+        with self._lock:
+            return [dict(seen) for seen in self._seen]
+
     def webhooks(self) -> list[dict[str, Any]]:
         """What was POSTed to ``/_sim/webhook``: ``{"body", "raw", "headers", "received_at"}``.
 
@@ -1020,9 +1140,11 @@ class Simulator:
             return None
         return max(1, math.ceil((1.0 - self._bucket) / cfg.rate_limit))
 
-    def _match_fault(self, method: str, path: str) -> FaultRule | None:
+    def _match_fault(self, req: _Request) -> FaultRule | None:
         for rule in self._faults:
-            if rule.spent or rule.method not in ("*", method) or not rule.path.search(path):
+            if rule.spent or rule.method not in ("*", req.method):
+                continue
+            if not rule.path.search(req.path) or not rule.applies(req):
                 continue
             rule.matched += 1
             if rule.matched <= rule.after:
@@ -1040,6 +1162,14 @@ class Simulator:
                 return self._control(req)
             except (ValueError, TypeError) as exc:
                 return _json(400, {"error": str(exc)})
+        seen = {
+            "method": req.method,
+            "path": req.path,
+            "host": req.host,
+            "authorization": "Authorization" in req.headers,
+        }
+        with self._lock:
+            self._seen.append(seen)
         route = self._route(req.method, req.path)
         if route is None:
             with self._lock:
@@ -1093,7 +1223,7 @@ class Simulator:
         with self._lock:
             cfg = self._config
             wait = self._take_rate_token(cfg)
-            rule = None if wait is not None else self._match_fault(req.method, req.path)
+            rule = None if wait is not None else self._match_fault(req)
             fail = (
                 wait is None
                 and rule is None
@@ -1111,7 +1241,10 @@ class Simulator:
         if fail:
             return _error_response(kind, 503)
         handler: Callable[[dict[str, str], _Request], _Response] = getattr(self, f"_api_{kind}")
-        return handler(params, req)
+        response = handler(params, req)
+        if rule is not None and response.status == 200:
+            response = self._after_fault(rule, kind, params, response)
+        return response
 
     def _fault_response(
         self, rule: FaultRule, fired: int, kind: str, params: dict[str, str], req: _Request
@@ -1125,6 +1258,18 @@ class Simulator:
         if action == "hang":
             time.sleep(rule.seconds)
             return None
+        if action in ("edit_contact", "remove_contact"):
+            self._person_edits(rule)
+            return None
+        if action == "refuse_ids":
+            try:
+                batch_ids = {item.get("id") for item in _parse_batch(req.body)}
+            except ValueError:
+                batch_ids = set()
+            named = list(rule.ids) if rule.always else [i for i in rule.ids if i in batch_ids]
+            return _json(400, {"error": "invalid contacts (refused)", "invalid": named})
+        if action in ("foreign_link", "inject_contacts", "shift_page"):
+            return None  # served as usual, then changed by _after_fault
         if action == "missing_contacts":
             if kind.startswith("cxone") or kind in ("remove_prospects", "upload", "job", "dnc"):
                 return _json(200, {"_links": {}})
@@ -1138,6 +1283,68 @@ class Simulator:
             cut = body[: max(1, len(body) // 2)]
             return _Response(200, cut, {"Content-Type": "application/json"})
         return _json(200, _wrong_types(kind, fired))
+
+    def _person_edits(self, rule: FaultRule) -> None:
+        """Someone changes (or deletes) a contact by hand, on whichever list holds it."""
+        cid = rule.contact or ""
+        with self._lock:
+            for contact_list in self._lists.values():
+                if cid in contact_list.contacts:
+                    if rule.action == "remove_contact":
+                        contact_list.remove(cid)
+                    else:
+                        contact_list.contacts[cid].update(copy.deepcopy(rule.fields))
+                    return
+            self._settle_jobs()
+            for calling_list in self._call_lists.values():
+                if cid in calling_list.records:
+                    if rule.action == "remove_contact":
+                        del calling_list.records[cid]
+                    else:
+                        calling_list.records[cid].update(copy.deepcopy(rule.fields))
+                    return
+
+    def _after_fault(
+        self, rule: FaultRule, kind: str, params: dict[str, str], response: _Response
+    ) -> _Response:
+        """The actions that serve the call as usual and then misbehave."""
+        if rule.action == "shift_page":
+            self._shift(kind, params, response)
+            return response
+        if rule.action not in ("foreign_link", "inject_contacts"):
+            return response
+        try:
+            body = json.loads(response.body)
+        except ValueError:
+            return response
+        if not isinstance(body, dict):
+            return response
+        if rule.action == "inject_contacts":
+            injected = copy.deepcopy(rule.contacts)
+            if kind == "read":
+                body["contacts"] = injected + list(body.get("contacts") or [])
+            elif kind == "cxone_read" and isinstance(body.get("resultSet"), dict):
+                result = body["resultSet"]
+                result["contactRecords"] = injected + list(result.get("contactRecords") or [])
+        else:
+            body = _foreign_links(kind, body, rule.origin or "")
+        return _json(200, body, {k: v for k, v in response.headers.items() if k != "Content-Type"})
+
+    def _shift(self, kind: str, params: dict[str, str], response: _Response) -> None:
+        with self._lock:
+            if kind == "read":
+                contact_list = self._lists.get(params.get("list", ""))
+                served = json.loads(response.body).get("contacts") or []
+                if contact_list is not None and served:
+                    last = contact_list.contacts.get(served[-1].get("id"))
+                    if last is not None:
+                        contact_list.remove(last["id"])
+                        contact_list.append(last)
+            elif kind == "cxone_read":
+                calling_list = self._call_lists.get(params.get("list", ""))
+                if calling_list is not None and len(calling_list.records) > 1:
+                    key, record = calling_list.records.popitem()
+                    calling_list.records = {key: record, **calling_list.records}
 
     # -- internals: the API
 
@@ -1825,6 +2032,8 @@ class Simulator:
             return _json(200, {"revoked": self.revoke_tokens()})
         if parts == ["stats"] and method == "GET":
             return _json(200, self.stats())
+        if parts == ["requests"] and method == "GET":
+            return _json(200, {"requests": self.requests_seen()})
         return _json(404, {"error": "no such control endpoint"})
 
 
@@ -1862,6 +2071,26 @@ def _checked_batch(body: bytes) -> list[dict[str, Any]] | _Response:
             400, {"error": f"too many contacts: {len(batch)} > {MAX_BATCH}", "invalid": []}
         )
     return batch
+
+
+def _foreign_links(kind: str, body: dict[str, Any], origin: str) -> dict[str, Any]:
+    """``body`` with the link(s) it announces moved to ``origin`` (path and query kept)."""
+
+    def moved(url: Any, fallback_path: str) -> str:
+        parts = urlsplit(url) if isinstance(url, str) and url else None
+        path = parts.path if parts is not None else fallback_path
+        query = parts.query if parts is not None else "cursor=foreign"
+        return f"{origin}{path}" + (f"?{query}" if query else "")
+
+    if kind in ("read", "lists"):
+        body["nextPageUri"] = moved(body.get("nextPageUri"), f"{_API_PREFIX}/contactlists")
+    elif kind == "oidc":
+        body["token_endpoint"] = moved(body.get("token_endpoint"), "/auth/token")
+    elif kind == "discovery":
+        body["api_endpoint"] = origin
+    elif isinstance(body.get("_links"), dict):
+        body["_links"]["next"] = moved(body["_links"].get("next"), "/")
+    return body
 
 
 def _batch_size(body: bytes) -> int:

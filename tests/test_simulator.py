@@ -439,6 +439,188 @@ def test_drop_and_hang_faults(sim: Simulator) -> None:
         session.get(f"{sim.url}{CONTACTS}/L1", timeout=0.2)
 
 
+# --- the fake API's misbehaviours (issue: a hostile or shifting platform) ----------------
+
+
+def test_foreign_link_moves_next_page_uri_to_another_origin(sim: Simulator) -> None:
+    sim.put_list("L1", count=150)
+    sim.put_list("ONE", count=3)
+    session = authed(sim)
+    sim.add_faults(
+        [
+            {
+                "method": "GET",
+                "path": "/contactlists/",
+                "action": "foreign_link",
+                "origin": "http://127.0.0.2:9",
+            }
+        ]
+    )
+    first = session.get(f"{sim.url}{CONTACTS}/L1", timeout=5).json()
+    assert len(first["contacts"]) == 100
+    assert first["nextPageUri"].startswith(f"http://127.0.0.2:9{CONTACTS}/L1?cursor=")
+    # The real cursor is kept: on the simulator's own origin it reads page 2.
+    own = sim.url + first["nextPageUri"].removeprefix("http://127.0.0.2:9")
+    sim.clear_faults()
+    assert len(session.get(own, timeout=5).json()["contacts"]) == 50
+    # A last page announces a next one too: a hostile server can always do that.
+    sim.add_faults([{"path": "ONE", "action": "foreign_link", "origin": "https://evil.test"}])
+    last = session.get(f"{sim.url}{CONTACTS}/ONE", timeout=5).json()
+    assert last["nextPageUri"].startswith("https://evil.test/")
+    with pytest.raises(ValueError, match="origin"):
+        sim.add_faults([{"path": "x", "action": "foreign_link", "origin": "ftp:/x"}])
+
+
+def test_inject_contacts_serves_odd_ids_on_the_first_page_only(sim: Simulator) -> None:
+    sim.put_list("L1", count=150)
+    session = authed(sim)
+    odd = [{"id": "", "phone": "12"}, {"id": ".", "phone": "x"}, {"id": "..", "phone": "0"}]
+    sim.add_faults(
+        [{"method": "GET", "path": "/L1$", "action": "inject_contacts", "contacts": odd}]
+    )
+    for _ in range(2):  # every full read sees them, once
+        contacts, pages = read_all(session, f"{sim.url}{CONTACTS}/L1")
+        assert pages == 2 and len(contacts) == 153
+        assert [c["id"] for c in contacts[:3]] == ["", ".", ".."]
+    assert len(sim.get_list("L1")) == 150  # not stored
+    # A DELETE of ".." is normalised away by the client: the server sees the collection.
+    session.delete(f"{sim.url}/api/v2/campaigns/contacts/..", timeout=5)
+    assert sim.requests_seen()[-1] == {
+        "method": "DELETE",
+        "path": "/api/v2/campaigns/",
+        "host": sim.url.removeprefix("http://"),
+        "authorization": True,
+    }
+
+
+def test_shift_page_repeats_a_contact_on_a_later_page(sim: Simulator) -> None:
+    sim.put_list("L1", count=250)
+    ids = [c["id"] for c in sim.get_list("L1")]
+    session = authed(sim)
+    sim.add_faults([{"method": "GET", "path": "/L1$", "action": "shift_page", "times": 1}])
+    contacts, pages = read_all(session, f"{sim.url}{CONTACTS}/L1")
+    seen = [c["id"] for c in contacts]
+    assert pages == 3 and len(seen) == 251
+    # The first page's last contact moved to the end: it is read twice.
+    assert seen[99] == ids[99] and seen[-1] == ids[99]
+    assert sorted(set(seen)) == sorted(ids)
+    assert [c["id"] for c in sim.get_list("L1")][-1] == ids[99]
+
+
+def test_shift_page_on_cxone_offsets_repeats_the_page_tail(sim: Simulator) -> None:
+    sim.put_call_list("7", count=30)
+    token = sim.issue_token()
+    url = f"{sim.url}/inContactAPI/services/v31.0/lists/call-lists/7"
+    headers = {"Authorization": f"Bearer {token}"}
+    sim.add_faults([{"method": "GET", "path": "call-lists/7$", "action": "shift_page", "times": 1}])
+    first = requests.get(url, params={"skip": 0, "top": 10}, headers=headers, timeout=5)
+    second = requests.get(url, params={"skip": 10, "top": 10}, headers=headers, timeout=5)
+    page1 = first.json()["resultSet"]["contactRecords"]
+    page2 = second.json()["resultSet"]["contactRecords"]
+    assert page2[0]["ExternalId"] == page1[-1]["ExternalId"]
+
+
+def test_edit_and_remove_contact_happen_before_the_matching_request(sim: Simulator) -> None:
+    sim.put_list("L1", [{"id": "a", "phone": "+16502530001"}, {"id": "b", "phone": "+1650"}])
+    session = authed(sim)
+    sim.add_faults(
+        [
+            {
+                "method": "GET",
+                "path": "/L1$",
+                "action": "edit_contact",
+                "after": 1,
+                "times": 1,
+                "contact": "a",
+                "fields": {"phone": "+16502530099"},
+            },
+            {
+                "method": "PATCH",
+                "path": "/contacts$",
+                "action": "remove_contact",
+                "times": 1,
+                "contact": "b",
+            },
+        ]
+    )
+    first = session.get(f"{sim.url}{CONTACTS}/L1", timeout=5).json()["contacts"]
+    assert first[0]["phone"] == "+16502530001"  # after: 1
+    again = session.get(f"{sim.url}{CONTACTS}/L1", timeout=5).json()["contacts"]
+    assert again[0]["phone"] == "+16502530099"  # the person's edit, seen by a re-read
+    # The person deletes b just before our PATCH of it: the contract's 400 names b.
+    body = {"contacts": [{"id": "a", "phone": "+16502530002"}, {"id": "b", "phone": "+1"}]}
+    refused = session.patch(f"{sim.url}{CONTACTS}/L1/contacts", json=body, timeout=5)
+    assert refused.status_code == 400 and refused.json()["invalid"] == ["b"]
+    assert [c["id"] for c in sim.get_list("L1")] == ["a"]
+
+
+def test_edit_contact_on_a_cxone_calling_list(sim: Simulator) -> None:
+    sim.put_call_list("7", count=3)
+    key = sim.get_call_list("7")[1]["ExternalId"]
+    sim.add_faults(
+        [
+            {
+                "path": "call-lists/7",
+                "action": "edit_contact",
+                "contact": key,
+                "fields": {"PhoneNumber": "+442079460000"},
+            }
+        ]
+    )
+    headers = {"Authorization": f"Bearer {sim.issue_token()}"}
+    url = f"{sim.url}/inContactAPI/services/v31.0/lists/call-lists/7"
+    records = requests.get(url, headers=headers, timeout=5).json()["resultSet"]["contactRecords"]
+    assert records[1]["PhoneNumber"] == "+442079460000"
+
+
+def test_refuse_ids_refuses_batches_that_hold_them(sim: Simulator) -> None:
+    sim.put_list("L1", [{"id": f"u{i}", "phone": "+16502530000"} for i in range(4)])
+    before = sim.get_list("L1")
+    session = authed(sim)
+    sim.add_faults(
+        [{"method": "PATCH", "path": "/contacts$", "action": "refuse_ids", "ids": ["u2"]}]
+    )
+    url = f"{sim.url}{CONTACTS}/L1/contacts"
+    batch = [{"id": f"u{i}", "phone": "+16502530011"} for i in range(4)]
+    refused = session.patch(url, json={"contacts": batch}, timeout=5)
+    assert refused.status_code == 400 and refused.json()["invalid"] == ["u2"]
+    assert sim.get_list("L1") == before  # atomic: nothing applied
+    rest = [c for c in batch if c["id"] != "u2"]
+    assert session.patch(url, json={"contacts": rest}, timeout=5).status_code == 200
+    assert [c["phone"] for c in sim.get_list("L1")].count("+16502530011") == 3
+    # "always": the server names an id it was not sent.
+    sim.clear_faults()
+    sim.add_faults(
+        [
+            {
+                "method": "PATCH",
+                "path": "/contacts$",
+                "action": "refuse_ids",
+                "ids": ["ghost"],
+                "always": True,
+            }
+        ]
+    )
+    ghost = session.patch(url, json={"contacts": rest}, timeout=5)
+    assert ghost.status_code == 400 and ghost.json()["invalid"] == ["ghost"]
+    with pytest.raises(ValueError, match="ids"):
+        sim.add_faults([{"path": "x", "action": "refuse_ids", "ids": []}])
+
+
+def test_requests_seen_over_the_control_api(sim: Simulator) -> None:
+    sim.put_list("L1", count=1)
+    requests.get(f"{sim.url}/api/v2/campaigns/nowhere", timeout=5)
+    seen = requests.get(f"{sim.url}/_sim/requests", timeout=5).json()["requests"]
+    assert seen == [
+        {
+            "method": "GET",
+            "path": "/api/v2/campaigns/nowhere",
+            "host": sim.url.removeprefix("http://"),
+            "authorization": False,
+        }
+    ]
+
+
 def test_fail_rate_spares_the_token_endpoint(sim: Simulator) -> None:
     sim.put_list("L1", count=1)
     sim.configure(fail_rate=1.0)
