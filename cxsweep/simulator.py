@@ -111,7 +111,7 @@ _READ_KINDS = frozenset({"read", "lists", "lookup", "cxone_read", "cxone_lists"}
 MAX_REMOVE_PROSPECTS = 1000
 CXONE_PHONE_COLUMNS = ("PhoneNumber", "MobileNumber", "WorkNumber")
 _CXONE_PHONE_RE = re.compile(r"^\+?\d{7,15}$")
-STATUS_ACTIONS = frozenset({500, 502, 503, 504, 429, 401})
+STATUS_ACTIONS = frozenset({500, 502, 503, 504, 429, 401, 400, 403})
 NAMED_ACTIONS = frozenset(
     {
         "bad_json",
@@ -588,6 +588,8 @@ def _twilio_error(status: int, code: int, message: str) -> _Response:
 
 
 _STATUS_ERRORS = {
+    400: "bad_request",
+    403: "forbidden",
     401: "invalid_token",
     429: "rate_limited",
     500: "internal_error",
@@ -1061,8 +1063,9 @@ class Simulator:
 
     def requests_seen(self) -> list[dict[str, Any]]:
         """The API requests received (newest last, control calls left out): ``method``,
-        ``path`` as sent (query cut off), ``host`` and ``authorization`` (whether an
-        Authorization header came with it; never its value)."""
+        ``path`` as sent (query cut off), ``host``, ``authorization`` (whether an
+        Authorization header came with it; never its value) and the answer's ``status``
+        (0: connection dropped; None: not answered yet)."""
         with self._lock:
             return [dict(seen) for seen in self._seen]
 
@@ -1162,14 +1165,21 @@ class Simulator:
                 return self._control(req)
             except (ValueError, TypeError) as exc:
                 return _json(400, {"error": str(exc)})
-        seen = {
+        seen: dict[str, Any] = {
             "method": req.method,
             "path": req.path,
             "host": req.host,
             "authorization": "Authorization" in req.headers,
+            "status": None,
         }
         with self._lock:
             self._seen.append(seen)
+        answer = self._answer(req)
+        with self._lock:
+            seen["status"] = 0 if answer.drop else answer.status
+        return answer
+
+    def _answer(self, req: _Request) -> _Response:
         route = self._route(req.method, req.path)
         if route is None:
             with self._lock:

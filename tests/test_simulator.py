@@ -490,6 +490,7 @@ def test_inject_contacts_serves_odd_ids_on_the_first_page_only(sim: Simulator) -
         "path": "/api/v2/campaigns/",
         "host": sim.url.removeprefix("http://"),
         "authorization": True,
+        "status": 404,
     }
 
 
@@ -617,6 +618,7 @@ def test_requests_seen_over_the_control_api(sim: Simulator) -> None:
             "path": "/api/v2/campaigns/nowhere",
             "host": sim.url.removeprefix("http://"),
             "authorization": False,
+            "status": 404,
         }
     ]
 
