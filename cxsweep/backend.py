@@ -8,6 +8,7 @@ API, §2). Every method makes its platform calls once and raises the typed error
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -45,6 +46,41 @@ class WriteOutcome:
     done: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+
+
+INVALID_ID = "invalid contact id"
+
+
+def contact_id_problem(contact_id: Any) -> str | None:
+    """Why the platform's ``contact_id`` must never be written to, or None when it may.
+
+    An id is put in a URL (v2 DELETE) or a write's body: an empty one or a dot segment
+    ("." "..") turns ``DELETE .../contacts/{id}`` into a DELETE of a collection once
+    the URL is normalised, and "/", "\\" or a control character steers it elsewhere.
+    Such ids are reported as failures, never written.
+    """
+    if not isinstance(contact_id, str) or contact_id == "":
+        return f"{INVALID_ID} (empty)"
+    if contact_id in (".", ".."):
+        return f"{INVALID_ID} (a dot segment: {contact_id!r})"
+    if "/" in contact_id or "\\" in contact_id:
+        return f"{INVALID_ID} (holds a slash)"
+    if any(unicodedata.category(ch) == "Cc" for ch in contact_id):
+        return f"{INVALID_ID} (holds a control character)"
+    return None
+
+
+def writable_ids(contact_ids: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """``contact_ids`` split into those a write may address and the rest, with why."""
+    ok: list[str] = []
+    refused: dict[str, str] = {}
+    for contact_id in contact_ids:
+        problem = contact_id_problem(contact_id)
+        if problem is None:
+            ok.append(contact_id)
+        else:
+            refused[contact_id] = problem
+    return ok, refused
 
 
 class Backend(Protocol):

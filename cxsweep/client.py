@@ -17,7 +17,7 @@ import redis
 import requests
 
 from cxsweep.auth import TokenCache
-from cxsweep.backend import Change, Page, WriteOutcome
+from cxsweep.backend import Change, Page, WriteOutcome, contact_id_problem, writable_ids
 from cxsweep.errors import ApiError, CredentialsRefused, MalformedResponse, NotFound
 from cxsweep.http import (
     ResponseObserver,
@@ -26,6 +26,7 @@ from cxsweep.http import (
     parse_json,
     path_of,
     raise_for_status,
+    require_same_origin,
 )
 from cxsweep.ratelimit import RateLimiter
 from cxsweep.settings import Settings
@@ -132,10 +133,9 @@ class V2Client:
             if phone is not None and not isinstance(phone, str):
                 raise MalformedResponse(f"{call}: contact #{position} 'phone' is not a string")
         next_url = body.get("nextPageUri") or None
-        if next_url is not None and (
-            not isinstance(next_url, str) or urlsplit(next_url).scheme not in ("http", "https")
-        ):
-            raise MalformedResponse(f"{call}: 'nextPageUri' is not an absolute URL")
+        if next_url is not None:
+            # Refused here, before anything is sent there: the token would go with it.
+            require_same_origin(call, "nextPageUri", next_url, self.settings.api_url)
         total = body.get("totalRecords")
         if total is not None and (not isinstance(total, int) or isinstance(total, bool)):
             raise MalformedResponse(f"{call}: 'totalRecords' is not an integer")
@@ -153,20 +153,57 @@ class V2Client:
                 raise MalformedResponse(f"{call}: 'contactLists' is missing or malformed")
             yield from lists
             url = body.get("nextPageUri") or None
+            if url is not None:
+                require_same_origin(call, "nextPageUri", url, self.settings.api_url)
 
     def update_contacts(self, list_id: str, changes: Sequence[Change]) -> WriteOutcome:
-        """PATCH at most 100 numbers; atomic on the server's side (all or none)."""
+        """PATCH at most 100 numbers; atomic on the server's side (all or none).
+
+        A 400 that names the ids it refused (``invalid``, contract §1) refused the whole
+        batch for them: the batch is sent once more without them, and they are reported
+        as failed with the server's reason. A 400 naming no ids, or ids we did not send,
+        fails the batch.
+        """
         if len(changes) > MAX_UPDATE_BATCH:
             raise ValueError(f"at most {MAX_UPDATE_BATCH} contacts per PATCH")
+        outcome = WriteOutcome()
+        for change in changes:
+            problem = contact_id_problem(change.contact_id)
+            if problem is not None:
+                outcome.failed[change.contact_id] = problem
+        sendable = [c for c in changes if c.contact_id not in outcome.failed]
+        if not sendable:
+            return outcome
         url = f"{self.list_url(list_id)}/contacts"
-        body = {"contacts": [{"id": c.contact_id, "phone": c.phones["phone"]} for c in changes]}
         call = f"PATCH {path_of(url)}"
+        try:
+            self._patch(call, url, sendable)
+        except ApiError as exc:
+            refused = set(exc.invalid)
+            sent = {c.contact_id for c in sendable}
+            if exc.status != 400 or not refused:
+                raise
+            if not refused <= sent:
+                strangers = ", ".join(repr(i) for i in sorted(refused - sent)[:3])
+                raise MalformedResponse(
+                    f"{call}: the 400 names ids that were not sent ({strangers})"
+                ) from None
+            for contact_id in refused:
+                outcome.failed[contact_id] = f"refused: {exc}"
+            sendable = [c for c in sendable if c.contact_id not in refused]
+            if sendable:
+                self._patch(call, url, sendable)
+        outcome.done.extend(c.contact_id for c in sendable)
+        return outcome
+
+    def _patch(self, call: str, url: str, changes: Sequence[Change]) -> None:
+        body = {"contacts": [{"id": c.contact_id, "phone": c.phones["phone"]} for c in changes]}
         self._call("patch", call, "PATCH", url, json_body=body, expect_body=False)
-        return WriteOutcome(done=[c.contact_id for c in changes])
 
     def remove_contacts(self, list_id: str, contact_ids: Sequence[str]) -> WriteOutcome:
-        outcome = WriteOutcome()
-        for contact_id in contact_ids:
+        writable, refused = writable_ids(contact_ids)
+        outcome = WriteOutcome(failed=refused)
+        for contact_id in writable:
             if self.delete_contact(contact_id):
                 outcome.done.append(contact_id)
             else:
@@ -175,6 +212,10 @@ class V2Client:
 
     def delete_contact(self, contact_id: str) -> bool:
         """True when removed now, False when it was already gone (404)."""
+        problem = contact_id_problem(contact_id)
+        if problem is not None:
+            # The URL would address a collection (or another path), not this contact.
+            raise ValueError(f"{problem}: not sent")
         url = f"{self.settings.api_url}/api/v2/campaigns/contacts/{quote(contact_id, safe='')}"
         try:
             self._call("delete", f"DELETE {path_of(url)}", "DELETE", url, expect_body=False)
@@ -189,12 +230,16 @@ class V2Client:
             raise ValueError(f"at most {MAX_UPDATE_BATCH} contacts per create")
         url = f"{self.list_url(list_id)}/contacts"
         call = f"POST {path_of(url)}"
-        wanted = [dict(c) for c in contacts]
+        ids = [str(c.get("id")) for c in contacts]
+        _, refused = writable_ids(ids)
+        wanted = [dict(c) for c, cid in zip(contacts, ids, strict=True) if cid not in refused]
+        if not wanted:
+            return WriteOutcome(failed=refused)
         try:
             self._call(
                 "create", call, "POST", url, json_body={"contacts": wanted}, expect_body=False
             )
-            return WriteOutcome(done=[str(c["id"]) for c in wanted])
+            return WriteOutcome(done=[str(c["id"]) for c in wanted], failed=refused)
         except ApiError as exc:
             present = set(exc.invalid)
             if exc.status != 400 or not present:
@@ -203,7 +248,9 @@ class V2Client:
         rest = [c for c in wanted if str(c["id"]) not in present]
         if rest:
             self._call("create", call, "POST", url, json_body={"contacts": rest}, expect_body=False)
-        return WriteOutcome(done=[str(c["id"]) for c in rest], missing=sorted(present))
+        return WriteOutcome(
+            done=[str(c["id"]) for c in rest], missing=sorted(present), failed=refused
+        )
 
     # --- plumbing -------------------------------------------------------------------
 
@@ -217,5 +264,8 @@ class V2Client:
         json_body: Any = None,
         expect_body: bool = True,
     ) -> Any:
+        # Whatever the URL came from (a cursor kept in Redis, say), the token goes only to
+        # the configured API.
+        require_same_origin(call, "the request URL", url, self.settings.api_url)
         response = self.http.authorized(self.tokens, kind, call, method, url, json_body=json_body)
         return parse_json(call, response) if expect_body else None

@@ -18,6 +18,7 @@ import binascii
 import csv
 import hashlib
 import io
+import ipaddress
 import json
 import logging
 import re
@@ -30,10 +31,11 @@ import redis
 import requests
 
 from cxsweep.auth import TokenCache
-from cxsweep.backend import Change, Page, WriteOutcome
+from cxsweep.backend import Change, Page, WriteOutcome, contact_id_problem, writable_ids
 from cxsweep.errors import (
     ApiError,
     CredentialsRefused,
+    ForeignOrigin,
     MalformedResponse,
     NotFound,
     NotYet,
@@ -42,9 +44,12 @@ from cxsweep.http import (
     ResponseObserver,
     Transport,
     error_field,
+    origin_of,
     parse_json,
     path_of,
     raise_for_status,
+    require_same_origin,
+    show_origin,
 )
 from cxsweep.ratelimit import RateLimiter
 from cxsweep.redisconn import text
@@ -198,6 +203,8 @@ class CxoneBackend:
         endpoint = body.get("token_endpoint") if isinstance(body, dict) else None
         if not isinstance(endpoint, str) or urlsplit(endpoint).scheme not in ("http", "https"):
             raise MalformedResponse(f"{call}: no absolute 'token_endpoint'")
+        # The access key's secret is posted there: only to the issuer itself.
+        require_same_origin(call, "token_endpoint", endpoint, self._auth_url)
         self.redis.set(key, endpoint, ex=DISCOVERY_TTL)
         return endpoint
 
@@ -334,10 +341,34 @@ class CxoneBackend:
             if not isinstance(area, str) or not area or not isinstance(domain, str):
                 raise MalformedResponse(f"{call}: neither 'api_endpoint' nor 'area' in answer")
             endpoint = f"https://api-{area}.{domain}"
+        self._check_api_endpoint(call, endpoint)
         base = f"{endpoint.rstrip('/')}/inContactAPI/services/{self.settings.cxone_api_version}"
         self.redis.set(key, base, ex=DISCOVERY_TTL)
         self._api_base = base
         return base
+
+    def _check_api_endpoint(self, call: str, endpoint: str) -> None:
+        """The discovered API must be the issuer's own: https (unless the issuer itself is
+        plain http, as a simulator is), on the issuer's host or a sibling in its domain
+        (``cxone.niceincontact.com`` announces ``api-na1.niceincontact.com``)."""
+        try:
+            scheme, host, _ = origin_of(endpoint)
+        except ValueError:
+            raise MalformedResponse(f"{call}: 'api_endpoint' is not an absolute URL") from None
+        auth_scheme, auth_host, _ = origin_of(self._auth_url)
+        sibling = False
+        try:
+            ipaddress.ip_address(auth_host)
+        except ValueError:
+            parent = auth_host.split(".", 1)[1] if auth_host.count(".") >= 2 else ""
+            sibling = bool(parent) and host.endswith("." + parent)
+        if (scheme == "https" or auth_scheme == "http") and (host == auth_host or sibling):
+            return
+        raise ForeignOrigin(
+            f"{call}: 'api_endpoint' points to {show_origin(endpoint)}, not the issuer"
+            f" {show_origin(self._auth_url)} or its domain: refusing to follow it (set"
+            " CXSWEEP_API_URL to the Admin API base if that host is right)"
+        )
 
     # --- reading ----------------------------------------------------------------------
 
@@ -374,7 +405,10 @@ class CxoneBackend:
     def _next_link(self, body: Mapping[str, Any]) -> str | None:
         links = body.get("_links")
         nxt = links.get("next") if isinstance(links, dict) else None
-        return urljoin(self.api_base() + "/", nxt) if isinstance(nxt, str) and nxt else None
+        if not isinstance(nxt, str) or not nxt:
+            return None
+        url = urljoin(self.api_base() + "/", nxt)
+        return require_same_origin("GET call-lists", "_links.next", url, self.api_base())
 
     def read_page(self, list_id: str, cursor: str | None) -> Page:
         query = parse_qs(cursor or "")
@@ -496,7 +530,8 @@ class CxoneBackend:
     def remove_contacts(self, list_id: str, contact_ids: Sequence[str]) -> WriteOutcome:
         if len(contact_ids) > self.remove_batch_size:
             raise ValueError(f"at most {self.remove_batch_size} records per removeProspects")
-        outcome = WriteOutcome()
+        contact_ids, refused = writable_ids(contact_ids)
+        outcome = WriteOutcome(failed=refused)
         if not contact_ids:
             return outcome
         name = self._list_name(list_id)
@@ -581,6 +616,10 @@ class CxoneBackend:
         outcome = WriteOutcome()
         rows: list[dict[str, Any]] = []
         for change in changes:
+            problem = contact_id_problem(change.contact_id)
+            if problem is not None:
+                outcome.failed[change.contact_id] = problem
+                continue
             if not change.record:
                 # Without the record an upload would blank every other column.
                 outcome.failed[change.contact_id] = "the record as read is not known"
@@ -599,11 +638,14 @@ class CxoneBackend:
 
     def create_contacts(self, list_id: str, contacts: Sequence[Mapping[str, Any]]) -> WriteOutcome:
         """Restore: upload the records as they were (the same job handling as updates)."""
-        if not contacts:
-            return WriteOutcome()
-        failures = self._upload_and_follow(list_id, [dict(c) for c in contacts])
-        ids = [self.contact_id(c) for c in contacts]
-        return WriteOutcome(done=[i for i in ids if i not in failures], failed=failures)
+        ids, refused = writable_ids([self.contact_id(c) for c in contacts])
+        if not ids:
+            return WriteOutcome(failed=refused)
+        rows = [dict(c) for c in contacts if self.contact_id(c) not in refused]
+        failures = self._upload_and_follow(list_id, rows)
+        return WriteOutcome(
+            done=[i for i in ids if i not in failures], failed={**refused, **failures}
+        )
 
     @staticmethod
     def to_csv(rows: Sequence[Mapping[str, Any]]) -> bytes:
@@ -729,6 +771,8 @@ class CxoneBackend:
         params: Mapping[str, Any] | None = None,
         json_body: Any = None,
     ) -> Any:
+        # Whatever the URL came from, the token goes only to the API base.
+        require_same_origin(call, "the request URL", url, self.api_base())
         # On a 401 the fleet refreshes (refresh token first), then one retry.
         response = self.http.authorized(
             self.tokens, kind, call, method, url, params=params, json_body=json_body

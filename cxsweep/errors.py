@@ -39,6 +39,16 @@ class NotFound(ApiError):
     """404: the list or contact is not there."""
 
 
+class ForeignOrigin(MalformedResponse):
+    """The platform announced a URL on another origin (scheme, host, port) than its own:
+    following it would hand our token, and our writes, to whoever serves it."""
+
+
+class TlsRefused(ApiError):
+    """The server's TLS certificate did not verify: a configuration or an attack, never
+    a transient failure, so it is not retried."""
+
+
 class RetryableApiError(CxsweepError):
     """A transient failure: 5xx, 429, time-out, dropped connection.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -20,10 +21,12 @@ from requests.adapters import HTTPAdapter
 
 from cxsweep.errors import (
     ApiError,
+    ForeignOrigin,
     MalformedResponse,
     NotFound,
     RateLimited,
     RetryableApiError,
+    TlsRefused,
 )
 from cxsweep.ratelimit import RateLimiter
 from cxsweep.settings import Settings
@@ -67,6 +70,67 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 def path_of(url: str) -> str:
     return urlsplit(url).path or "/"
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of an absolute URL, the port made explicit; ValueError if
+    it has no http(s) scheme or host, or a bad port."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port  # ValueError for a port out of range or not a number
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(f"not an absolute http(s) URL: {scheme or 'no scheme'}")
+    return scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme]
+
+
+def show_origin(url: str) -> str:
+    """scheme://host:port of ``url``, for messages: never its path or query (a cursor
+    or a token may ride there)."""
+    try:
+        scheme, host, port = origin_of(url)
+    except ValueError:
+        return "an unparsable URL"
+    return f"{scheme}://{host}:{port}"
+
+
+def require_same_origin(call: str, what: str, url: Any, expected: str) -> str:
+    """``url`` when it is an absolute URL on ``expected``'s origin, else ``ForeignOrigin``:
+    a link the platform announces is followed only to the platform itself (an https
+    link that turned http is another origin too)."""
+    if not isinstance(url, str):
+        raise MalformedResponse(f"{call}: {what!r} is not a URL")
+    try:
+        announced = origin_of(url)
+    except ValueError:
+        raise MalformedResponse(f"{call}: {what!r} is not an absolute http(s) URL") from None
+    if announced != origin_of(expected):
+        raise ForeignOrigin(
+            f"{call}: {what!r} points to {show_origin(url)}, not {show_origin(expected)}:"
+            " refusing to follow it"
+        )
+    return url
+
+
+def certificate_refused(exc: BaseException) -> bool:
+    """Whether a TLS failure is the peer's certificate failing verification (as opposed
+    to a handshake cut short, which may pass on the next try)."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        # requests and urllib3 wrap the ssl error in args and in .reason.
+        nested = [*current.args, getattr(current, "reason", None)]
+        nested += [current.__cause__, current.__context__]
+        pending.extend(e for e in nested if isinstance(e, BaseException))
+    return "CERTIFICATE_VERIFY_FAILED" in str(exc)
 
 
 def short(exc: Exception) -> str:
@@ -180,6 +244,14 @@ class Transport:
             if status == 429 and self.limiter is not None:
                 self.limiter.penalize(parse_retry_after(response.headers.get("Retry-After")))
             return response
+        except requests.exceptions.SSLError as exc:
+            if not certificate_refused(exc):
+                raise RetryableApiError(f"{call}: TLS failed ({short(exc)})") from None
+            # A certificate that does not verify will not verify on the next try either.
+            raise TlsRefused(
+                f"{call}: the TLS certificate of {show_origin(url)} did not verify; fix the"
+                " certificate, or name the host in CXSWEEP_TLS_INSECURE_HOSTS (tests only)"
+            ) from None
         except requests.Timeout as exc:
             raise RetryableApiError(f"{call}: timed out ({type(exc).__name__})") from None
         except requests.ConnectionError as exc:

@@ -7,6 +7,7 @@ that names the variable, before any network call is made.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -197,6 +198,32 @@ def _number(name: str, value: str, kind: type[int] | type[float], minimum: float
     return number
 
 
+_HOST_NAME = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$")
+
+
+def _insecure_hosts(value: str) -> frozenset[str]:
+    """Hosts whose certificates are not verified, compared with a URL's bare host: an
+    entry with a scheme, port, path or wildcard would never match, so it is refused."""
+    hosts: set[str] = set()
+    for raw in value.split(","):
+        entry = raw.strip().lower()
+        if not entry:
+            continue
+        bare = entry[1:-1] if entry.startswith("[") and entry.endswith("]") else entry
+        try:
+            hosts.add(str(ipaddress.ip_address(bare)))
+            continue
+        except ValueError:
+            pass
+        if not _HOST_NAME.match(entry):
+            raise SettingsError(
+                f"{PREFIX}TLS_INSECURE_HOSTS: {raw.strip()!r} is not a bare host name (no"
+                " scheme, port, path or wildcard), e.g. lab.example or 10.0.0.5"
+            )
+        hosts.add(entry)
+    return frozenset(hosts)
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build and validate settings; raises ``SettingsError`` naming the bad variable."""
     env = dict(os.environ if environ is None else environ)
@@ -299,9 +326,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         metrics_port=metrics_port,
         log_format=log_format,
-        tls_insecure_hosts=frozenset(
-            h.strip().lower() for h in get("TLS_INSECURE_HOSTS").split(",") if h.strip()
-        ),
+        tls_insecure_hosts=_insecure_hosts(get("TLS_INSECURE_HOSTS")),
         rate_limit=_number("RATE_LIMIT", get("RATE_LIMIT", "10"), float, 0),
         rate_burst=int(_number("RATE_BURST", get("RATE_BURST", "0"), int, 0)),
         run_stall_seconds=int(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cxsweep.errors import RetryableApiError
+from cxsweep.errors import RetryableApiError, SettingsError, TlsRefused
 from cxsweep.http import Transport
 from cxsweep.settings import load_settings
 
@@ -68,8 +68,10 @@ def self_signed_server(tmp_path: Path) -> Iterator[str]:
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 def test_tls_is_verified_unless_the_host_is_named(self_signed_server: str) -> None:
     verified = Transport(load_settings({"CXSWEEP_ENV_FILE": "/dev/null"}))
-    with pytest.raises(RetryableApiError, match=r"certificate|SSL"):
+    # Not transient: a retry would meet the same certificate, so the step fails at once.
+    with pytest.raises(TlsRefused, match=r"TLS certificate of https://localhost:\d+ did not"):
         verified.send("read", "GET /", "GET", self_signed_server)
+    assert not issubclass(TlsRefused, RetryableApiError)
 
     trusting = Transport(
         load_settings({"CXSWEEP_ENV_FILE": "/dev/null", "CXSWEEP_TLS_INSECURE_HOSTS": "localhost"})
@@ -81,5 +83,19 @@ def test_tls_is_verified_unless_the_host_is_named(self_signed_server: str) -> No
             {"CXSWEEP_ENV_FILE": "/dev/null", "CXSWEEP_TLS_INSECURE_HOSTS": "lab.example"}
         )
     )
-    with pytest.raises(RetryableApiError):
+    with pytest.raises(TlsRefused):
         other.send("read", "GET /", "GET", self_signed_server)
+
+
+@pytest.mark.parametrize(
+    "entry", ["localhost:8443", "https://lab.example", "lab.example/api", "*.lab.example", "*"]
+)
+def test_insecure_hosts_must_be_bare_host_names(entry: str) -> None:
+    with pytest.raises(SettingsError, match=r"^CXSWEEP_TLS_INSECURE_HOSTS: .* bare host name"):
+        load_settings({"CXSWEEP_ENV_FILE": "/dev/null", "CXSWEEP_TLS_INSECURE_HOSTS": entry})
+
+
+def test_insecure_hosts_take_names_and_addresses() -> None:
+    hosts = "Lab.Example, 10.0.0.5 ,[::1],,localhost"
+    settings = load_settings({"CXSWEEP_ENV_FILE": "/dev/null", "CXSWEEP_TLS_INSECURE_HOSTS": hosts})
+    assert settings.tls_insecure_hosts == {"lab.example", "10.0.0.5", "::1", "localhost"}
