@@ -310,6 +310,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from cxsweep.redisconn import get_redis, text
     from cxsweep.runs import RUN_INDEX, RunStore
+    from cxsweep.webhook import Outbox
 
     get_settings.cache_clear()
     settings = get_settings()
@@ -333,6 +334,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{run_id}  list {meta.get('list_id')}  "
             + _progress_line(meta, store.counts(), end - started).strip()
         )
+        delivery = Outbox(client).describe(run_id)
+        if delivery:
+            print(f"    webhook: {delivery}")
     return EXIT_OK
 
 

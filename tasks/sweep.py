@@ -267,6 +267,7 @@ def record_run(store: RunStore, status: str, message: str = "") -> dict[str, Any
     )
     ListLock(redis_client(), meta.get("list_id", "")).release(store.run_id)
     if settings().aggregator_url:
+        webhook.Outbox(store.redis).add(store.run_id, signed=bool(settings().webhook_secret))
         send_webhook.delay(store.run_id)
     sweep_id = store.options().get("sweep_id")
     if sweep_id:
@@ -276,35 +277,44 @@ def record_run(store: RunStore, status: str, message: str = "") -> dict[str, Any
     return {"ok": True, "status": status}
 
 
-@shared_task(
-    bind=True,
-    name="tasks.sweep.send_webhook",
-    autoretry_for=(RetryableApiError,),
-    retry_backoff=1,
-    retry_backoff_max=60,
-    retry_jitter=True,
-    max_retries=8,
-)
-def send_webhook(self: Any, run_id: str) -> dict[str, Any]:
-    store = run_store(run_id)
-    record = json.loads(store.meta().get("record") or "{}")
-    if not record:
-        return {"ok": False, "error": "run has no record"}
+@shared_task(name="tasks.sweep.send_webhook")
+def send_webhook(run_id: str) -> dict[str, Any]:
+    """One attempt at the run's webhook; the outbox says when (and whether) the next is
+    due, and ``resend_webhooks`` sends it then."""
+    outbox = webhook.Outbox(redis_client())
+    if not outbox.begin(run_id):
+        return {"ok": True, "skipped": True}  # delivered, given up, or being sent
+    signed = bool(settings().webhook_secret)
+    record = json.loads(run_store(run_id).meta().get("record") or "{}")
     try:
+        if not record:
+            raise webhook.WebhookRefused("the run's record is gone: nothing to send")
         status = webhook.post(
             settings().aggregator_url,
             webhook.build_payload(record),
             settings().webhook_secret,
             insecure_hosts=settings().tls_insecure_hosts,
         )
-    except RetryableApiError:
-        store.set_meta(webhook="retrying")
-        raise
+    except RetryableApiError as exc:
+        state = outbox.retry_later(run_id, str(exc), signed=signed)
+        if state == webhook.ABANDONED:
+            log.warning("run %s: webhook abandoned after a day of failures: %s", run_id, exc)
+        return {"ok": False, "state": state, "error": str(exc)}
     except CxsweepError as exc:
-        store.set_meta(webhook=f"refused: {exc}")
-        return {"ok": False, "error": str(exc)}
-    store.set_meta(webhook=f"delivered ({status})")
+        outbox.failed(run_id, str(exc), signed=signed)
+        log.warning("run %s: webhook not delivered: %s", run_id, exc)
+        return {"ok": False, "state": webhook.FAILED, "error": str(exc)}
+    outbox.delivered(run_id, status, signed=signed)
     return {"ok": True, "status": status}
+
+
+@shared_task(name="tasks.sweep.resend_webhooks", ignore_result=True)
+def resend_webhooks() -> int:
+    """Beat's sweep of the webhook outbox: one attempt for each delivery now due."""
+    due = webhook.Outbox(redis_client()).due()
+    for run_id in due:
+        send_webhook.delay(run_id)
+    return len(due)
 
 
 @shared_task(name="tasks.sweep.watchdog", ignore_result=True)

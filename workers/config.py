@@ -66,6 +66,8 @@ beat_schedule = {
     # Runs whose chord never finished (a lost callback, workers gone) are failed,
     # recorded and their lists freed.
     "watchdog": {"task": "tasks.sweep.watchdog", "schedule": 60.0},
+    # Webhooks not delivered yet are sent again when due (backoff up to an hour, a day).
+    "resend-webhooks": {"task": "tasks.sweep.resend_webhooks", "schedule": 60.0},
 }
 
 
