@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -162,6 +162,13 @@ def raise_for_status(call: str, response: requests.Response) -> None:
         raise RetryableApiError(f"{call}: server error {status}", status=status)
     if status == 404:
         raise NotFound(f"{call}: not found (404)", status=404)
+    if 300 <= status < 400:
+        where = urlsplit(urljoin(response.url or "", response.headers.get("Location", "")))
+        raise ApiError(
+            f"{call}: answered a redirect ({status}) to {where.hostname or '?'}{where.path}:"
+            " not followed",
+            status=status,
+        )
     error = error_field(response)
     invalid: list[str] = []
     try:
@@ -236,6 +243,9 @@ class Transport:
                 auth=auth,
                 timeout=self.timeout,
                 stream=True,
+                # A redirect is a URL the platform gives too: not followed (see
+                # raise_for_status), so a DELETE never lands on another host.
+                allow_redirects=False,
                 verify=(urlsplit(url).hostname or "").lower() not in self.insecure_hosts,
             )
             status = response.status_code

@@ -24,6 +24,7 @@ first, ``times`` caps how often the rule fires (null: for ever). Actions:
   the link it announces points at that origin: a v2 read's or list-of-lists'
   ``nextPageUri`` (made up on a last page), a CXone answer's ``_links.next``, the OIDC
   ``token_endpoint``, the discovery ``api_endpoint``;
+- ``redirect`` with ``origin``: answered ``307`` to the same path on that origin;
 - ``inject_contacts`` with ``contacts`` (objects, ids free: ``""``, ``"."``, ``".."``):
   added in front of the *first* page of a v2 read (or CXone read at skip 0); later pages
   do not match the rule. The contacts are not stored: writes to them find nothing;
@@ -125,6 +126,7 @@ NAMED_ACTIONS = frozenset(
         "edit_contact",
         "remove_contact",
         "refuse_ids",
+        "redirect",
     }
 )
 # Requests remembered for ``requests_seen()`` (the newest; a bench sends millions).
@@ -343,11 +345,11 @@ class FaultRule:
 def _action_arguments(action: int | str, raw: Mapping[str, Any]) -> dict[str, Any]:
     """The extra fields an action needs, checked; ValueError names what is wrong."""
     out: dict[str, Any] = {}
-    if action == "foreign_link":
+    if action in ("foreign_link", "redirect"):
         origin = raw.get("origin")
         parts = urlsplit(origin) if isinstance(origin, str) else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("foreign_link needs an 'origin' such as 'http://127.0.0.2:9'")
+            raise ValueError(f"{action} needs an 'origin' such as 'http://127.0.0.2:9'")
         out["origin"] = f"{parts.scheme}://{parts.netloc}"
     if action == "inject_contacts":
         contacts = raw.get("contacts")
@@ -1278,6 +1280,9 @@ class Simulator:
                 batch_ids = set()
             named = list(rule.ids) if rule.always else [i for i in rule.ids if i in batch_ids]
             return _json(400, {"error": "invalid contacts (refused)", "invalid": named})
+        if action == "redirect":
+            # 307: a client that follows sends the same method and body over there.
+            return _Response(307, b"", {"Location": f"{rule.origin}{req.path}"})
         if action in ("foreign_link", "inject_contacts", "shift_page"):
             return None  # served as usual, then changed by _after_fault
         if action == "missing_contacts":

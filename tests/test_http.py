@@ -8,14 +8,16 @@ import shutil
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from cxsweep import cli, webhook
 from cxsweep.errors import RetryableApiError, SettingsError, TlsRefused
 from cxsweep.http import Transport
-from cxsweep.settings import load_settings
+from cxsweep.settings import Secret, get_settings, load_settings
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -99,3 +101,25 @@ def test_insecure_hosts_take_names_and_addresses() -> None:
     hosts = "Lab.Example, 10.0.0.5 ,[::1],,localhost"
     settings = load_settings({"CXSWEEP_ENV_FILE": "/dev/null", "CXSWEEP_TLS_INSECURE_HOSTS": hosts})
     assert settings.tls_insecure_hosts == {"lab.example", "10.0.0.5", "::1", "localhost"}
+
+
+def test_a_run_against_a_bad_certificate_stops_at_once_with_one_line(
+    self_signed_server: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CXSWEEP_API_URL", self_signed_server.rstrip("/"))
+    monkeypatch.delenv("CXSWEEP_TOKEN_URL", raising=False)
+    started = time.monotonic()
+    try:
+        code = cli.main(["run", "any-list"])
+    finally:
+        get_settings.cache_clear()
+    assert code == cli.EXIT_RUN_FAILED
+    assert time.monotonic() - started < 5  # no retries, no backoff
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "POST /oauth/token: the TLS certificate of https://localhost:" in err
+
+
+def test_a_webhook_receiver_with_a_bad_certificate_is_refused(self_signed_server: str) -> None:
+    with pytest.raises(webhook.WebhookRefused, match="certificate did not verify"):
+        webhook.post(self_signed_server, {"run_id": "r"}, Secret("k"))

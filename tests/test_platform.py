@@ -120,6 +120,18 @@ def test_a_run_fails_before_following_a_foreign_next_page_uri(
     assert [line["status"] for line in audit_lines(audit_log_path, run_id)] == ["failed"]
 
 
+def test_a_redirect_from_the_api_is_not_followed(
+    simulator: Simulator, elsewhere: Simulator, redis_client: redis.Redis
+) -> None:
+    list_id = new_list_id()
+    simulator.put_list(list_id, [{"id": "c1", "phone": "12"}])
+    simulator.add_faults([{"method": "DELETE", "action": "redirect", "origin": elsewhere.url}])
+    with pytest.raises(ApiError, match=r"redirect \(307\) to 127\.0\.0\.2/api/v2/.*not followed"):
+        client(redis_client).remove_contacts(list_id, ["c1"])
+    assert elsewhere.requests_seen() == []
+    assert [c["id"] for c in simulator.get_list(list_id)] == ["c1"]
+
+
 # --- ids ---------------------------------------------------------------------------------
 
 
