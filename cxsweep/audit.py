@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cxsweep.runs import kind_of
+
 _append_lock = threading.Lock()
 
 REASON_PREFIX = "reason:"
@@ -51,7 +53,7 @@ def build_record(
     checked = counts.get("latency_n", 0)
     avg_latency_us = counts.get("latency_us_sum", 0) / checked if checked else 0.0
     options = json.loads(meta.get("options") or "{}")
-    kind = "restore" if options.get("restore_of") else "apply" if options.get("apply") else "sweep"
+    kind = kind_of(meta)
     restored = counts.get("restored_recreated", 0) + counts.get("restored_reverted", 0)
     failures = 0 if dry_run else (planned_updates - updated) + (planned_removals - removed)
     if kind == "restore":
@@ -86,8 +88,34 @@ def build_record(
         "stale_skipped": counts.get("stale", 0),
         "restored": restored,
         "restore_of": options.get("restore_of"),
+        **_kind_fields(kind, meta, counts),
         "message": message,
     }
+
+
+def _kind_fields(kind: str, meta: Mapping[str, str], counts: Mapping[str, int]) -> dict[str, Any]:
+    """What only a restore or an apply has to tell."""
+    if kind == "restore":
+        return {
+            "restore_total": int(meta.get("restore_total") or 0),
+            "restored_recreated": counts.get("restored_recreated", 0),
+            "restored_reverted": counts.get("restored_reverted", 0),
+        }
+    if kind == "apply":
+        # A planned change whose contact is no longer on the list was never seen: a
+        # removal done before (a plan applied twice), or a contact deleted since.
+        return {
+            "plan_entries": int(meta.get("plan_updates") or 0)
+            + int(meta.get("plan_removals") or 0),
+            "already_applied": counts.get("already_applied", 0),
+            "already_gone": max(
+                0, int(meta.get("plan_removals") or 0) - counts.get("plan_seen_remove", 0)
+            ),
+            "updates_not_found": max(
+                0, int(meta.get("plan_updates") or 0) - counts.get("plan_seen_update", 0)
+            ),
+        }
+    return {}
 
 
 def append_audit_line(path: str | os.PathLike[str], record: Mapping[str, Any]) -> Path:

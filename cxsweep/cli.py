@@ -73,9 +73,17 @@ def start_run(
     )
 
     if before_launch is not None:
-        from cxsweep.runs import RunStore
+        from cxsweep.runs import ListLock, RunStore
 
-        before_launch(RunStore(redis_client, run_id))
+        store = RunStore(redis_client, run_id)
+        try:
+            before_launch(store)
+        except BaseException:
+            # Nothing was sent to the workers: close the run and free the list at once.
+            store.fail("refused before it was handed to the workers")
+            store.set_meta(status="failed", finished_at=time.time())
+            ListLock(redis_client, list_id).release(run_id)
+            raise
     # The project's Celery app (broker = CXSWEEP_REDIS_URL), not Celery's default one.
     from workers import app
 
@@ -88,19 +96,43 @@ def start_run(
     return run_id
 
 
+KIND_WORDS = {"sweep": "sweep", "dry_run": "dry run", "apply": "apply", "restore": "restore"}
+
+
 def _progress_line(meta: dict[str, str], counts: dict[str, int], elapsed: float) -> str:
+    from cxsweep.runs import kind_of
+
+    kind = kind_of(meta)
+    head = f"[{meta.get('status', '?'):>9}] {elapsed:6.1f}s  "
+    if kind == "restore":
+        # A restore reads nothing: it puts back, batch by batch, what the archive holds.
+        return head + (
+            f"restored {_restored(counts):,}/{int(meta.get('restore_total') or 0):,} contacts"
+            f" (recreated {counts.get('restored_recreated', 0):,},"
+            f" reverted {counts.get('restored_reverted', 0):,})"
+        )
     fetched = counts.get("fetched", 0)
     rate = fetched / elapsed if elapsed > 0 else 0.0
-    line = (
-        f"[{meta.get('status', '?'):>9}] {elapsed:6.1f}s  read {counts.get('pages_read', 0)} pages"
-        f"  sanitized {fetched} ({rate:,.0f}/s)"
+    line = head + (
+        f"read {counts.get('pages_read', 0)} pages  sanitized {fetched} ({rate:,.0f}/s)"
     )
+    if kind == "dry_run":
+        return line + (
+            f"  would update {counts.get('to_update', 0)}"
+            f"  would remove {counts.get('to_remove', 0)}"
+        )
+    if kind == "apply":
+        line += f"  stale {counts.get('stale', 0)}"
     if meta.get("status") in ("writing", "completed", "halted", "failed"):
         line += (
             f"  written {counts.get('chunks_done', 0)}/{meta.get('chunks_total', 0)} chunks"
             f"  updated {counts.get('updated', 0)}"
         )
     return line
+
+
+def _restored(counts: dict[str, int]) -> int:
+    return counts.get("restored_recreated", 0) + counts.get("restored_reverted", 0)
 
 
 def wait_for_run(
@@ -149,13 +181,60 @@ def wait_for_run(
         if done:
             record: dict[str, Any] = json.loads(meta["record"])
             return record
-        if not warned_no_worker and elapsed > 15 and not counts.get("api_requests"):
+        if (
+            not warned_no_worker
+            and elapsed > 15
+            and not counts.get("api_requests")
+            and not store.begun()
+        ):
             _err("no worker has picked the run up yet: is `celery -A workers worker` running?")
             warned_no_worker = True
         time.sleep(0.2)
 
 
+def _print_restore_summary(record: dict[str, Any]) -> None:
+    total = record.get("restore_total")
+    print(
+        f"restore {record['run_id']} of run {record.get('restore_of')} on list"
+        f" {record['list_id']}: {record['status']}"
+    )
+    print(
+        f"  restored   {record.get('restored', 0)}"
+        + (f" of {total}" if total is not None else "")
+        + " contact(s) the run changed"
+    )
+    if total is not None:
+        print(f"  recreated  {record.get('restored_recreated', 0)} (the run had removed them)")
+        print(f"  reverted   {record.get('restored_reverted', 0)} (numbers written back)")
+    print(f"  failed     {record.get('failure_count', 0)}")
+    print(
+        f"  api        {record.get('api_requests', 0)} requests, "
+        f"{record.get('api_retries', 0)} retries, {record.get('api_429s', 0)} x 429"
+    )
+    print(f"  took       {record.get('duration_seconds', 0)} s")
+    if record.get("message"):
+        print(f"  note       {record['message']}")
+    if record["status"] == "halted":
+        print("  the restore HALTED for manual review: the rest was not put back")
+
+
+def _print_apply_lines(record: dict[str, Any]) -> None:
+    """What applying a plan met on the list: changes done before, contacts gone."""
+    if record.get("already_applied"):
+        print(f"  already    {record['already_applied']} update(s) were applied before")
+    if record.get("already_gone"):
+        print(f"  gone       {record['already_gone']} planned removal(s): no longer on the list")
+    if record.get("updates_not_found"):
+        print(
+            f"  not found  {record['updates_not_found']} planned update(s):"
+            " contact no longer on the list"
+        )
+
+
 def print_summary(record: dict[str, Any]) -> None:
+    if record.get("kind") == "restore":
+        _print_restore_summary(record)
+        return
     dry = record.get("dry_run")
     print(
         f"run {record['run_id']} on list {record['list_id']}: {record['status']}"
@@ -178,8 +257,8 @@ def print_summary(record: dict[str, Any]) -> None:
         f"  api        {record.get('api_requests', 0)} requests, "
         f"{record.get('api_retries', 0)} retries, {record.get('api_429s', 0)} x 429"
     )
-    if record.get("kind") == "restore":
-        print(f"  restored   {record.get('restored', 0)} contact(s) of run {record['restore_of']}")
+    if record.get("kind") == "apply":
+        _print_apply_lines(record)
     print(f"  took       {record.get('duration_seconds', 0)} s")
     if record.get("message"):
         print(f"  note       {record['message']}")
@@ -241,18 +320,27 @@ def _writable(path: str) -> None:
 
 def cmd_apply(args: argparse.Namespace) -> int:
     """Execute a reviewed plan; contacts changed on the platform since are skipped."""
-    from cxsweep.planfile import read_plan
+    from cxsweep.planfile import read_plan, verify_plan
     from cxsweep.redisconn import get_redis
     from cxsweep.runs import RunStore
 
     settings = _settings_for_run()
-    header, entries = read_plan(args.plan)
-    # The whole file is checked before the list is locked and anything is sent.
-    planned = sum(1 for _ in entries)
+    # The whole file is checked (count and digest) before the list is locked and
+    # anything is sent: a plan cut short or edited is refused whole.
+    header, planned = verify_plan(args.plan)
     print(f"plan {args.plan}: {planned} change(s) to list {header['list_id']}", file=sys.stderr)
 
     def load(store: RunStore) -> None:
-        store.load_planned(read_plan(args.plan)[1])
+        kinds = {"update": 0, "remove": 0}
+
+        def counted(entries: Any) -> Any:
+            for entry in entries:
+                kinds["update" if entry.after is not None else "remove"] += 1
+                yield entry
+
+        # Read again (checked again: a file changed since the check fails here).
+        store.load_planned(counted(read_plan(args.plan)[1]))
+        store.set_meta(plan_updates=kinds["update"], plan_removals=kinds["remove"])
 
     run_id, record = _run_and_report(
         args,
@@ -309,7 +397,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from cxsweep.redisconn import get_redis, text
-    from cxsweep.runs import RUN_INDEX, RunStore
+    from cxsweep.runs import RUN_INDEX, RunStore, kind_of
     from cxsweep.webhook import Outbox
 
     get_settings.cache_clear()
@@ -330,8 +418,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         started = float(meta.get("started_at") or 0)
         end = float(meta.get("finished_at") or time.time())
+        kind = KIND_WORDS[kind_of(meta)]
         print(
-            f"{run_id}  list {meta.get('list_id')}  "
+            f"{run_id}  {kind:<7}  list {meta.get('list_id')}  "
             + _progress_line(meta, store.counts(), end - started).strip()
         )
         delivery = Outbox(client).describe(run_id)

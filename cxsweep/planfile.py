@@ -1,18 +1,25 @@
 """A run's plan as a file an operator can review, keep, and apply later.
 
-JSON lines: a header line, then one line per intended change::
+JSON lines: a header line, one line per intended change, and a closing line::
 
-    {"cxsweep_plan": 1, "run_id": ..., "list_id": ..., "backend": ..., "created_at": ...}
+    {"cxsweep_plan": 2, "run_id": ..., "list_id": ..., "backend": ..., "created_at": ...}
     {"contact_id": "c-1", "action": "update", "phone_before": "(650) 253-0000",
      "phone_after": "+16502530000", "reason": null, "before": {...}, "after": {...}}
     {"contact_id": "c-2", "action": "remove", "phone_before": "n/a", "phone_after": null,
      "reason": "unparseable", "before": {...}, "after": null}
+    {"cxsweep_plan_end": 2, "entries": 2, "sha256": "..."}
+
+The closing line holds the number of entries and the SHA-256 of every byte before it
+(header included: a header edited to name another list is an altered plan). A plan cut
+short, padded or edited after it was written is refused whole: applying the half of a
+plan that survived a copy would be a change nobody reviewed.
 
 Contacts left as they are ("keep") are not listed: applying them would do nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +29,8 @@ from cxsweep.audit import iso, now
 from cxsweep.errors import CxsweepError
 from cxsweep.runs import PlanEntry, RunStore
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+END_KEY = "cxsweep_plan_end"
 
 
 class PlanFileError(CxsweepError):
@@ -34,6 +42,13 @@ def _primary(fields: dict[str, Any] | None) -> Any:
 
 
 def write_plan(store: RunStore, out: IO[str], backend: str) -> int:
+    digest = hashlib.sha256()
+
+    def emit(row: dict[str, Any]) -> None:
+        line = json.dumps(row) + "\n"
+        digest.update(line.encode("utf-8"))
+        out.write(line)
+
     meta = store.meta()
     header = {
         "cxsweep_plan": FORMAT_VERSION,
@@ -42,7 +57,7 @@ def write_plan(store: RunStore, out: IO[str], backend: str) -> int:
         "backend": backend,
         "created_at": iso(now()),
     }
-    out.write(json.dumps(header) + "\n")
+    emit(header)
     written = 0
     for kind in ("update", "remove"):
         for entry in store.iter_plan(kind):
@@ -55,47 +70,110 @@ def write_plan(store: RunStore, out: IO[str], backend: str) -> int:
                 "before": entry.before,
                 "after": entry.after,
             }
-            out.write(json.dumps(line) + "\n")
+            emit(line)
             written += 1
+    end = {END_KEY: FORMAT_VERSION, "entries": written, "sha256": digest.hexdigest()}
+    out.write(json.dumps(end) + "\n")
     return written
 
 
-def read_plan(path: str | Path) -> tuple[dict[str, Any], Iterator[PlanEntry]]:
-    """The header, and the entries (read lazily, validated line by line)."""
-    source = Path(path)
+def _entry(row: Any) -> PlanEntry:
+    action, before, after = row["action"], row["before"], row["after"]
+    if action not in ("update", "remove") or not isinstance(before, dict):
+        raise ValueError
+    if (action == "update") != isinstance(after, dict):
+        raise ValueError
+    return PlanEntry(str(row["contact_id"]), before, after, row.get("reason"))
+
+
+def _lines(source: Path) -> Iterator[tuple[int, bytes, Any]]:
+    """(line number, raw bytes, decoded JSON) of every line, the closing one included."""
     try:
-        handle = source.open(encoding="utf-8")
+        handle = source.open("rb")
     except OSError as exc:
         raise PlanFileError(f"cannot read plan {source}: {exc.strerror}") from None
-    first = handle.readline()
-    try:
-        header = json.loads(first)
-    except ValueError:
-        handle.close()
-        raise PlanFileError(f"{source}:1: not a cxsweep plan (no JSON header)") from None
-    if not isinstance(header, dict) or header.get("cxsweep_plan") != FORMAT_VERSION:
-        handle.close()
-        raise PlanFileError(f"{source}:1: not a cxsweep plan of format {FORMAT_VERSION}")
-    if not isinstance(header.get("list_id"), str):
-        handle.close()
+    with handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                row = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise PlanFileError(
+                    f"{source}:{number}: not a cxsweep plan (not UTF-8 text)"
+                ) from None
+            except ValueError:
+                raise PlanFileError(
+                    f"{source}:{number}: not a JSON line (a plan cut short or edited?)"
+                ) from None
+            yield number, raw, row
+
+
+def read_plan(path: str | Path) -> tuple[dict[str, Any], Iterator[PlanEntry]]:
+    """The header, and the entries (read lazily, validated line by line).
+
+    The entries' iterator checks the closing line's count and digest when it reaches
+    it, and raises ``PlanFileError`` then: consume it whole (``verify_plan``) before
+    acting on any entry."""
+    source = Path(path)
+    lines = _lines(source)
+    first = next(lines, None)
+    if first is None:
+        raise PlanFileError(f"{source}: empty file, not a cxsweep plan")
+    _, raw_header, header = first
+    if not isinstance(header, dict) or "cxsweep_plan" not in header:
+        raise PlanFileError(f"{source}:1: not a cxsweep plan (no plan header)")
+    if header.get("cxsweep_plan") != FORMAT_VERSION:
+        raise PlanFileError(
+            f"{source}:1: a plan of format {header.get('cxsweep_plan')!r}, not"
+            f" {FORMAT_VERSION} (it carries no digest): write it again with --plan-out"
+        )
+    if not isinstance(header.get("list_id"), str) or not header["list_id"]:
         raise PlanFileError(f"{source}:1: the header names no list_id")
 
     def entries() -> Iterator[PlanEntry]:
-        with handle:
-            for number, line in enumerate(handle, 2):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    action = row["action"]
-                    before = row["before"]
-                    after = row["after"]
-                    if action not in ("update", "remove") or not isinstance(before, dict):
-                        raise ValueError
-                    if (action == "update") != isinstance(after, dict):
-                        raise ValueError
-                    yield PlanEntry(str(row["contact_id"]), before, after, row.get("reason"))
-                except (ValueError, KeyError, TypeError):
-                    raise PlanFileError(f"{source}:{number}: not a plan entry") from None
+        digest = hashlib.sha256(raw_header)
+        count = 0
+        for number, raw, row in lines:
+            if isinstance(row, dict) and END_KEY in row:
+                _check_end(source, number, row, count, digest.hexdigest(), lines)
+                return
+            try:
+                entry = _entry(row)
+            except (ValueError, KeyError, TypeError):
+                raise PlanFileError(f"{source}:{number}: not a plan entry") from None
+            digest.update(raw)
+            count += 1
+            yield entry
+        raise PlanFileError(
+            f"{source}: incomplete plan: it ends after {count} entries without its closing"
+            " line (cut short?); nothing applied"
+        )
 
     return header, entries()
+
+
+def _check_end(
+    source: Path,
+    number: int,
+    end: dict[str, Any],
+    count: int,
+    digest: str,
+    rest: Iterator[tuple[int, bytes, Any]],
+) -> None:
+    if next(rest, None) is not None:
+        raise PlanFileError(f"{source}:{number + 1}: lines after the plan's closing line")
+    if end.get("entries") != count:
+        raise PlanFileError(
+            f"{source}: incomplete plan: {count} entries where its closing line counts"
+            f" {end.get('entries')!r}; nothing applied"
+        )
+    if end.get("sha256") != digest:
+        raise PlanFileError(
+            f"{source}: the plan was altered after it was written (its SHA-256 does not"
+            " match its closing line); nothing applied"
+        )
+
+
+def verify_plan(path: str | Path) -> tuple[dict[str, Any], int]:
+    """Read the whole plan and check it: its header and its number of entries."""
+    header, entries = read_plan(path)
+    return header, sum(1 for _ in entries)

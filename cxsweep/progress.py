@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
 from collections.abc import Mapping
 
+from cxsweep.runs import kind_of
+
 BAR = 24
+WORDS = {"sweep": "run", "dry_run": "dry run", "apply": "apply", "restore": "restore"}
 
 
 def _bar(done: int, total: int | None) -> str:
@@ -35,6 +39,9 @@ class Progress:
     def lines(
         self, meta: Mapping[str, str], counts: Mapping[str, int], elapsed: float
     ) -> list[str]:
+        kind = kind_of(meta)
+        if kind == "restore":
+            return self._restore_lines(meta, counts, elapsed)
         total = int(meta.get("total_records") or 0) or None
         read, judged = counts.get("read", 0), counts.get("fetched", 0)
         chunks, chunks_total = counts.get("chunks_done", 0), int(meta.get("chunks_total") or 0)
@@ -42,12 +49,51 @@ class Progress:
         reading = meta.get("status") == "reading"
         # Until the last page is read, the total is only known when the platform says it.
         read_total = total or (None if reading else read)
-        head = f"run {meta.get('run_id', '?')}  {meta.get('status', '?')}  {elapsed:.1f}s"
-        return [
+        head = (
+            f"{WORDS[kind]} {meta.get('run_id', '?')}  {meta.get('status', '?')}  {elapsed:.1f}s"
+        )
+        lines = [
             head,
             f"  read      {_bar(read, read_total)} {read:>9,} contacts  {rates['read']:>8,.0f}/s",
             f"  sanitized {_bar(judged, read_total)} {judged:>9,} contacts  "
             f"{rates['judged']:>8,.0f}/s",
-            f"  written   {_bar(chunks, chunks_total or None)} {chunks:>9,} of {chunks_total:,}"
-            f" chunks  {rates['chunks']:>6,.1f}/s",
         ]
+        if kind == "dry_run":
+            # A dry run writes nothing: what it would write is its result.
+            return [
+                *lines,
+                f"  would update {counts.get('to_update', 0):,}  would remove"
+                f" {counts.get('to_remove', 0):,}  (dry run: nothing is written)",
+            ]
+        lines.append(
+            f"  written   {_bar(chunks, chunks_total or None)} {chunks:>9,} of {chunks_total:,}"
+            f" chunks  {rates['chunks']:>6,.1f}/s"
+        )
+        if kind == "apply":
+            lines.append(
+                f"  plan      {int(meta.get('plan_updates') or 0):,} update(s),"
+                f" {int(meta.get('plan_removals') or 0):,} removal(s);"
+                f" {counts.get('stale', 0):,} stale so far"
+            )
+        return lines
+
+    def _restore_lines(
+        self, meta: Mapping[str, str], counts: Mapping[str, int], elapsed: float
+    ) -> list[str]:
+        """A restore reads nothing: it puts back what the archive holds, batch by batch."""
+        recreated = counts.get("restored_recreated", 0)
+        reverted = counts.get("restored_reverted", 0)
+        done, total = recreated + reverted, int(meta.get("restore_total") or 0)
+        rate = self.rates({"restored": done})["restored"]
+        return [
+            f"restore {meta.get('run_id', '?')} of run {_restore_of(meta)}"
+            f"  {meta.get('status', '?')}  {elapsed:.1f}s",
+            f"  restored  {_bar(done, total or None)} {done:>9,} of {total:,} contacts"
+            f"  {rate:>8,.0f}/s",
+            f"            recreated {recreated:,} (were removed), reverted {reverted:,}"
+            " (numbers written back)",
+        ]
+
+
+def _restore_of(meta: Mapping[str, str]) -> str:
+    return str(json.loads(meta.get("options") or "{}").get("restore_of", "?"))

@@ -272,6 +272,117 @@ def _summary(
     return text + (f"; {failed:,} writes failed." if failed else "; every write succeeded.")
 
 
+EYEBROWS = {
+    "sweep": "Contact list sweep report",
+    "dry_run": "Dry run report: nothing was written",
+    "apply": "Plan apply report",
+    "restore": "Restore report",
+}
+TAGS = {"dry_run": "DRY RUN", "apply": "APPLY", "restore": "RESTORE"}
+RESTORE_COLOURS = {"recreated": "#e07b00", "reverted": "#2f6fdb", "left": "#9aa5b1"}
+
+
+def _restore_wording(record: Mapping[str, Any], status: str) -> tuple[str, str]:
+    """The note's headline and the lead sentence of a restore."""
+    source = record.get("restore_of") or "?"
+    total = _int(record.get("restore_total"))
+    restored = _int(record.get("restored"))
+    failed = _int(record.get("failure_count"))
+    headline = {
+        "completed": f"Restore of run {source}: what it changed was put back.",
+        "halted": "Halted for manual review: the restore stopped writing.",
+        "failed": "Failed: see the note below.",
+    }.get(status, status)
+    lead = (
+        f"{restored:,} of the {total:,} contacts run {source} changed were put back:"
+        f" {_int(record.get('restored_recreated')):,} re-created (the run had removed them),"
+        f" {_int(record.get('restored_reverted')):,} reverted to the numbers they had"
+    )
+    return headline, lead + (f"; {failed:,} could not be restored." if failed else ".")
+
+
+def _restore_sections(record: Mapping[str, Any]) -> list[str]:
+    total = _int(record.get("restore_total"))
+    recreated = _int(record.get("restored_recreated"))
+    reverted = _int(record.get("restored_reverted"))
+    failed = _int(record.get("failure_count"))
+    left = max(0, total - recreated - reverted - failed)
+    tiles = [
+        _tile("Archived", _num(total), f"contacts run {record.get('restore_of')} changed"),
+        _tile(
+            "Re-created",
+            _num(recreated),
+            f"{_pct(recreated, total)} had been removed",
+            RESTORE_COLOURS["recreated"],
+        ),
+        _tile(
+            "Reverted",
+            _num(reverted),
+            f"{_pct(reverted, total)} numbers written back",
+            RESTORE_COLOURS["reverted"],
+        ),
+        _tile(
+            "Failed",
+            _num(failed),
+            "not restored" if failed else "every contact restored",
+            OUTCOME_COLOURS["failed"],
+        ),
+    ]
+    segments = [
+        ("Re-created", recreated, RESTORE_COLOURS["recreated"]),
+        ("Reverted", reverted, RESTORE_COLOURS["reverted"]),
+        ("Failed", failed, OUTCOME_COLOURS["failed"]),
+        ("Not reached", left, RESTORE_COLOURS["left"]),
+    ]
+    bar = (
+        outcome_bar(segments)
+        if total
+        else '<p class="empty">The archive held no contacts: nothing to put back.</p>'
+    )
+    return [
+        '<section class="tiles" aria-label="Totals">',
+        *tiles,
+        "</section>",
+        _card(
+            "What happened to every archived contact",
+            f"{total:,} contacts in the archive of run {record.get('restore_of')}",
+            bar,
+        ),
+    ]
+
+
+def _apply_lead(record: Mapping[str, Any], updated: int, removed: int, failed: int) -> str:
+    text = f"A reviewed plan of {_int(record.get('plan_entries')):,} changes applied: "
+    text += f"{updated:,} contacts rewritten to E.164, {removed:,} removed"
+    skipped = [
+        (record.get("stale_skipped"), "skipped as changed on the platform since the plan"),
+        (record.get("already_applied"), "already applied before"),
+        (record.get("already_gone"), "removals already gone from the list"),
+        (record.get("updates_not_found"), "updates whose contact is no longer on the list"),
+    ]
+    text += "".join(f"; {_int(n):,} {what}" for n, what in skipped if _int(n))
+    return text + (f"; {failed:,} writes failed." if failed else ".")
+
+
+def _apply_card(record: Mapping[str, Any]) -> str:
+    rows = [
+        ("Changes in the plan", record.get("plan_entries")),
+        ("Skipped: changed on the platform since the plan", record.get("stale_skipped")),
+        ("Skipped: applied before", record.get("already_applied")),
+        ("Skipped: removal already gone", record.get("already_gone")),
+        ("Skipped: update of a contact no longer on the list", record.get("updates_not_found")),
+    ]
+    body = "".join(
+        f'<tr><td>{_e(label)}</td><td class="num">{_e(_num(value))}</td></tr>'
+        for label, value in rows
+    )
+    return _card(
+        "The plan against the list as it is now",
+        "only changes whose contact still holds the numbers the plan saw were written",
+        f"<table>{body}</table>",
+    )
+
+
 def _tile(label: str, value: str, sub: str = "", colour: str | None = None) -> str:
     accent = f' accent" style="--c:{_e(colour)}' if colour else ""
     return (
@@ -337,6 +448,12 @@ def render_html(record: Mapping[str, Any], extras: Mapping[str, Any] | None = No
     }.get(status, status)
     if dry:
         headline = "Dry run: the list was read and judged; nothing was written."
+    kind = str(record.get("kind") or ("dry_run" if dry else "sweep"))
+    lead = _summary(dry, fetched, updated, unchanged, removed, failed)
+    if kind == "restore":
+        headline, lead = _restore_wording(record, status)
+    elif kind == "apply":
+        lead = _apply_lead(record, updated, removed, failed)
 
     parts: list[str] = [
         "<!DOCTYPE html>",
@@ -345,24 +462,28 @@ def render_html(record: Mapping[str, Any], extras: Mapping[str, Any] | None = No
         f"<title>cxsweep run {_e(run_id)} \u00b7 list {_e(list_id)}</title>",
         f"<style>{_CSS}</style></head><body><main>",
         "<header><div>",
-        '<p class="eyebrow">Contact list sweep report</p>',
-        f"<h1>List {_e(list_id)}" + ('<span class="tag">DRY RUN</span>' if dry else "") + "</h1>",
+        f'<p class="eyebrow">{_e(EYEBROWS.get(kind, EYEBROWS["sweep"]))}</p>',
+        f"<h1>List {_e(list_id)}"
+        + (f'<span class="tag">{_e(TAGS[kind])}</span>' if kind in TAGS else "")
+        + "</h1>",
         f'<p class="meta">Run <code>{_e(run_id)}</code> \u00b7 '
         f"{_e(_when(record.get('started_at')))} \u2192 {_e(_when(record.get('finished_at')))}"
         f" \u00b7 took {_e(_duration(record.get('duration_seconds')))}</p>",
-        f'<p class="lead">{_e(_summary(dry, fetched, updated, unchanged, removed, failed))}</p>',
+        f'<p class="lead">{_e(lead)}</p>',
         "</div>",
         f'<div><span class="pill" style="color:{fg};background:{bg}">{_e(status)}</span></div>',
         "</header>",
     ]
     note = str(record.get("message") or "")
-    if note or status != "completed" or dry:
+    if note or status != "completed" or dry or kind == "restore":
         parts.append(
             f'<div class="note" style="border-color:{fg}"><b>{_e(headline)}</b>'
             + (f"<br>{_e(note)}" if note else "")
             + "</div>"
         )
 
+    # A restore reads and judges nothing: its own sections replace the sweep's below.
+    sweep_sections = len(parts)
     rate = record.get("format_success_rate")
     parts.append('<section class="tiles" aria-label="Totals">')
     parts.append(_tile("Fetched", _num(fetched), "contacts read", "#1d2733"))
@@ -454,6 +575,10 @@ def render_html(record: Mapping[str, Any], extras: Mapping[str, Any] | None = No
         )
     )
     parts.append('</div><div style="height:16px"></div>')
+    if kind == "restore":
+        parts[sweep_sections:] = _restore_sections(record)
+    elif kind == "apply":
+        parts[sweep_sections:sweep_sections] = [_apply_card(record)]
 
     requests = _int(record.get("api_requests"))
     retries = _int(record.get("api_retries"))

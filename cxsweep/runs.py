@@ -34,6 +34,27 @@ ACTIVE = ("reading", "writing")
 FINAL = ("completed", "halted", "failed")
 
 
+# What a run does, stored in its metadata when it is created: the progress, the summary,
+# the report and `cxsweep status` word each kind for what it does.
+KINDS = ("sweep", "dry_run", "apply", "restore")
+
+
+def run_kind(dry_run: bool, options: Mapping[str, Any]) -> str:
+    if options.get("restore_of"):
+        return "restore"
+    if options.get("apply"):
+        return "apply"
+    return "dry_run" if dry_run else "sweep"
+
+
+def kind_of(meta: Mapping[str, str]) -> str:
+    """The kind stored in a run's metadata (derived for runs stored before it was)."""
+    kind = meta.get("kind", "")
+    if kind in KINDS:
+        return kind
+    return run_kind(meta.get("dry_run") == "1", json.loads(meta.get("options") or "{}"))
+
+
 def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(4)
 
@@ -156,6 +177,7 @@ class RunStore:
                 "run_id": self.run_id,
                 "list_id": list_id,
                 "dry_run": int(dry_run),
+                "kind": run_kind(dry_run, options),
                 "status": "reading",
                 "started_at": now,
                 "deadline": now + deadline_seconds,
@@ -207,6 +229,10 @@ class RunStore:
         """True for the first caller only. A step marked before it acts, and a crash in
         between, leaves the run for the watchdog: better than doing the step twice."""
         return bool(self.redis.set(f"{self.prefix}:once:{step}", 1, nx=True, ex=DATA_TTL))
+
+    def begun(self) -> bool:
+        """Whether a worker has taken the run up (its first step ran)."""
+        return bool(self.redis.exists(f"{self.prefix}:once:begin"))
 
     def store_page(self, page_no: int, contacts: list[dict[str, Any]]) -> None:
         self.redis.set(f"{self.prefix}:page:{page_no}", json.dumps(contacts), ex=DATA_TTL)

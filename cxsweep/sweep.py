@@ -23,6 +23,8 @@ from cxsweep.runs import PlanEntry, RunStore
 # DELETE-style removals (one contact a request) are grouped this many to a task: enough
 # to spread a task's overhead, few enough that the last tasks do not leave a long tail.
 REMOVALS_PER_TASK = 10
+# Contacts a restore deletes and re-creates (numbers PATCH would refuse) per group.
+RESTORE_IN_PLACE_GROUP = 20
 
 
 @dataclass
@@ -117,8 +119,13 @@ def plan_page_from_plan(
         if entry is None:
             counts["unchanged"] += 1
             continue
+        counts["plan_seen_remove" if entry.after is None else "plan_seen_update"] += 1
         now = {name: contact.get(name) for name in entry.before}
         if now != entry.before:
+            wanted = {**entry.before, **entry.after} if entry.after is not None else None
+            if wanted and all((now.get(k) or "") == (v or "") for k, v in wanted.items()):
+                counts["already_applied"] += 1  # the same plan, applied before
+                continue
             counts["stale"] += 1
             plan.stale.append(contact_id)
             continue
@@ -180,19 +187,28 @@ def restore_page(
         outcome = _guarded(restore, threshold, partial(backend.update_contacts, list_id, changes))
         restore.record_failures(outcome.failed)
         restore.record_restored(outcome.done, "reverted")
-    if recreate_in_place:
-        ids_in_place = [backend.contact_id(r) for r in recreate_in_place]
-        for start in range(0, len(ids_in_place), backend.remove_batch_size):
-            batch_ids = ids_in_place[start : start + backend.remove_batch_size]
-            _guarded(restore, threshold, partial(backend.remove_contacts, list_id, batch_ids))
-        recreate += recreate_in_place
     for start in range(0, len(recreate), size):
         batch = recreate[start : start + size]
         created = _guarded(restore, threshold, partial(backend.create_contacts, list_id, batch))
         restore.record_failures(created.failed)
         restore.record_restored(created.done + created.missing, "recreated")
+    # Deleted and re-created a group at a time: a contact is off the list for a few
+    # requests only, and the restore's progress moves with every group (on v2 each
+    # deletion is a request of its own).
+    group = min(size, RESTORE_IN_PLACE_GROUP)
+    for start in range(0, len(recreate_in_place), group):
+        batch = recreate_in_place[start : start + group]
+        ids_in_place = [backend.contact_id(r) for r in batch]
+        for first in range(0, len(ids_in_place), backend.remove_batch_size):
+            batch_ids = ids_in_place[first : first + backend.remove_batch_size]
+            _guarded(restore, threshold, partial(backend.remove_contacts, list_id, batch_ids))
+        created = _guarded(restore, threshold, partial(backend.create_contacts, list_id, batch))
+        restore.record_failures(created.failed)
+        # The run changed these contacts' numbers (it did not remove them): reverted.
+        restore.record_restored(created.done + created.missing, "reverted")
     restore.mark_chunk_done("restore", page_no)
-    return {"ok": True, "page": page_no, "recreated": len(recreate), "reverted": len(patchable)}
+    recreated = len(recreate) + len(recreate_in_place)
+    return {"ok": True, "page": page_no, "recreated": recreated, "reverted": len(patchable)}
 
 
 @dataclass(frozen=True)

@@ -336,7 +336,9 @@ def begin_restore(run_id: str) -> None:
         return
     source = run_store(str(store.options()["restore_of"]))
     pages = source.archive_pages()
-    store.set_meta(status="writing", chunks_total=len(pages))
+    # The progress counts contacts put back out of all the archive holds.
+    total = sum(len(source.archive_page(page_no)) for page_no in pages)
+    store.set_meta(status="writing", chunks_total=len(pages), restore_total=total)
     header = [restore_archive_page.si(run_id, page_no) for page_no in pages]
     chord(header)(finish_run.s(run_id))
 

@@ -37,8 +37,9 @@ def test_plan_review_apply_then_restore(
     code, dry = run_cli(capsys, "run", list_id, "--dry-run", "--plan-out", str(plan))
     assert code == 0 and dry["dry_run"]
     lines = plan.read_text().splitlines()
-    header, entries = json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
-    assert header["list_id"] == list_id and header["cxsweep_plan"] == 1
+    header, entries = json.loads(lines[0]), [json.loads(line) for line in lines[1:-1]]
+    assert header["list_id"] == list_id and header["cxsweep_plan"] == 2
+    assert json.loads(lines[-1])["entries"] == len(entries)
     assert len(entries) == dry["planned_updates"] + dry["planned_removals"]
     assert {e["action"] for e in entries} == {"update", "remove"}
     assert simulator.get_list(list_id) == original  # the dry run wrote nothing
@@ -87,7 +88,7 @@ def test_a_malformed_plan_file_is_one_clear_line(
     list_id = f"plan-{uuid.uuid4().hex[:8]}"
     bad = tmp_path / "plan.jsonl"
     bad.write_text(
-        json.dumps({"cxsweep_plan": 1, "list_id": list_id})
+        json.dumps({"cxsweep_plan": 2, "list_id": list_id})
         + '\n{"contact_id": "c", "action": "zap"}\n'
     )
     assert cli.main(["apply", str(bad)]) == 2
@@ -104,3 +105,96 @@ def test_restore_of_a_dry_run_is_refused(
     _, dry = run_cli(capsys, "run", list_id, "--dry-run")
     assert cli.main(["restore", dry["run_id"]]) == 1
     assert "dry run" in capsys.readouterr().err
+
+
+# --- a plan is applied whole or not at all ------------------------------------------------
+
+
+def _dry_plan(
+    simulator: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], count: int, seed: int
+) -> tuple[str, Path, list[str]]:
+    list_id = f"plan-{uuid.uuid4().hex[:8]}"
+    simulator.put_list(list_id, count=count, seed=seed)
+    simulator.configure(page_size=100)
+    plan = tmp_path / "plan.jsonl"
+    code, _ = run_cli(capsys, "run", list_id, "--dry-run", "--plan-out", str(plan))
+    assert code == 0
+    return list_id, plan, plan.read_text().splitlines(keepends=True)
+
+
+def test_a_plan_cut_short_or_altered_is_refused_whole(
+    simulator: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], redis_client: Any
+) -> None:
+    from cxsweep.runs import ListLock
+
+    list_id, plan, lines = _dry_plan(simulator, tmp_path, capsys, count=300, seed=33)
+    end = json.loads(lines[-1])
+    assert end["entries"] == len(lines) - 2 > 50 and len(end["sha256"]) == 64
+    before = simulator.get_list(list_id)
+    requests_before = simulator.stats()["requests"]
+
+    update = next(i for i, line in enumerate(lines) if '"action": "update"' in line)
+    edited = json.loads(lines[update])
+    edited["after"] = {k: "+15550100000" for k in edited["after"]}
+    header = json.loads(lines[0])
+    cases = {
+        # cut at a line boundary: 50 entries of many, no closing line
+        "cut": ("".join(lines[:51]), "incomplete plan: it ends after 50 entries"),
+        # cut mid-line
+        "torn": ("".join(lines[:51]) + lines[51][:20], ":52: not a JSON line"),
+        "edited": (
+            "".join([*lines[:update], json.dumps(edited) + "\n", *lines[update + 1 :]]),
+            "altered after it was written",
+        ),
+        "retargeted": (
+            "".join([json.dumps({**header, "list_id": "another"}) + "\n", *lines[1:]]),
+            "altered after it was written",
+        ),
+        "dropped": ("".join([*lines[:5], *lines[6:]]), "closing line counts"),
+        "binary": (None, ":1: not a cxsweep plan (not UTF-8 text)"),
+        "old format": (
+            json.dumps({**header, "cxsweep_plan": 1}) + "\n" + "".join(lines[1:-1]),
+            "carries no digest",
+        ),
+    }
+    for name, (text, expected) in cases.items():
+        bad = tmp_path / f"{name.replace(' ', '-')}.jsonl"
+        if text is None:
+            bad.write_bytes(b"\xff\xfe\x00garbage\x9c" * 64 + b"\n" + bytes(range(256)))
+        else:
+            bad.write_text(text)
+        code = cli.main(["apply", str(bad), "--quiet", "--timeout", "30"])
+        err = capsys.readouterr().err
+        assert code == 2, (name, err)
+        assert err.count("\n") == 1 and expected in err, (name, err)
+        assert "Traceback" not in err
+    # Nothing was written, locked, or even asked of the API.
+    assert simulator.get_list(list_id) == before
+    assert simulator.stats()["requests"] == requests_before
+    assert ListLock(redis_client, list_id).holder() is None
+
+
+def test_a_plan_applied_twice_reports_what_it_found_done(
+    simulator: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    list_id, plan, lines = _dry_plan(simulator, tmp_path, capsys, count=300, seed=34)
+    entries = [json.loads(line) for line in lines[1:-1]]
+    updates = sum(e["action"] == "update" for e in entries)
+    removals = len(entries) - updates
+
+    code, first = run_cli(capsys, "apply", str(plan))
+    assert code == 0 and first["success_count"] == updates and first["purge_count"] == removals
+    assert (first["already_applied"], first["already_gone"], first["stale_skipped"]) == (0, 0, 0)
+    after_first = simulator.get_list(list_id)
+
+    code = cli.main(["apply", str(plan), "--quiet", "--timeout", "120"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"already    {updates} update(s) were applied before" in out
+    assert f"gone       {removals} planned removal(s): no longer on the list" in out
+    code, second = run_cli(capsys, "apply", str(plan))
+    assert code == 0 and second["kind"] == "apply" and second["plan_entries"] == len(entries)
+    assert second["already_applied"] == updates and second["already_gone"] == removals
+    assert second["stale_skipped"] == 0 and second["success_count"] == 0
+    assert second["purge_count"] == 0
+    assert simulator.get_list(list_id) == after_first
