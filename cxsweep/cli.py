@@ -105,6 +105,8 @@ def _progress_line(meta: dict[str, str], counts: dict[str, int], elapsed: float)
     kind = kind_of(meta)
     head = f"[{meta.get('status', '?'):>9}] {elapsed:6.1f}s  "
     if kind == "restore":
+        if "restore_total" not in meta:
+            return head + "restore waiting for a worker to take it up"
         # A restore reads nothing: it puts back, batch by batch, what the archive holds.
         return head + (
             f"restored {_restored(counts):,}/{int(meta.get('restore_total') or 0):,} contacts"

@@ -85,6 +85,8 @@ class Progress:
         reverted = counts.get("restored_reverted", 0)
         done, total = recreated + reverted, int(meta.get("restore_total") or 0)
         rate = self.rates({"restored": done})["restored"]
+        if "restore_total" not in meta:
+            return [f"restore {meta.get('run_id', '?')}  waiting for a worker  {elapsed:.1f}s"]
         return [
             f"restore {meta.get('run_id', '?')} of run {_restore_of(meta)}"
             f"  {meta.get('status', '?')}  {elapsed:.1f}s",

@@ -511,18 +511,18 @@ def render_html(record: Mapping[str, Any], extras: Mapping[str, Any] | None = No
             OUTCOME_COLOURS["removed"],
         )
     )
-    parts.append(
-        _tile(
-            "Failed",
-            _num(failed),
-            "writes not done" if failed else "no write failed",
-            OUTCOME_COLOURS["failed"],
-        )
-    )
-    if isinstance(rate, int | float):
+    if not dry:  # a dry run writes nothing, so no write of it can fail
         parts.append(
-            _tile("Dialable", f"{100.0 * float(rate):.1f}%", "kept after the sweep", "#3a9a6a")
+            _tile(
+                "Failed",
+                _num(failed),
+                "writes not done" if failed else "no write failed",
+                OUTCOME_COLOURS["failed"],
+            )
         )
+    if isinstance(rate, int | float):
+        kept = "would stay after a sweep" if dry else "kept after the sweep"
+        parts.append(_tile("Dialable", f"{100.0 * float(rate):.1f}%", kept, "#3a9a6a"))
     parts.append("</section>")
 
     segments = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -198,3 +199,98 @@ def test_a_plan_applied_twice_reports_what_it_found_done(
     assert second["stale_skipped"] == 0 and second["success_count"] == 0
     assert second["purge_count"] == 0
     assert simulator.get_list(list_id) == after_first
+
+
+# --- each kind of run says what it does -----------------------------------------------------
+
+
+def test_a_restore_shows_its_own_progress_report_and_status(
+    simulator: Any, capsys: pytest.CaptureFixture[str], redis_client: Any
+) -> None:
+    from cxsweep.progress import Progress
+    from cxsweep.report import record_from_redis, render_html
+    from cxsweep.runs import RunStore
+
+    list_id = f"restore-{uuid.uuid4().hex[:8]}"
+    simulator.put_list(list_id, count=400, seed=35)
+    simulator.configure(page_size=100)
+    code, swept = run_cli(capsys, "run", list_id, "--allow-purge-ratio", "1")
+    assert code == 0 and swept["kind"] == "sweep"
+    archived = swept["success_count"] + swept["purge_count"]
+    assert swept["purge_count"] > 20
+
+    # Slow answers: the restore lasts a few seconds, long enough to watch it move.
+    simulator.configure(latency_ms=10.0)
+    settings = cli._settings_for_run()
+    run_id = cli.start_run(
+        settings, list_id, dry_run=False, options={"restore_of": swept["run_id"]}
+    )
+    store = RunStore(redis_client, run_id)
+    assert store.meta()["kind"] == "restore"
+    seen: set[int] = set()
+    lines: list[str] = []
+    progress = Progress()
+    deadline = time.monotonic() + 120
+    while not store.meta().get("record") and time.monotonic() < deadline:
+        meta, counts = store.meta(), store.counts()
+        seen.add(counts.get("restored_recreated", 0) + counts.get("restored_reverted", 0))
+        lines.append(cli._progress_line(meta, counts, 1.0))
+        bars = progress.lines(meta, counts, 1.0)
+        assert bars[0].startswith(f"restore {run_id} of run {swept['run_id']}")
+        time.sleep(0.05)
+    simulator.configure(latency_ms=0.0)
+    assert store.begun()
+    assert int(store.meta()["restore_total"]) == archived
+    # Counted contact by contact batch, not page by page: several values on the way.
+    assert len({n for n in seen if 0 < n < archived}) >= 3, sorted(seen)
+    assert all(" written " not in line and "chunks" not in line for line in lines)
+    assert any(f"/{archived} contacts (recreated" in line for line in lines), lines[-3:]
+
+    record = cli.wait_for_run(settings, run_id, timeout=10, quiet=True)
+    assert record["kind"] == "restore" and record["status"] == "completed"
+    assert record["restored"] == record["restore_total"] == archived
+    assert record["restored_recreated"] == swept["purge_count"]
+
+    cli.print_summary(record)
+    out = capsys.readouterr().out
+    assert out.startswith(f"restore {run_id} of run {swept['run_id']} on list {list_id}")
+    assert f"restored   {archived} of {archived} contact(s)" in out
+    assert "fetched" not in out and "unchanged" not in out
+
+    page = render_html(*record_from_redis(settings.redis_url, run_id))
+    assert "Restore report" in page and "RESTORE" in page
+    assert f"{archived:,} of the {archived:,} contacts run {swept['run_id']}" in page
+    assert "No contacts were read" not in page and "Dialable" not in page
+    assert "Rejects by reason" not in page
+
+    assert cli.main(["status", run_id]) == 0
+    status = capsys.readouterr().out
+    assert f"{run_id}  restore  list {list_id}" in status
+    assert f"restored {archived:,}/{archived:,} contacts" in status
+    assert cli.main(["status", swept["run_id"]]) == 0
+    assert f"{swept['run_id']}  sweep    list" in capsys.readouterr().out
+
+
+def test_a_dry_run_says_what_it_would_do(
+    simulator: Any, capsys: pytest.CaptureFixture[str], redis_client: Any
+) -> None:
+    from cxsweep.progress import Progress
+    from cxsweep.report import render_html
+    from cxsweep.runs import RunStore
+
+    list_id = f"dry-{uuid.uuid4().hex[:8]}"
+    simulator.put_list(list_id, count=200, seed=36)
+    code, dry = run_cli(capsys, "run", list_id, "--dry-run")
+    assert code == 0 and dry["kind"] == "dry_run" and dry["dry_run"]
+    store = RunStore(redis_client, dry["run_id"])
+    meta, counts = store.meta(), store.counts()
+    assert meta["kind"] == "dry_run"
+    line = cli._progress_line(meta, counts, 2.0)
+    assert f"would update {dry['planned_updates']}" in line and "written" not in line
+    bars = Progress().lines(meta, counts, 2.0)
+    assert bars[0].startswith(f"dry run {dry['run_id']}")
+    assert "nothing is written" in bars[-1] and not any("chunks" in b for b in bars)
+    page = render_html(dry)
+    assert "Dry run report" in page and "DRY RUN" in page and "Would remove" in page
+    assert cli.main(["status", dry["run_id"]]) == 0
+    assert f"{dry['run_id']}  dry run  list {list_id}" in capsys.readouterr().out
