@@ -402,6 +402,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     from cxsweep.runs import RUN_INDEX, RunStore, kind_of
     from cxsweep.webhook import Outbox
 
+    if args.sweep:
+        from cxsweep.sweepreport import sweep_status_lines
+
+        print("\n".join(sweep_status_lines(args.sweep)))
+        return EXIT_OK
     get_settings.cache_clear()
     settings = get_settings()
     client = get_redis(settings.redis_url)
@@ -524,6 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="runs in progress and recent runs")
     status.add_argument("run_id", nargs="?")
     status.add_argument("--limit", type=int, default=10)
+    status.add_argument("--sweep", metavar="SWEEP_ID", help="a scheduled sweep's lists (or latest)")
     status.set_defaults(func=cmd_status)
 
     sim = sub.add_parser("simulator", help="serve the v2 contract locally with messy lists")

@@ -718,6 +718,14 @@ def record_from_redis(redis_url: str, run_id: str) -> tuple[dict[str, Any], dict
 
 def report_command(args: argparse.Namespace) -> int:
     """``cxsweep report RUN_ID [--html FILE] [--audit-log FILE]``."""
+    if getattr(args, "sweep", None):
+        from cxsweep.sweepreport import sweep_report_command
+
+        if args.run_id:
+            raise SettingsError("give a RUN_ID or --sweep SWEEP_ID, not both")
+        return sweep_report_command(args)
+    if not args.run_id:
+        raise SettingsError("give a RUN_ID (or `latest`), or --sweep SWEEP_ID")
     extras: dict[str, Any] = {}
     if args.audit_log:
         try:
@@ -753,7 +761,7 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "report", help="write a run's report as one self-contained HTML page"
     )
-    parser.add_argument("run_id", help="the run's id, or `latest`")
+    parser.add_argument("run_id", nargs="?", help="the run's id, or `latest`")
     parser.add_argument(
         "--html",
         metavar="FILE",
@@ -765,6 +773,17 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="FILE",
         default=None,
         help="read the record from this audit log instead of Redis",
+    )
+    parser.add_argument(
+        "--sweep",
+        metavar="SWEEP_ID",
+        default=None,
+        help="a scheduled sweep (or `latest`) as one page: every list, linked to its run",
+    )
+    parser.add_argument(
+        "--with-runs",
+        action="store_true",
+        help="with --sweep: also write each run's report (report-RUN_ID.html) next to it",
     )
     parser.set_defaults(func=report_command)
     return parser

@@ -16,8 +16,8 @@ flood the queues (and the platform's rate limit) for hours. A list that another 
 holds (``ListBusy``) is logged and dropped from this sweep, not queued twice.
 
 Sweep state lives under ``cxsweep:sweep:{sweep_id}``: ``meta`` (status, limits, counts),
-``pending`` (list ids, in order), ``active`` (run ids started and not yet final) and
-``runs`` (list id -> run id).
+``pending`` (list ids, in order), ``active`` (run ids started and not yet final),
+``runs`` (list id -> run id) and ``skipped`` (list id -> why it was not run).
 """
 
 from __future__ import annotations
@@ -89,6 +89,7 @@ class SweepStore:
         self.pending_key = f"{self.prefix}:pending"
         self.active_key = f"{self.prefix}:active"
         self.runs_key = f"{self.prefix}:runs"
+        self.skipped_key = f"{self.prefix}:skipped"
         self.lock_key = f"{self.prefix}:advance-lock"
 
     def create(
@@ -152,6 +153,16 @@ class SweepStore:
 
     def runs(self) -> dict[str, str]:
         return {text(k): text(v) for k, v in self.redis.hgetall(self.runs_key).items()}
+
+    def skip(self, list_id: str, why: str) -> None:
+        """Remember a list the sweep dropped, and why: the sweep's report lists it."""
+        pipe = self.redis.pipeline()
+        pipe.hset(self.skipped_key, list_id, why[:300])
+        pipe.expire(self.skipped_key, DATA_TTL)
+        pipe.execute()
+
+    def skipped(self) -> dict[str, str]:
+        return {text(k): text(v) for k, v in self.redis.hgetall(self.skipped_key).items()}
 
 
 # --- per-list RedBeat entries -----------------------------------------------------------
@@ -320,6 +331,7 @@ def _start_run(store: SweepStore, list_id: str, *, dry_run: bool) -> str | None:
     except ListBusy as exc:
         log.warning("sweep %s: skipping list %s: %s", store.sweep_id, list_id, exc)
         store.drop_pending(list_id)
+        store.skip(list_id, str(exc))
         store.count("busy")
         metrics.count_sweep_lists("busy")
         return None

@@ -128,7 +128,7 @@ def test_a_plan_cut_short_or_altered_is_refused_whole(
 ) -> None:
     from cxsweep.runs import ListLock
 
-    list_id, plan, lines = _dry_plan(simulator, tmp_path, capsys, count=300, seed=33)
+    list_id, _, lines = _dry_plan(simulator, tmp_path, capsys, count=300, seed=33)
     end = json.loads(lines[-1])
     assert end["entries"] == len(lines) - 2 > 50 and len(end["sha256"]) == 64
     before = simulator.get_list(list_id)
