@@ -285,9 +285,10 @@ RESTORE_COLOURS = {"recreated": "#e07b00", "reverted": "#2f6fdb", "left": "#9aa5
 def _restore_wording(record: Mapping[str, Any], status: str) -> tuple[str, str]:
     """The note's headline and the lead sentence of a restore."""
     source = record.get("restore_of") or "?"
-    total = _int(record.get("restore_total"))
     restored = _int(record.get("restored"))
     failed = _int(record.get("failure_count"))
+    # Records of restores made before the archive's size was kept: what was done is all.
+    total = _int(record.get("restore_total")) or restored + failed
     headline = {
         "completed": f"Restore of run {source}: what it changed was put back.",
         "halted": "Halted for manual review: the restore stopped writing.",
@@ -302,10 +303,10 @@ def _restore_wording(record: Mapping[str, Any], status: str) -> tuple[str, str]:
 
 
 def _restore_sections(record: Mapping[str, Any]) -> list[str]:
-    total = _int(record.get("restore_total"))
     recreated = _int(record.get("restored_recreated"))
     reverted = _int(record.get("restored_reverted"))
     failed = _int(record.get("failure_count"))
+    total = _int(record.get("restore_total")) or _int(record.get("restored")) + failed
     left = max(0, total - recreated - reverted - failed)
     tiles = [
         _tile("Archived", _num(total), f"contacts run {record.get('restore_of')} changed"),
