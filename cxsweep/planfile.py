@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -86,7 +86,7 @@ def _entry(row: Any) -> PlanEntry:
     return PlanEntry(str(row["contact_id"]), before, after, row.get("reason"))
 
 
-def _lines(source: Path) -> Iterator[tuple[int, bytes, Any]]:
+def _lines(source: Path) -> Generator[tuple[int, bytes, Any], None, None]:
     """(line number, raw bytes, decoded JSON) of every line, the closing one included."""
     try:
         handle = source.open("rb")
@@ -115,19 +115,11 @@ def read_plan(path: str | Path) -> tuple[dict[str, Any], Iterator[PlanEntry]]:
     acting on any entry."""
     source = Path(path)
     lines = _lines(source)
-    first = next(lines, None)
-    if first is None:
-        raise PlanFileError(f"{source}: empty file, not a cxsweep plan")
-    _, raw_header, header = first
-    if not isinstance(header, dict) or "cxsweep_plan" not in header:
-        raise PlanFileError(f"{source}:1: not a cxsweep plan (no plan header)")
-    if header.get("cxsweep_plan") != FORMAT_VERSION:
-        raise PlanFileError(
-            f"{source}:1: a plan of format {header.get('cxsweep_plan')!r}, not"
-            f" {FORMAT_VERSION} (it carries no digest): write it again with --plan-out"
-        )
-    if not isinstance(header.get("list_id"), str) or not header["list_id"]:
-        raise PlanFileError(f"{source}:1: the header names no list_id")
+    try:
+        raw_header, header = _header(source, next(lines, None))
+    except PlanFileError:
+        lines.close()
+        raise
 
     def entries() -> Iterator[PlanEntry]:
         digest = hashlib.sha256(raw_header)
@@ -149,6 +141,22 @@ def read_plan(path: str | Path) -> tuple[dict[str, Any], Iterator[PlanEntry]]:
         )
 
     return header, entries()
+
+
+def _header(source: Path, first: tuple[int, bytes, Any] | None) -> tuple[bytes, dict[str, Any]]:
+    if first is None:
+        raise PlanFileError(f"{source}: empty file, not a cxsweep plan")
+    _, raw, header = first
+    if not isinstance(header, dict) or "cxsweep_plan" not in header:
+        raise PlanFileError(f"{source}:1: not a cxsweep plan (no plan header)")
+    if header.get("cxsweep_plan") != FORMAT_VERSION:
+        raise PlanFileError(
+            f"{source}:1: a plan of format {header.get('cxsweep_plan')!r}, not"
+            f" {FORMAT_VERSION} (it carries no digest): write it again with --plan-out"
+        )
+    if not isinstance(header.get("list_id"), str) or not header["list_id"]:
+        raise PlanFileError(f"{source}:1: the header names no list_id")
+    return raw, header
 
 
 def _check_end(

@@ -297,3 +297,34 @@ def test_a_dry_run_says_what_it_would_do(
     assert "Dry run report" in page and "DRY RUN" in page and "Would remove" in page
     assert cli.main(["status", dry["run_id"]]) == 0
     assert f"{dry['run_id']}  dry run  list {list_id}" in capsys.readouterr().out
+
+
+def test_a_plan_changed_between_check_and_load_frees_the_list(
+    simulator: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], redis_client: Any
+) -> None:
+    """The file is read twice (checked whole, then loaded): an edit in between is caught
+    while loading, before anything reaches the workers, and the list is freed at once."""
+    from cxsweep.planfile import PlanFileError, read_plan
+    from cxsweep.runs import RUN_INDEX, ListLock, RunStore
+
+    list_id, plan, lines = _dry_plan(simulator, tmp_path, capsys, count=120, seed=37)
+    started: list[str] = []
+
+    def load_after_an_edit(store: RunStore) -> None:
+        started.append(store.run_id)
+        plan.write_text("".join(lines[:-3] + lines[-1:]))
+        store.load_planned(read_plan(plan)[1])
+
+    with pytest.raises(PlanFileError, match="closing line counts"):
+        cli.start_run(
+            cli._settings_for_run(),
+            list_id,
+            dry_run=False,
+            options={"apply": True},
+            before_launch=load_after_an_edit,
+        )
+    meta = RunStore(redis_client, started[0]).meta()
+    assert meta["status"] == "failed" and "refused before" in meta["error"]
+    assert not RunStore(redis_client, started[0]).begun()
+    assert ListLock(redis_client, list_id).holder() is None
+    assert redis_client.zscore(RUN_INDEX, started[0]) is not None
