@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
 import redis
@@ -324,7 +324,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     """Execute a reviewed plan; contacts changed on the platform since are skipped."""
     from cxsweep.planfile import read_plan, verify_plan
     from cxsweep.redisconn import get_redis
-    from cxsweep.runs import RunStore
+    from cxsweep.runs import PlanEntry, RunStore
 
     settings = _settings_for_run()
     # The whole file is checked (count and digest) before the list is locked and
@@ -335,7 +335,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     def load(store: RunStore) -> None:
         kinds = {"update": 0, "remove": 0}
 
-        def counted(entries: Any) -> Any:
+        def counted(entries: Iterator[PlanEntry]) -> Iterator[PlanEntry]:
             for entry in entries:
                 kinds["update" if entry.after is not None else "remove"] += 1
                 yield entry
