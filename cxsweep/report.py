@@ -279,6 +279,7 @@ EYEBROWS = {
     "restore": "Restore report",
 }
 TAGS = {"dry_run": "DRY RUN", "apply": "APPLY", "restore": "RESTORE"}
+APPLY_SKIPPED_COLOUR = "#6b59c8"
 RESTORE_COLOURS = {"recreated": "#e07b00", "reverted": "#2f6fdb", "left": "#9aa5b1"}
 
 
@@ -521,7 +522,8 @@ def render_html(record: Mapping[str, Any], extras: Mapping[str, Any] | None = No
                 OUTCOME_COLOURS["failed"],
             )
         )
-    if isinstance(rate, int | float):
+    # An apply judges nothing itself: the share of dialable numbers was the plan's.
+    if isinstance(rate, int | float) and kind != "apply":
         kept = "would stay after a sweep" if dry else "kept after the sweep"
         parts.append(_tile("Dialable", f"{100.0 * float(rate):.1f}%", kept, "#3a9a6a"))
     parts.append("</section>")
@@ -532,6 +534,9 @@ def render_html(record: Mapping[str, Any], extras: Mapping[str, Any] | None = No
         ("Would remove" if dry else "Removed", removed, OUTCOME_COLOURS["removed"]),
         ("Failed", failed, OUTCOME_COLOURS["failed"]),
     ]
+    if kind == "apply":
+        skipped = _int(record.get("stale_skipped")) + _int(record.get("already_applied"))
+        segments.append(("Skipped (plan)", skipped, APPLY_SKIPPED_COLOUR))
     parts.append(
         _card(
             "What happened to every contact",

@@ -74,6 +74,7 @@ def test_an_apply_report_says_what_the_plan_met() -> None:
     assert "1 skipped as changed on the platform since the plan" in text
     assert "40 already applied before; 7 removals already gone from the list" in text
     assert "Skipped: removal already gone 7" in text
+    assert "Skipped (plan) 41" in text and "Dialable" not in text
 
 
 def test_a_dry_run_report_shows_no_write_failures() -> None:
