@@ -14,12 +14,14 @@ import os
 import shutil
 import subprocess
 import uuid
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+import pytest
 from kombu import Connection
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672//"
 _VHOST_PREFIX = "cxsweep-test-"
+_made: list[str] = []
 
 
 def base_url() -> str:
@@ -65,11 +67,30 @@ def make_vhost(tag: str) -> str:
         done = _rabbitmqctl(*args)
         if done.returncode != 0:
             raise RuntimeError(f"rabbitmqctl {args[0]} {vhost}: {done.stderr.strip()}")
-    return urlunsplit(parts._replace(path="/" + quote(vhost, safe="")))
+    url = urlunsplit(parts._replace(path="/" + quote(vhost, safe="")))
+    _made.append(url)
+    return url
+
+
+def session_broker() -> str:
+    """A vhost for this test session (CXSWEEP_TEST_BROKER=amqp); a usage error, saying
+    why, when RabbitMQ cannot be had here."""
+    why = unavailable()
+    if why:
+        raise pytest.UsageError(f"CXSWEEP_TEST_BROKER=amqp, but {why}")
+    return make_vhost(f"session-{os.getpid()}")
+
+
+def delete_all() -> None:
+    """At the session's end: every vhost this process made and did not delete yet."""
+    for url in list(_made):
+        delete_vhost(url)
 
 
 def delete_vhost(url: str) -> None:
     """Deletes the vhost of ``url`` (one made by ``make_vhost``), with its queues."""
-    vhost = urlsplit(url).path.lstrip("/")
+    vhost = unquote(urlsplit(url).path.lstrip("/"))
     if vhost.startswith(_VHOST_PREFIX):
         _rabbitmqctl("delete_vhost", vhost)
+    if url in _made:
+        _made.remove(url)
