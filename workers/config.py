@@ -53,8 +53,8 @@ task_queues: tuple[Queue, ...] = (Queue(IO_QUEUE), Queue(CPU_QUEUE))
 task_default_queue = IO_QUEUE
 if _settings.broker_is_amqp:
     # RabbitMQ: replicated quorum queues. A dead worker's unacknowledged messages go back
-    # to the queue as soon as its connection drops (at once for a killed process, within
-    # about a heartbeat for a lost machine). Countdowns (retries, up to MAX_COUNTDOWN)
+    # to the queue as soon as its connection drops (at once for a killed process, after
+    # two missed heartbeats for a lost machine). Countdowns (retries, up to MAX_COUNTDOWN)
     # travel through kombu's native delayed delivery, which needs a topic exchange; a
     # worker never holds a message unacknowledged longer than a task's time limit, far
     # below RabbitMQ's consumer_timeout (30 min).
