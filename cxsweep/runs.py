@@ -13,7 +13,7 @@ import json
 import secrets
 import time
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -531,11 +531,17 @@ def prepare_run(
 
 
 def overdue_runs(
-    client: redis.Redis, *, stall_seconds: float, now: float | None = None
+    client: redis.Redis,
+    *,
+    stall_seconds: float,
+    now: float | None = None,
+    awaiting_redelivery: Callable[[str], bool] = lambda run_id: False,
 ) -> list[tuple[RunStore, str]]:
     """Active runs past their deadline, or whose counters have not moved for
     ``stall_seconds`` (a chord that lost a member to a Redis restart, a lost callback),
-    with why. Every call notes each active run's progress for the next."""
+    with why. A run for which ``awaiting_redelivery`` holds (its messages wait for the
+    broker to deliver them again) is not stalled: its stall is counted from the last
+    time they were seen waiting. Every call notes each active run's progress."""
     now = time.time() if now is None else now
     found = []
     for raw in cast(list[bytes], client.zrangebyscore(RUN_INDEX, now - DATA_TTL, now)):
@@ -550,6 +556,9 @@ def overdue_runs(
         if progress != meta.get("progress"):
             store.set_meta(progress=progress, progress_at=now)
         elif now - float(meta.get("progress_at") or now) > stall_seconds:
+            if awaiting_redelivery(store.run_id):
+                store.set_meta(progress_at=now)
+                continue
             minutes = stall_seconds / 60
             found.append((store, f"the run made no progress for {minutes:.0f} minutes"))
     return found

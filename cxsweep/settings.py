@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import phonenumbers
+from kombu.utils.url import sanitize_url
 
 from cxsweep.errors import SettingsError
 from cxsweep.phone import TYPE_BY_NAME, Directive
@@ -57,6 +58,10 @@ class Settings:
     client_id: str = ""
     client_secret: Secret = field(default_factory=lambda: Secret(""))
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Where task messages go ("": CXSWEEP_REDIS_URL). amqp:// for a fleet: RabbitMQ hands
+    # a dead worker's messages back when its connection drops, not after the visibility
+    # timeout. Redis keeps results, locks, tokens, the rate limit and run state either way.
+    broker_url: str = ""
     aggregator_url: str = ""
     webhook_secret: Secret = field(default_factory=lambda: Secret(""))
     audit_log: str = "sanitization_audit.log"
@@ -105,6 +110,15 @@ class Settings:
     cxone_job_poll_seconds: float = 2.0
     cxone_skill_id: str = ""
     cxone_dnc_group_id: str = ""
+
+    @property
+    def broker(self) -> str:
+        """The Celery broker's URL: CXSWEEP_BROKER_URL, else the Redis."""
+        return self.broker_url or self.redis_url
+
+    @property
+    def broker_is_amqp(self) -> bool:
+        return urlsplit(self.broker).scheme in ("amqp", "amqps")
 
     @property
     def directive(self) -> Directive:
@@ -167,6 +181,29 @@ def _url(name: str, value: str, schemes: tuple[str, ...] = ("http", "https")) ->
             f"{PREFIX}{name}={value!r} is not a URL ({'/'.join(schemes)}://host...)"
         )
     return value.rstrip("/") if schemes != ("redis", "rediss", "unix") else value
+
+
+def masked_url(url: str) -> str:
+    """``url`` with its password masked, for messages and logs (kombu's own masking)."""
+    try:
+        return sanitize_url(url) if "://" in url else "(not a URL)"
+    except ValueError:  # a port that is not a number: nothing of it is safe to show
+        return "(not a URL)"
+
+
+def _broker_url(value: str) -> str:
+    schemes = ("amqp", "amqps", "redis", "rediss")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        parts = urlsplit("")
+    if parts.scheme not in schemes or not parts.hostname:
+        raise SettingsError(
+            f"{PREFIX}BROKER_URL={masked_url(value)!r} is not a broker URL"
+            f" ({'/'.join(schemes)}://host...)"
+        )
+    return value
 
 
 def _regions(name: str, value: str) -> frozenset[str]:
@@ -245,6 +282,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     redis_url = _url(
         "REDIS_URL", get("REDIS_URL", "redis://127.0.0.1:6379/0"), ("redis", "rediss", "unix")
     )
+    broker_url = get("BROKER_URL")
+    if broker_url:
+        broker_url = _broker_url(broker_url)
     aggregator_url = get("AGGREGATOR_URL")
     if aggregator_url:
         aggregator_url = _url("AGGREGATOR_URL", aggregator_url)
@@ -299,6 +339,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         client_id=get("CLIENT_ID"),
         client_secret=Secret(get("CLIENT_SECRET")),
         redis_url=redis_url,
+        broker_url=broker_url,
         aggregator_url=aggregator_url,
         webhook_secret=Secret(get("WEBHOOK_SECRET")),
         audit_log=get("AUDIT_LOG", "sanitization_audit.log"),

@@ -9,7 +9,9 @@ What it checks:
   known to that program: ``celery -A workers <subcommand>`` with that subcommand's
   options, ``cxsweep <subcommand>`` through ``cxsweep.cli.build_parser()``, module paths
   and ``python -c`` code; bind-mounted files exist; ``depends_on`` names services;
-  Redis keeps its data and never evicts; Prometheus scrapes services that exist.
+  Redis keeps its data and never evicts; Prometheus scrapes services that exist; the
+  celery services share one valid ``CXSWEEP_BROKER_URL`` and, for RabbitMQ, depend on
+  the broker's service, whose vhost and user are the URL's and whose data is on a volume.
 * The worker queues (``-Q``) match ``workers.config.task_queues``, and every queue has a
   worker in compose and in Kubernetes.
 * ``deploy/Dockerfile``: slim Python 3.11 base, a non-root ``USER``, a ``HEALTHCHECK``
@@ -20,7 +22,10 @@ What it checks:
   the objects are then cross-checked: ScaledObjects point at Deployments that consume
   the queue they measure, Services select pods that have the target port, every
   ConfigMap/Secret (and Secret key) referenced exists, pods run as non-root with
-  resources and probes, container commands pass the command check.
+  resources and probes, container commands pass the command check. Celery Deployments
+  share one ``CXSWEEP_BROKER_URL``; a KEDA rabbitmq trigger reads that same broker and
+  a queue its Deployment consumes; a redis list trigger is refused when the broker is
+  RabbitMQ.
 * ``docker compose config`` validates the file when a Compose v2 binary is found
   (``docker compose`` plugin or ``docker-compose``); it needs no engine.
 
@@ -525,6 +530,7 @@ def check_compose(root: Path, ctx: Context, report: Report) -> dict[str, list[st
             "redis: /data on a volume",
             "redis: /data is not on a volume",
         )
+    check_compose_broker(services, report)
     flower = services.get("flower")
     if flower is not None:
         env = flower.get("environment") or {}
@@ -535,6 +541,90 @@ def check_compose(root: Path, ctx: Context, report: Report) -> dict[str, list[st
         )
     check_prometheus(root, services, report)
     return worker_queues_by_service
+
+
+def _broker_error(url: str) -> str:
+    """The app's own verdict on a CXSWEEP_BROKER_URL ("" when it would start)."""
+    from cxsweep.errors import SettingsError
+    from cxsweep.settings import load_settings
+
+    try:
+        load_settings({"CXSWEEP_ENV_FILE": os.devnull, "CXSWEEP_BROKER_URL": url})
+    except SettingsError as exc:
+        return str(exc)
+    return ""
+
+
+def _is_celery(command: Any) -> bool:
+    argv = shlex.split(command) if isinstance(command, str) else [str(a) for a in command or []]
+    return argv[:1] == ["celery"]
+
+
+def check_compose_broker(services: Mapping[str, Any], report: Report) -> None:
+    """Workers, beat and Flower share one broker; a RabbitMQ one is a service they wait
+    for, keeping its queues on a volume, with the vhost and user the URL names."""
+    celery = {
+        name: dict(service.get("environment") or {})
+        for name, service in services.items()
+        if _is_celery(service.get("command"))
+    }
+    brokers = {name: str(env.get("CXSWEEP_BROKER_URL") or "") for name, env in celery.items()}
+    if not any(brokers.values()):
+        report.note(f"{COMPOSE_FILE}: no CXSWEEP_BROKER_URL: Redis is the broker")
+        return
+    listing = ", ".join(f"{n}: {masked(u) or 'unset'}" for n, u in sorted(brokers.items()))
+    report.check(
+        len(set(brokers.values())) == 1,
+        f"{COMPOSE_FILE}: {', '.join(sorted(brokers))} share one CXSWEEP_BROKER_URL",
+        f"{COMPOSE_FILE}: CXSWEEP_BROKER_URL differs between celery services ({listing})",
+    )
+    for url in sorted(set(brokers.values()) - {""}):
+        error = _broker_error(url)
+        if not report.check(not error, f"{COMPOSE_FILE}: CXSWEEP_BROKER_URL is valid", error):
+            continue
+        parts = urlsplit(url)
+        if parts.scheme not in ("amqp", "amqps"):
+            continue
+        host = parts.hostname or ""
+        rabbit = services.get(host)
+        if not report.check(
+            rabbit is not None,
+            f"{COMPOSE_FILE}: broker host {host} is a service",
+            f"{COMPOSE_FILE}: CXSWEEP_BROKER_URL names host {host}, not a compose service",
+        ):
+            continue
+        assert rabbit is not None
+        for name, broker in brokers.items():
+            if broker == url:
+                report.check(
+                    host in (services[name].get("depends_on") or []),
+                    f"{name}: depends_on {host} (the broker)",
+                    f"{name}: does not depend on {host}, its broker",
+                )
+        env = dict(rabbit.get("environment") or {})
+        vhost = parts.path[1:] or "/"
+        report.check(
+            str(env.get("RABBITMQ_DEFAULT_VHOST", "/")) == vhost,
+            f"{host}: vhost {vhost} is the broker URL's",
+            f"{host}: RABBITMQ_DEFAULT_VHOST {env.get('RABBITMQ_DEFAULT_VHOST', '/')!r} is "
+            f"not the vhost of CXSWEEP_BROKER_URL ({vhost!r})",
+        )
+        report.check(
+            str(env.get("RABBITMQ_DEFAULT_USER", "guest")) == (parts.username or "guest"),
+            f"{host}: user {parts.username} is the broker URL's",
+            f"{host}: RABBITMQ_DEFAULT_USER is not the user of CXSWEEP_BROKER_URL",
+        )
+        report.check(
+            any(":/var/lib/rabbitmq" in str(v) for v in rabbit.get("volumes") or []),
+            f"{host}: /var/lib/rabbitmq on a volume",
+            f"{host}: /var/lib/rabbitmq is not on a volume (queued tasks lost on restart)",
+        )
+
+
+def masked(url: str) -> str:
+    from cxsweep.settings import masked_url
+
+    return masked_url(url) if url else ""
 
 
 def _queues_of(argv: list[str]) -> list[str]:
@@ -887,6 +977,8 @@ def check_manifests(root: Path, ctx: Context, report: Report) -> dict[str, list[
         return set(secret.get("stringData") or {}) | set(secret.get("data") or {})
 
     queues_by_deployment: dict[str, list[str]] = {}
+    #: {deployment running celery: (Secret, key) of its CXSWEEP_BROKER_URL, or None}
+    broker_refs: dict[str, tuple[str, str] | None] = {}
     for name, deployment in deployments.items():
         pod = _pod_spec(deployment)
         security = pod.get("securityContext") or {}
@@ -984,6 +1076,16 @@ def check_manifests(root: Path, ctx: Context, report: Report) -> dict[str, list[
                         f"{where}: {probe_name} port exists",
                         f"{where}: {probe_name} port {http['port']} is not declared",
                     )
+            if [str(a) for a in argv][:1] == ["celery"]:
+                broker_refs[name] = next(
+                    (
+                        (ref.get("name"), ref.get("key"))
+                        for e in container.get("env") or []
+                        if e.get("name") == "CXSWEEP_BROKER_URL"
+                        for ref in [(e.get("valueFrom") or {}).get("secretKeyRef") or {}]
+                    ),
+                    None,
+                )
             if "worker" in argv:
                 queues_by_deployment[name] = _queues_of([str(a) for a in argv])
             if "beat" in argv and int(deployment["spec"].get("replicas", 1)) > 1:
@@ -1032,6 +1134,24 @@ def check_manifests(root: Path, ctx: Context, report: Report) -> dict[str, list[
                 f"Service {name}: targetPort {target} is not a container port",
             )
 
+    refs = set(broker_refs.values())
+    broker_ref = next(iter(refs)) if len(refs) == 1 else None
+    report.check(
+        len(refs) <= 1,
+        f"{K8S_DIR}: celery Deployments share one CXSWEEP_BROKER_URL",
+        f"{K8S_DIR}: CXSWEEP_BROKER_URL differs between celery Deployments "
+        f"({', '.join(f'{n}: {r}' for n, r in sorted(broker_refs.items(), key=str))})",
+    )
+    for secret in secrets.values():
+        url = str((secret.get("stringData") or {}).get("CXSWEEP_BROKER_URL") or "")
+        if url:
+            error = _broker_error(url)
+            report.check(
+                not error,
+                f"Secret {secret['metadata']['name']}: CXSWEEP_BROKER_URL is valid",
+                f"Secret {secret['metadata']['name']}: {error}",
+            )
+
     trigger_auths = by_kind.get("TriggerAuthentication", {})
     redis_dbs = {
         urlsplit(str((s.get("stringData") or {}).get("CXSWEEP_REDIS_URL", ""))).path.strip("/")
@@ -1052,8 +1172,20 @@ def check_manifests(root: Path, ctx: Context, report: Report) -> dict[str, list[
         if "replicas" in deployments[target]["spec"]:
             report.note(f"Deployment {target} sets replicas although KEDA owns the count")
         for trigger in spec.get("triggers") or []:
+            if trigger.get("type") == "rabbitmq":
+                check_rabbitmq_trigger(
+                    name, target, trigger, broker_ref, queues_by_deployment, trigger_auths,
+                    ctx, report,
+                )
+                continue
             if trigger.get("type") != "redis":
                 continue
+            report.check(
+                broker_ref is None,
+                f"ScaledObject {name}: Redis list trigger on the Redis broker",
+                f"ScaledObject {name}: a redis trigger measures a Redis list, but the "
+                f"broker is CXSWEEP_BROKER_URL (use a rabbitmq trigger)",
+            )
             meta = trigger.get("metadata") or {}
             listname = meta.get("listName")
             consumed = queues_by_deployment.get(target, [])
@@ -1094,6 +1226,53 @@ def check_manifests(root: Path, ctx: Context, report: Report) -> dict[str, list[
             f"Deployment {name}: worker without a ScaledObject",
         )
     return queues_by_deployment
+
+
+def check_rabbitmq_trigger(
+    name: str,
+    target: str,
+    trigger: Mapping[str, Any],
+    broker_ref: tuple[str, str] | None,
+    queues_by_deployment: Mapping[str, list[str]],
+    trigger_auths: Mapping[str, Any],
+    ctx: Context,
+    report: Report,
+) -> None:
+    """A KEDA rabbitmq trigger measures a queue its Deployment consumes, on the broker
+    the workers use (the TriggerAuthentication's host is their CXSWEEP_BROKER_URL)."""
+    meta = trigger.get("metadata") or {}
+    queue = meta.get("queueName")
+    consumed = queues_by_deployment.get(target, [])
+    report.check(
+        queue in ctx.queues and queue in consumed,
+        f"ScaledObject {name}: queue {queue} is the queue {target} consumes",
+        f"ScaledObject {name}: queue {queue} is not a queue Deployment {target} "
+        f"consumes ({consumed})",
+    )
+    report.check(
+        meta.get("mode", "QueueLength") == "QueueLength" and "value" in meta,
+        f"ScaledObject {name}: scales on queue length",
+        f"ScaledObject {name}: rabbitmq trigger without mode QueueLength and a value",
+    )
+    if not report.check(
+        broker_ref is not None,
+        f"ScaledObject {name}: the workers' broker is RabbitMQ (CXSWEEP_BROKER_URL)",
+        f"ScaledObject {name}: a rabbitmq trigger, but the workers set no CXSWEEP_BROKER_URL",
+    ):
+        return
+    auth = (trigger.get("authenticationRef") or {}).get("name")
+    hosts = [
+        (ref.get("name"), ref.get("key"))
+        for ref in ((trigger_auths.get(auth) or {}).get("spec") or {}).get("secretTargetRef")
+        or []
+        if ref.get("parameter") == "host"
+    ]
+    report.check(
+        hosts == [broker_ref],
+        f"ScaledObject {name}: KEDA reads the workers' broker ({broker_ref[0]}/{broker_ref[1]})",
+        f"ScaledObject {name}: TriggerAuthentication {auth} host {hosts} is not the "
+        f"workers' CXSWEEP_BROKER_URL {broker_ref}",
+    )
 
 
 # --- all ------------------------------------------------------------------------------

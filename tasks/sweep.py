@@ -21,6 +21,7 @@ from celery import chord, current_app, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from cxsweep import audit, metrics, sweep, webhook
+from cxsweep.broker import UnackedMessages
 from cxsweep.errors import CxsweepError, RetryableApiError
 from cxsweep.runs import ListLock, RunStore, overdue_runs
 from tasks._deps import (
@@ -321,7 +322,12 @@ def resend_webhooks() -> int:
 def watchdog() -> int:
     """Fail the runs past their deadline or stalled: audit line, halted webhook, list
     freed."""
-    overdue = overdue_runs(redis_client(), stall_seconds=settings().run_stall_seconds)
+    # A dead worker's messages waiting out the Redis broker's visibility timeout are
+    # work still to come, not a stall.
+    unacked = UnackedMessages.of_broker(settings())
+    overdue = overdue_runs(
+        redis_client(), stall_seconds=settings().run_stall_seconds, awaiting_redelivery=unacked.hold
+    )
     for store, why in overdue:
         store.fail(why)
         record_run(store, "failed", why)

@@ -22,11 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from cxsweep.demo import worker_command
 from cxsweep.localredis import LocalRedis
 from cxsweep.simulator import SimConfig, Simulator, _Request, _Response
+from tests import _amqp
 
 REPO = Path(__file__).resolve().parent.parent
 CLIENT_ID, CLIENT_SECRET = "crash-client", "crash-secret-5d1e0c"
@@ -86,6 +88,8 @@ class Stack:
     clis: list[subprocess.Popen[str]] = field(default_factory=list)
     #: more environment for every child (workers and CLIs) of this stack
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: the Celery broker: "" for the stack's Redis, else a RabbitMQ vhost of its own
+    broker_url: str = ""
 
     @property
     def audit_log(self) -> Path:
@@ -101,6 +105,7 @@ class Stack:
             {
                 "CXSWEEP_ENV_FILE": os.devnull,
                 "CXSWEEP_REDIS_URL": self.redis_server.url,
+                "CXSWEEP_BROKER_URL": self.broker_url,
                 "CXSWEEP_API_URL": self.sim.url,
                 "CXSWEEP_CLIENT_ID": CLIENT_ID,
                 "CXSWEEP_CLIENT_SECRET": CLIENT_SECRET,
@@ -207,13 +212,23 @@ class Stack:
                 os.killpg(worker.pid, signal.SIGKILL)
         self.sim.stop()
         self.redis_server.stop()
+        if self.broker_url:
+            _amqp.delete_vhost(self.broker_url)
 
 
-def make_stack(work_dir: Path, **sim_config: Any) -> Iterator[Stack]:
+def make_stack(work_dir: Path, broker: str = "redis", **sim_config: Any) -> Iterator[Stack]:
+    """A private stack; ``broker="amqp"``: RabbitMQ on a vhost of its own (the test skips,
+    saying why, where no RabbitMQ can be had)."""
+    broker_url = ""
+    if broker == "amqp":
+        why = _amqp.unavailable()
+        if why:
+            pytest.skip(f"RabbitMQ tests need a RabbitMQ: {why}")
+        broker_url = _amqp.make_vhost(work_dir.name[:40])
     config = SimConfig(clients={CLIENT_ID: CLIENT_SECRET}, **sim_config)
     server = LocalRedis(directory=str(work_dir / "redis")).start()
     sim = RecordingSimulator(config).start()
-    stack = Stack(work_dir=work_dir, redis_server=server, sim=sim)
+    stack = Stack(work_dir=work_dir, redis_server=server, sim=sim, broker_url=broker_url)
     try:
         yield stack
     finally:

@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from cxsweep.localredis import LocalRedis, free_port, redis_answers
+from tests import _amqp
 
 _private_redis: LocalRedis | None = None
 _sim_port = free_port()
@@ -33,6 +34,11 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["CXSWEEP_TEST_REDIS_URL"] = url
     # Workers and the CLI in this process read their settings from the environment.
     os.environ["CXSWEEP_REDIS_URL"] = url
+    # The broker: that Redis, or with CXSWEEP_TEST_BROKER=amqp a RabbitMQ vhost of this
+    # session's own (sessions running at once never share a queue).
+    os.environ.pop("CXSWEEP_BROKER_URL", None)
+    if os.environ.get("CXSWEEP_TEST_BROKER") == "amqp":
+        os.environ["CXSWEEP_BROKER_URL"] = _amqp.session_broker()
     os.environ["CXSWEEP_ENV_FILE"] = os.devnull
     # The session's simulator listens here; its port is fixed before any settings load.
     os.environ["CXSWEEP_API_URL"] = f"http://127.0.0.1:{_sim_port}"
@@ -65,6 +71,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
                 consumer._pending_unsubscribe.clear()
     if _private_redis is not None:
         _private_redis.stop()
+    _amqp.delete_all()
 
 
 @pytest.fixture(scope="session")

@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cxsweep import seed as seed_data
+from cxsweep.broker import UnackedMessages
+from cxsweep.runs import RunStore, overdue_runs
 from tests._stack import Stack, child_pids, finish, make_stack, wait_until
 
 CONTACTS = 1200
@@ -40,6 +45,12 @@ RECORD_FIELDS = (
 def stack(tmp_path: Path) -> Iterator[Stack]:
     # A few ms per request: the sweep lasts long enough to be killed in its middle.
     yield from make_stack(tmp_path, page_size=PAGE_SIZE, latency_ms=4.0, seed=1)
+
+
+@pytest.fixture
+def amqp_stack(tmp_path: Path) -> Iterator[Stack]:
+    """The same, with RabbitMQ (a vhost of its own) as the broker."""
+    yield from make_stack(tmp_path, broker="amqp", page_size=PAGE_SIZE, latency_ms=4.0, seed=1)
 
 
 def twin_lists(stack: Stack, seed: int) -> tuple[str, str]:
@@ -105,15 +116,23 @@ def kill_point(stack: Stack, seed: int, ref_requests: int) -> int:
     return max(3, int(ref_requests * rng.uniform(0.05, 0.95)))
 
 
-# (seed, what is killed): "pool" SIGKILLs the prefork children (the parent survives and
-# hands their messages back, task_reject_on_worker_lost); "worker" SIGKILLs the whole
-# worker, parent and pool, and the unacknowledged messages are aged past the broker's
-# visibility timeout (as an hour later) so the next worker restores them.
-CASES = [(1, "pool"), (2, "pool"), (3, "pool"), (4, "pool"), (5, "worker")]
+@dataclass
+class CrashRun:
+    """A sweep of the crash list under way, its worker "a" about to be killed."""
+
+    ref_list: str
+    crash_list: str
+    original: dict[str, dict[str, Any]]
+    ref_record: dict[str, Any]
+    ref_requests: int
+    killed_at: int
+    first: subprocess.Popen[bytes]
+    cli: subprocess.Popen[str]
 
 
-@pytest.mark.parametrize(("seed", "kill"), CASES, ids=[f"seed{s}-{k}" for s, k in CASES])
-def test_sigkill_mid_sweep_ends_as_a_run_without_crash(stack: Stack, seed: int, kill: str) -> None:
+def sweep_to_kill_point(stack: Stack, seed: int, cli_timeout: int = 60) -> CrashRun:
+    """A reference run, then the crash list's run up to a request count drawn from the
+    seed (worker "a" serves both)."""
     ref_list, crash_list = twin_lists(stack, seed)
     original = unprefixed(stack.sim.get_list(crash_list), "crash-")
     first = stack.start_worker("a")
@@ -124,41 +143,117 @@ def test_sigkill_mid_sweep_ends_as_a_run_without_crash(stack: Stack, seed: int, 
 
     target = kill_point(stack, seed, ref_requests)
     base = stack.sim.total_requests()
-    cli = stack.run_cli(crash_list, "--timeout", "60")
+    cli = stack.run_cli(crash_list, "--timeout", str(cli_timeout))
     reached = wait_until(lambda: stack.sim.total_requests() - base >= target, timeout=30)
     assert reached, "the sweep never got to the kill point"
     killed_at = stack.sim.total_requests() - base
-    if kill == "pool":
-        pool = child_pids(first.pid)
-        assert pool, "the prefork worker has no pool processes"
-        for pid in pool:
-            os.kill(pid, signal.SIGKILL)
-        # The parent saw its pool die (and hands back the messages they held).
-        assert wait_until(lambda: "signal 9" in stack.worker_log("a"), timeout=10)
-    else:
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait(timeout=10)
-        # An hour later, as far as the broker can tell: the dead worker's messages are
-        # past the visibility timeout, for the next worker's periodic restore to find.
-        unacked = stack.redis.zrange("unacked_index", 0, -1)
-        assert unacked, "the dead worker held no message: this kill proves nothing"
-        stack.redis.zadd("unacked_index", dict.fromkeys(unacked, 0))
-    stack.start_worker("b")
+    return CrashRun(
+        ref_list, crash_list, original, ref_record, ref_requests, killed_at, first, cli
+    )
 
-    code, record, err = finish(cli, timeout=70)
+
+def kill_whole_worker(worker: subprocess.Popen[bytes]) -> None:
+    """SIGKILL parent and pool at once: a lost machine, an OOM kill, a forced drain."""
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait(timeout=10)
+
+
+def assert_completed_as_reference(stack: Stack, crash: CrashRun, seed: int, kill: str) -> None:
+    code, record, err = finish(crash.cli, timeout=130)
     lost = stack.worker_log("a").count("WorkerLostError")
     print(
-        f"seed {seed} ({kill}): killed at request {killed_at}/{ref_requests}, {lost} task(s) lost"
+        f"seed {seed} ({kill}): killed at request {crash.killed_at}/{crash.ref_requests},"
+        f" {lost} task(s) lost"
     )
-    assert record is not None, f"killed at request {killed_at}/{ref_requests}: {err}"
-    assert record["status"] == "completed", (killed_at, record)
+    assert record is not None, f"killed at request {crash.killed_at}/{crash.ref_requests}: {err}"
+    assert record["status"] == "completed", (crash.killed_at, record)
     assert code == 0
     run_id = record["run_id"]
     lines = stack.audit_lines(run_id)
     assert len(lines) == 1, f"{len(lines)} audit lines for {run_id}"
     for name in RECORD_FIELDS:
-        assert lines[0][name] == ref_record[name], (name, killed_at, lines[0], ref_record)
-    assert_same_outcome(stack, ref_list, crash_list, original)
+        assert lines[0][name] == crash.ref_record[name], (name, crash.killed_at, lines[0])
+    assert_same_outcome(stack, crash.ref_list, crash.crash_list, crash.original)
+
+
+# "pool" SIGKILLs the prefork children: the parent survives and hands their messages
+# back (task_reject_on_worker_lost). On the stack's Redis broker, as most fleets run.
+POOL_SEEDS = [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("seed", POOL_SEEDS, ids=[f"seed{s}-pool" for s in POOL_SEEDS])
+def test_sigkill_mid_sweep_ends_as_a_run_without_crash(stack: Stack, seed: int) -> None:
+    crash = sweep_to_kill_point(stack, seed)
+    pool = child_pids(crash.first.pid)
+    assert pool, "the prefork worker has no pool processes"
+    for pid in pool:
+        os.kill(pid, signal.SIGKILL)
+    # The parent saw its pool die (and hands back the messages they held).
+    assert wait_until(lambda: "signal 9" in stack.worker_log("a"), timeout=10)
+    stack.start_worker("b")
+    assert_completed_as_reference(stack, crash, seed, "pool")
+
+
+# Seconds from the new worker's start to the run recorded, on RabbitMQ.
+RECOVERY_BOUND = 60.0
+WORKER_SEEDS = [5, 6]
+
+
+@pytest.mark.parametrize("seed", WORKER_SEEDS, ids=[f"seed{s}-worker" for s in WORKER_SEEDS])
+def test_whole_worker_sigkill_on_rabbitmq_recovers_within_a_minute(
+    amqp_stack: Stack, seed: int
+) -> None:
+    """RabbitMQ returns a dead worker's unacknowledged messages when its connection
+    drops: the next worker finishes the run, with nothing of the broker's touched."""
+    stack = amqp_stack
+    crash = sweep_to_kill_point(stack, seed, cli_timeout=120)
+    run_id = run_id_of(stack, crash.crash_list)
+    kill_whole_worker(crash.first)
+    assert not stack.redis.hget(f"cxsweep:run:{run_id}:meta", "record"), "ended before the kill"
+    started = time.monotonic()
+    stack.start_worker("b")
+    recorded = wait_until(
+        lambda: bool(stack.redis.hget(f"cxsweep:run:{run_id}:meta", "record")),
+        timeout=RECOVERY_BOUND + 10,
+        interval=0.1,
+    )
+    seconds = time.monotonic() - started
+    print(f"seed {seed}: run recorded {seconds:.1f}s after the new worker started")
+    assert recorded and seconds <= RECOVERY_BOUND, f"{seconds:.1f}s to recover"
+    assert_completed_as_reference(stack, crash, seed, "worker")
+
+
+def test_whole_worker_sigkill_on_redis_is_no_stall_for_the_watchdog(stack: Stack) -> None:
+    """On the Redis broker a dead worker's messages come back only after the visibility
+    timeout (an hour): the watchdog must not fail the run meanwhile."""
+    crash = sweep_to_kill_point(stack, 7)
+    run_id = run_id_of(stack, crash.crash_list)
+    kill_whole_worker(crash.first)
+    meta_key = f"cxsweep:run:{run_id}:meta"
+    assert stack.redis.hget(meta_key, "status") in (b"reading", b"writing")
+    # Read, never edited: kombu's record of the messages the dead worker held.
+    assert UnackedMessages.read(stack.redis).hold(run_id), "the kill left nothing to redeliver"
+    stack.start_worker("b")
+    # As if the counters had not moved for longer than CXSWEEP_RUN_STALL_SECONDS (15 min):
+    # our own run state is aged, never the broker's keys.
+    progress = str(sum(RunStore(stack.redis, run_id).counts().values()))
+    stack.redis.hset(meta_key, mapping={"progress": progress, "progress_at": time.time() - 3000})
+    stack.send_task("tasks.sweep.watchdog")
+    done = re.compile(r"tasks\.sweep\.watchdog\[[^]]+\] succeeded in \S+: (\d+)")
+    assert wait_until(lambda: done.search(stack.worker_log("b")), timeout=30)
+    match = done.search(stack.worker_log("b"))
+    assert match is not None and match.group(1) == "0", "the watchdog failed a run"
+    assert stack.redis.hget(meta_key, "status") in (b"reading", b"writing")
+    assert stack.audit_lines(run_id) == []
+    # The watchdog noted the messages as seen waiting now.
+    assert float(stack.redis.hget(meta_key, "progress_at") or 0) > time.time() - 60
+    # Without the broker's word the same run counts as stalled: the check above can fail.
+    later, waiting = time.time() + 3000, UnackedMessages.read(stack.redis).hold
+    kept = overdue_runs(stack.redis, stall_seconds=900, now=later, awaiting_redelivery=waiting)
+    assert kept == []
+    overdue = overdue_runs(stack.redis, stall_seconds=900, now=later + 1000)
+    assert [store.run_id for store, _ in overdue] == [run_id]
+    crash.cli.kill()
 
 
 def test_redis_restart_mid_run_completes_or_fails_never_a_wrong_removal(stack: Stack) -> None:

@@ -103,9 +103,58 @@ def test_sandbox_passes(sandbox: Path) -> None:
         ("deploy/Dockerfile", "USER 10001:10001", "USER root", "final stage runs as root"),
         (
             "deploy/k8s/base/keda.yaml",
-            "listName: cxsweep.cpu",
-            "listName: celery",
-            "list celery is not a queue",
+            "queueName: cxsweep.cpu",
+            "queueName: celery",
+            "queue celery is not a queue",
+        ),
+        (
+            "deploy/k8s/base/keda.yaml",
+            "key: CXSWEEP_BROKER_URL",
+            "key: CXSWEEP_REDIS_URL",
+            "is not the workers' CXSWEEP_BROKER_URL",
+        ),
+        (
+            "deploy/k8s/base/keda.yaml",
+            "    - type: rabbitmq\n      metadata:\n        protocol: amqp\n"
+            "        queueName: cxsweep.io",
+            "    - type: redis\n      metadata:\n        listName: cxsweep.io",
+            "a redis trigger measures a Redis list, but the broker is CXSWEEP_BROKER_URL",
+        ),
+        (
+            "deploy/k8s/base/flower.yaml",
+            "key: CXSWEEP_BROKER_URL}",
+            "key: CXSWEEP_REDIS_URL}",
+            "CXSWEEP_BROKER_URL differs between celery Deployments",
+        ),
+        (
+            "deploy/k8s/secret.example.yaml",
+            '"amqp://CHANGE-ME-user',
+            '"amqps//CHANGE-ME-user',
+            "is not a broker URL",
+        ),
+        (
+            "docker-compose.yml",
+            "@rabbitmq:5672/cxsweep",
+            "@rabbit:5672/cxsweep",
+            "names host rabbit, not a compose service",
+        ),
+        (
+            "docker-compose.yml",
+            "RABBITMQ_DEFAULT_VHOST: cxsweep",
+            "RABBITMQ_DEFAULT_VHOST: fleet",
+            "is not the vhost of CXSWEEP_BROKER_URL",
+        ),
+        (
+            "docker-compose.yml",
+            "      - rabbitmq-data:/var/lib/rabbitmq\n",
+            "",
+            "/var/lib/rabbitmq is not on a volume",
+        ),
+        (
+            "docker-compose.yml",
+            "    rabbitmq:\n      condition: service_healthy\n",
+            "",
+            "does not depend on rabbitmq, its broker",
         ),
         (
             "deploy/k8s/base/keda.yaml",

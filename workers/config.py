@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from celery.schedules import crontab
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from cxsweep.errors import SettingsError
 from cxsweep.policy import load_policy
@@ -20,7 +20,7 @@ except SettingsError as exc:  # a worker started with a bad setting says so in o
 IO_QUEUE = "cxsweep.io"
 CPU_QUEUE = "cxsweep.cpu"
 
-broker_url = _settings.redis_url
+broker_url = _settings.broker
 result_backend = _settings.redis_url
 broker_connection_retry_on_startup = True
 
@@ -32,7 +32,7 @@ worker_prefetch_multiplier = 1
 _visibility = {"visibility_timeout": _settings.visibility_timeout}
 # Look for the unacknowledged messages of dead workers every minute (kombu's default is
 # about every 100 s); they are restored once older than the visibility timeout.
-broker_transport_options = {
+broker_transport_options: dict[str, object] = {
     **_visibility,
     "unacked_restore_interval": 60,
     "unacked_restore_throttle": 1,
@@ -49,8 +49,30 @@ task_send_sent_event = True
 task_soft_time_limit = 600
 task_time_limit = 660
 
-task_queues = (Queue(IO_QUEUE), Queue(CPU_QUEUE))
+task_queues: tuple[Queue, ...] = (Queue(IO_QUEUE), Queue(CPU_QUEUE))
 task_default_queue = IO_QUEUE
+if _settings.broker_is_amqp:
+    # RabbitMQ: replicated quorum queues. A dead worker's unacknowledged messages go back
+    # to the queue as soon as its connection drops (at once for a killed process, after
+    # two missed heartbeats for a lost machine). Countdowns (retries, up to MAX_COUNTDOWN)
+    # travel through kombu's native delayed delivery, which needs a topic exchange; a
+    # worker never holds a message unacknowledged longer than a task's time limit, far
+    # below RabbitMQ's consumer_timeout (30 min).
+    _exchange = Exchange("cxsweep", type="topic")
+    _quorum = {"x-queue-type": "quorum"}
+    task_queues = tuple(
+        Queue(name, _exchange, routing_key=name, queue_arguments=_quorum)
+        for name in (IO_QUEUE, CPU_QUEUE)
+    )
+    task_default_exchange = _exchange.name
+    task_default_exchange_type = "topic"
+    task_default_routing_key = IO_QUEUE
+    task_default_queue_type = "quorum"
+    worker_detect_quorum_queues = True  # per-consumer QoS: quorum queues have no global QoS
+    # A task sent is confirmed by the broker before send_task returns.
+    broker_transport_options = {"confirm_publish": True}
+    # A machine that vanishes without closing its sockets is noticed within ~2 heartbeats.
+    broker_heartbeat = 10
 task_routes = {"tasks.sweep.sanitize_page": {"queue": CPU_QUEUE}}
 
 include = ["tasks.sweep", "tasks.schedule"]
