@@ -98,7 +98,7 @@ def jwt_claims(token: str | None) -> dict[str, Any]:
     payload = token.split(".")[1]
     try:
         value = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         return {}
     return value if isinstance(value, dict) else {}
 

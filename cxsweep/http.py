@@ -141,7 +141,7 @@ def short(exc: Exception) -> str:
 def error_field(response: requests.Response) -> str:
     try:
         body = json.loads(response.content or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         return ""
     if isinstance(body, dict):
         return str(body.get("error_description") or body.get("error") or "")
@@ -175,7 +175,7 @@ def raise_for_status(call: str, response: requests.Response) -> None:
         body = json.loads(response.content or b"{}")
         if isinstance(body, dict) and isinstance(body.get("invalid"), list):
             invalid = [str(i) for i in body["invalid"]]
-    except ValueError:
+    except (ValueError, RecursionError):
         pass
     raise ApiError(f"{call}: {status} {error or response.reason}", status=status, invalid=invalid)
 
@@ -185,6 +185,9 @@ def parse_json(call: str, response: requests.Response) -> Any:
         return json.loads(response.content)
     except ValueError:
         raise MalformedResponse(f"{call}: answer is not valid JSON") from None
+    except RecursionError:
+        # A small answer can nest deeper than the decoder's recursion limit ([[[...]]]).
+        raise MalformedResponse(f"{call}: answer nests too deep to be a contract's JSON") from None
 
 
 class TokenSource(Protocol):

@@ -213,7 +213,7 @@ class TwilioProvider:
             raise ApiError(f"line-type look-up answered {status}", status=status)
         try:
             body = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than it decodes
             raise MalformedResponse("line-type look-up answered non-JSON", status=status) from None
         if not isinstance(body, Mapping):
             raise MalformedResponse("line-type look-up answered a non-object", status=status)

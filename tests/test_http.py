@@ -15,8 +15,14 @@ from pathlib import Path
 import pytest
 
 from cxsweep import cli, webhook
-from cxsweep.errors import RetryableApiError, SettingsError, TlsRefused
-from cxsweep.http import Transport
+from cxsweep.errors import (
+    ApiError,
+    MalformedResponse,
+    RetryableApiError,
+    SettingsError,
+    TlsRefused,
+)
+from cxsweep.http import Transport, parse_json, raise_for_status
 from cxsweep.settings import Secret, get_settings, load_settings
 
 
@@ -123,3 +129,39 @@ def test_a_run_against_a_bad_certificate_stops_at_once_with_one_line(
 def test_a_webhook_receiver_with_a_bad_certificate_is_refused(self_signed_server: str) -> None:
     with pytest.raises(webhook.WebhookRefused, match="certificate did not verify"):
         webhook.post(self_signed_server, {"run_id": "r"}, Secret("k"))
+
+
+class _DeepHandler(http.server.BaseHTTPRequestHandler):
+    """Answers 400 KB of ``[[[...]]]``: valid JSON, nested deeper than Python decodes."""
+
+    def do_GET(self) -> None:
+        depth = 200_000
+        body = b"[" * depth + b"]" * depth
+        self.send_response(200 if self.path == "/ok" else 400)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_deeply_nested_json_is_a_malformed_response() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _DeepHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        transport = Transport(load_settings({"CXSWEEP_ENV_FILE": "/dev/null"}))
+        response = transport.send("read", "GET /ok", "GET", f"{base}/ok")
+        assert len(response.content) == 400_000
+        with pytest.raises(MalformedResponse, match="nests too deep"):
+            parse_json("GET /ok", response)
+        # An error answer's body is read for its message too: a plain ApiError, no crash.
+        refused = transport.send("read", "GET /refused", "GET", f"{base}/refused")
+        with pytest.raises(ApiError, match="400"):
+            raise_for_status("GET /refused", refused)
+    finally:
+        server.shutdown()
+        server.server_close()
