@@ -7,24 +7,27 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import random
 from collections import Counter
 from collections.abc import Iterator
+from typing import Literal, TypedDict
 
 import redis
 from celery import Task
-from celery.exceptions import Retry
 from celery.utils.time import get_exponential_backoff_interval
 
 from cxsweep import metrics
 from cxsweep.backend import Backend, make_backend
-from cxsweep.errors import NotYet, RetryableApiError
+from cxsweep.errors import NotYet, RateLimited, RetryableApiError
 from cxsweep.lookup import build_provider
 from cxsweep.phone import Directive, Sanitizer
 from cxsweep.policy import Policy, load_policy
 from cxsweep.redisconn import get_redis
 from cxsweep.runs import RunStore
 from cxsweep.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
 
 # Keep every countdown far below the broker's visibility timeout (1 h).
 MAX_COUNTDOWN = 300.0
@@ -111,37 +114,63 @@ def backoff_seconds(retries: int) -> float:
     return base + random.uniform(0.0, 0.5)
 
 
-class ApiTask(Task):
-    """A task that talks to an API: transient failures are retried through Celery,
-    honouring the server's ``Retry-After`` when it gave one.
+class GaveUp(TypedDict):
+    """What an API task returns once its failure budget is spent: the chord's callback
+    reads ``ok`` and ``error`` and records the run as failed."""
 
-    Failures are counted in the run's Redis keys, per task id, rather than by Celery's
-    ``request.retries``: a task that was asked to wait (``NotYet``: a running job, the
-    shared rate limit) comes back as often as needed without spending its budget.
+    ok: Literal[False]
+    error: str
+    task: str
+
+
+class ApiTask(Task):
+    """A task that talks to an API, with the one retry ladder of every such task.
+
+    Being asked to wait is not a failure: the shared rate limit or a running upload job
+    (``NotYet``), or a 429 with or without ``Retry-After``. Such a task comes back as
+    often as it is asked, as late as it is asked. Server errors, time-outs and dropped
+    connections are failures: each spends one of ``failure_budget`` retries, counted in
+    the run's Redis keys per task id (a retry keeps its id, so does a redelivery). When
+    the budget is spent the task *returns* its failure (``GaveUp``) and never raises
+    into the chord.
+
+    Celery's own cap is off (``max_retries = None``): its ``request.retries`` counts
+    every retry, waits included, and ``self.retry(max_retries=None)`` means "the task's
+    attribute", so any cap there would end a task that merely waited too often.
     """
 
     abstract = True
-    max_retries = 8
+    max_retries = None
+    failure_budget = 8
 
     def _failures_key(self, run: RunStore) -> str:
         return f"{run.prefix}:failures:{self.request.id}"
 
-    def retries_left(self, exc: RetryableApiError, run: RunStore) -> bool:
-        if isinstance(exc, NotYet):
-            return True
-        failures = int(run.redis.get(self._failures_key(run)) or 0)
-        return self.max_retries is None or failures < self.max_retries
-
-    def retry_api(self, exc: RetryableApiError, run: RunStore) -> Retry:
-        if isinstance(exc, NotYet):
-            countdown = exc.retry_after or 1.0
-            run.incr("waits")
-        else:
-            key = self._failures_key(run)
-            failures = int(run.redis.incr(key))
-            run.redis.expire(key, 24 * 3600)
+    def retry_or_give_up(self, exc: RetryableApiError, run: RunStore) -> GaveUp:
+        """Raise Celery's ``Retry`` for ``exc``, or return the failure once the budget is
+        spent. Call it from an ``except RetryableApiError`` and return what it returns."""
+        if isinstance(exc, NotYet | RateLimited):
+            if isinstance(exc, NotYet):
+                run.incr("waits")
+            else:
+                run.incr("retries")
             countdown = (
-                exc.retry_after if exc.retry_after is not None else backoff_seconds(failures - 1)
+                exc.retry_after
+                if exc.retry_after is not None
+                else backoff_seconds(min(self.request.retries, 3))
             )
-            run.incr("retries")
-        return self.retry(exc=exc, countdown=min(countdown, MAX_COUNTDOWN), max_retries=None)
+            raise self.retry(exc=exc, countdown=min(max(countdown, 0.0), MAX_COUNTDOWN))
+        key = self._failures_key(run)
+        pipe = run.redis.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, 24 * 3600)
+        failures = int(pipe.execute()[0])
+        if failures > self.failure_budget:
+            message = f"{exc} (gave up after {self.failure_budget} retries)"
+            log.warning("run %s: %s[%s] %s", run.run_id, self.name, self.request.id, message)
+            return {"ok": False, "error": message, "task": str(self.name)}
+        run.incr("retries")
+        countdown = (
+            exc.retry_after if exc.retry_after is not None else backoff_seconds(failures - 1)
+        )
+        raise self.retry(exc=exc, countdown=min(max(countdown, 0.0), MAX_COUNTDOWN))

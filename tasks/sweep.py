@@ -103,9 +103,8 @@ def fetch_page(self: ApiTask, run_id: str, page_no: int, cursor: str | None) -> 
                     wait = exc.retry_after if exc.retry_after is not None else backoff_seconds(0)
                     self.add_to_chord(fetch_page.si(run_id, page_no, cursor).set(countdown=wait))
                     break
-                if self.retries_left(exc, store):
-                    raise self.retry_api(exc, store) from None
-                return _failed(store, f"{exc} (gave up after {self.max_retries} retries)")
+                gave_up = self.retry_or_give_up(exc, store)
+                return _failed(store, gave_up["error"], task=gave_up["task"], page=page_no)
             except CxsweepError as exc:
                 return _failed(store, str(exc), page=page_no)
             if not store.page_committed(page_no):  # a redelivered task re-reads
@@ -160,9 +159,8 @@ def sanitize_page(self: ApiTask, run_id: str, page_no: int) -> dict[str, Any]:
                 first_position=page_no * PAGE_POSITIONS if keep_first else None,
             )
     except RetryableApiError as exc:  # the paid line-type look-up, throttled or down
-        if self.retries_left(exc, store):
-            raise self.retry_api(exc, store) from None
-        return _failed(store, f"sanitizing page {page_no}: {exc}")
+        gave_up = self.retry_or_give_up(exc, store)
+        return _failed(store, f"sanitizing page {page_no}: {gave_up['error']}", page=page_no)
     except (CxsweepError, SoftTimeLimitExceeded) as exc:
         return _failed(store, f"sanitizing page {page_no}: {exc}")
     store.commit_page(page_no, plan.updates, plan.removes, plan.counts, plan.archive, plan.numbers)
@@ -212,9 +210,7 @@ def _write(task: ApiTask, run_id: str, kind: str, index: int) -> dict[str, Any]:
     except RetryableApiError as exc:
         if store.halted():
             return {"ok": False, "kind": kind, "chunk": index, "halted": True}
-        if task.retries_left(exc, store):
-            raise task.retry_api(exc, store) from None
-        return {"ok": False, "kind": kind, "chunk": index, "error": str(exc)}
+        return {**task.retry_or_give_up(exc, store), "kind": kind, "chunk": index}
     except CxsweepError as exc:
         log.warning("run %s: %s chunk %d failed: %s", run_id, kind, index, exc)
         return {"ok": False, "kind": kind, "chunk": index, "error": str(exc)}
@@ -365,9 +361,7 @@ def restore_archive_page(self: ApiTask, run_id: str, page_no: int) -> dict[str, 
     except RetryableApiError as exc:
         if store.halted():
             return {"ok": False, "page": page_no, "halted": True}
-        if self.retries_left(exc, store):
-            raise self.retry_api(exc, store) from None
-        return {"ok": False, "page": page_no, "error": str(exc)}
+        return {**self.retry_or_give_up(exc, store), "page": page_no}
     except CxsweepError as exc:
         return {"ok": False, "page": page_no, "error": str(exc)}
     store.incr("chunks_done")
