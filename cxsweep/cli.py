@@ -152,6 +152,7 @@ def wait_for_run(
     drawn = 0
     last_print = 0.0
     warned_no_worker = False
+    warned_record_error = False
     lost_since: float | None = None
     while True:
         elapsed = time.monotonic() - started
@@ -170,6 +171,16 @@ def wait_for_run(
         if lost_since is not None:
             _err(f"Redis is back after {elapsed - lost_since:.0f}s")
             lost_since = None
+        if not meta:
+            # The run was stored before we began to wait: its metadata is gone.
+            raise CxsweepError(
+                f"Redis lost the state of run {run_id} (restarted without persistence, or"
+                " flushed?): no worker can finish it; its list lock is gone with it, so"
+                " start the run again"
+            )
+        if meta.get("record_error") and not warned_record_error:
+            _err(f"{meta['record_error']}; retrying until it succeeds")
+            warned_record_error = True
         done = meta.get("status") in FINAL and meta.get("record")
         if interactive and (done or elapsed - last_print >= 0.5):
             lines = progress.lines(meta, counts, elapsed)

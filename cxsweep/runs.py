@@ -501,12 +501,6 @@ class RunStore:
             return True
         return False
 
-    # --- the end --------------------------------------------------------------------
-
-    def claim_finish(self) -> bool:
-        """True for exactly one caller: the run is recorded once."""
-        return bool(self.redis.set(f"{self.prefix}:recorded", 1, nx=True, ex=DATA_TTL))
-
 
 def prepare_run(
     client: redis.Redis,

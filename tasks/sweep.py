@@ -7,18 +7,22 @@ it. Phase 2, a second chord: one ``write_updates`` per 100 changed numbers and o
 ``write_removals`` per chunk of rejects; its callback ``finish_run`` records the run.
 
 Header tasks never raise for good: they return ``{"ok": False, ...}`` so the callback
-always runs and records the failure. Arguments and results are ids and small counts.
+always runs and records the failure. One that fails anyway (a bug, a hard time limit)
+fails its chord, whose errback ``chord_failed`` ends the run. Every end goes through
+``record_outcome``, retried until the run is recorded. Arguments and results are ids and
+small counts.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from typing import Any
 
-from celery import chord, current_app, shared_task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery import Signature, chord, current_app, shared_task
+from celery.exceptions import ChordError, SoftTimeLimitExceeded
 
 from cxsweep import audit, metrics, sweep, webhook
 from cxsweep.broker import UnackedMessages
@@ -56,7 +60,14 @@ def begin_run(run_id: str) -> None:
     store = run_store(run_id)
     if not store.once("begin"):
         return  # sent again (or redelivered): the run's chord exists already
-    chord([fetch_page.si(run_id, 0, None)])(plan_ready.s(run_id))
+    chord([fetch_page.si(run_id, 0, None)])(on_failure_end(plan_ready.s(run_id), run_id))
+
+
+def on_failure_end(callback: Signature, run_id: str) -> Signature:
+    """``callback`` of one of the run's chords, which fails the run if a header task (or
+    the callback itself) fails for good: a bug, a hard time limit, an unexpected error.
+    Header tasks return their expected failures; this is for the rest."""
+    return callback.on_error(chord_failed.s(run_id))
 
 
 def _keep_lock(store: RunStore, list_id: str) -> None:
@@ -175,6 +186,10 @@ def sanitize_page(self: ApiTask, run_id: str, page_no: int) -> dict[str, Any]:
 @shared_task(bind=True, name="tasks.sweep.plan_ready")
 def plan_ready(self: Any, results: list[Any], run_id: str) -> dict[str, Any]:
     store = run_store(run_id)
+    if not store.once("plan_ready"):
+        # Delivered again (a redelivery, a second publish): the first delivery judged the
+        # plan and sent the writes or recorded the run; doing it again would undo that.
+        return {"ok": True, "repeat": True}
     meta = store.meta()
     allowed = store.options().get("allow_purge_ratio")
     max_ratio = (
@@ -185,16 +200,16 @@ def plan_ready(self: Any, results: list[Any], run_id: str) -> dict[str, Any]:
         store, results, dry_run=meta.get("dry_run") == "1", max_purge_ratio=max_ratio
     )
     if judgement.status != "write":
-        return record_run(store, judgement.status, judgement.message)
+        return record_later(run_id, judgement.status, judgement.message)
     chunks = sweep.write_chunks(store, backend_for(store))
     if not chunks:
-        return record_run(store, "completed", "nothing to write")
+        return record_later(run_id, "completed", "nothing to write")
     store.set_meta(status="writing", chunks_total=len(chunks))
     header = [
         write_updates.si(run_id, index) if kind == "update" else write_removals.si(run_id, index)
         for kind, index in chunks
     ]
-    chord(header)(finish_run.s(run_id))
+    chord(header)(on_failure_end(finish_run.s(run_id), run_id))
     return {"ok": True, "chunks": len(chunks)}
 
 
@@ -233,41 +248,106 @@ def finish_run(self: Any, results: list[Any], run_id: str) -> dict[str, Any]:
     store = run_store(run_id)
     halted = store.meta().get("halted")
     if halted:
-        return record_run(store, "halted", halted)
+        return record_later(run_id, "halted", halted)
     failures = [r for r in results if not (isinstance(r, dict) and r.get("ok"))]
     if failures:
         first = failures[0]
         message = first.get("error", "a write failed") if isinstance(first, dict) else str(first)
-        return record_run(store, "failed", f"{len(failures)} write chunk(s) failed: {message}")
-    return record_run(store, "completed")
+        return record_later(run_id, "failed", f"{len(failures)} write chunk(s) failed: {message}")
+    return record_later(run_id, "completed")
 
 
-def record_run(store: RunStore, status: str, message: str = "") -> dict[str, Any]:
-    """Write the audit line, free the list and send the webhook: once per run."""
-    if not store.claim_finish():
+def _what_failed(request: Any, exc: BaseException) -> str:
+    """'<task name>[<task id>]: <error>' for the task behind a chord's failure."""
+    task_id, error = str(getattr(request, "id", "") or "?"), repr(exc)
+    name = str(getattr(request, "task", "") or "a task")
+    if isinstance(exc, ChordError):
+        # "Dependency <task id> raised <error>": a header task failed for good. Its name
+        # is in its stored result (result_extended).
+        found = re.match(r"Dependency (\S+) raised (.*)", str(exc), re.DOTALL)
+        if found:
+            task_id, error = found.group(1), found.group(2)
+            try:
+                name = str(current_app.AsyncResult(task_id).name or "a task")
+            except Exception:  # the error path must not fail on a lookup
+                name = "a task"
+    return f"{name}[{task_id}] failed: {error}"[:400]
+
+
+@shared_task(name="tasks.sweep.chord_failed", ignore_result=True)
+def chord_failed(request: Any, exc: BaseException, traceback: Any, run_id: str) -> None:
+    """Errback of a run's chord callbacks: called by Celery, in the worker that saw the
+    failure, when a header task failed for good (``ChordError``) or the callback itself
+    failed. The run ends ``failed`` with a line naming the task and the error."""
+    message = _what_failed(request, exc)
+    log.error("run %s: %s", run_id, message)
+    store = run_store(run_id)
+    store.fail(message)
+    record_later(run_id, "failed", message)
+
+
+def record_later(run_id: str, status: str, message: str = "") -> dict[str, Any]:
+    """Hand the run's recording to ``record_outcome``, a task retried until it works."""
+    record_outcome.delay(run_id, status, message)
+    return {"ok": True, "status": status}
+
+
+@shared_task(
+    bind=True,
+    name="tasks.sweep.record_outcome",
+    ignore_result=True,
+    # Until it succeeds: a run that is not recorded keeps its list locked and its
+    # operator waiting. A full disk or an audit log path that became a directory is
+    # fixed by hand; the next retry then finishes the job.
+    autoretry_for=(Exception,),
+    max_retries=None,
+    retry_backoff=1,
+    retry_backoff_max=300,
+    retry_jitter=False,
+)
+def record_outcome(self: Any, run_id: str, status: str, message: str = "") -> dict[str, Any]:
+    store = run_store(run_id)
+    try:
+        return record_run(store, status, message, owner=self.request.id)
+    except Exception as exc:
+        store.set_meta(record_error=f"recording the run failed: {exc!r}"[:300])
+        log.warning("run %s: recording failed, will retry: %r", run_id, exc)
+        raise
+
+
+def record_run(store: RunStore, status: str, message: str = "", *, owner: str) -> dict[str, Any]:
+    """Write the audit line, free the list and send the webhook: once per run.
+
+    The first ``owner`` (a ``record_outcome`` task id) to claim the run records it; its
+    retries may finish what a failed attempt left, anyone else is turned away. The
+    audit line is written once: the stored record says it was."""
+    if not store.claim("record", owner):
         return {"ok": True, "repeat": True}
     meta = store.meta()
-    finished_at = audit.now()
-    record = audit.build_record(
-        meta,
-        store.counts(),
-        status=status,
-        removed=store.removed_count(),
-        finished_at=finished_at,
-        message=message,
-        failed_records=store.failure_count(),
-    )
-    path = audit.append_audit_line(settings().audit_log, record)
-    metrics.observe_run(record)
-    store.set_meta(
-        status=status, finished_at=finished_at, record=json.dumps(record), audit_log=str(path)
-    )
+    if not meta.get("record"):
+        finished_at = audit.now()
+        record = audit.build_record(
+            meta,
+            store.counts(),
+            status=status,
+            removed=store.removed_count(),
+            finished_at=finished_at,
+            message=message,
+            failed_records=store.failure_count(),
+        )
+        path = audit.append_audit_line(settings().audit_log, record)
+        metrics.observe_run(record)
+        store.set_meta(
+            status=status, finished_at=finished_at, record=json.dumps(record), audit_log=str(path)
+        )
+        store.redis.hdel(store.meta_key, "record_error")
+    status = store.meta().get("status", status)
     ListLock(redis_client(), meta.get("list_id", "")).release(store.run_id)
-    if settings().aggregator_url:
+    if settings().aggregator_url and store.once("webhook"):
         webhook.Outbox(store.redis).add(store.run_id, signed=bool(settings().webhook_secret))
         send_webhook.delay(store.run_id)
     sweep_id = store.options().get("sweep_id")
-    if sweep_id:
+    if sweep_id and store.once("advance_sweep"):
         # A scheduled sweep starts its next list as soon as a slot frees.
         current_app.send_task("tasks.schedule.advance_sweep", args=[sweep_id])
     log.info("run %s %s: %s", store.run_id, status, message or "ok")
@@ -326,7 +406,7 @@ def watchdog() -> int:
     )
     for store, why in overdue:
         store.fail(why)
-        record_run(store, "failed", why)
+        record_later(store.run_id, "failed", why)
     return len(overdue)
 
 
@@ -342,7 +422,7 @@ def begin_restore(run_id: str) -> None:
     total = sum(len(source.archive_page(page_no)) for page_no in pages)
     store.set_meta(status="writing", chunks_total=len(pages), restore_total=total)
     header = [restore_archive_page.si(run_id, page_no) for page_no in pages]
-    chord(header)(finish_run.s(run_id))
+    chord(header)(on_failure_end(finish_run.s(run_id), run_id))
 
 
 @shared_task(bind=True, base=ApiTask, name="tasks.sweep.restore_archive_page")

@@ -43,6 +43,9 @@ task_serializer = "json"
 result_serializer = "json"
 accept_content = ["json"]
 result_expires = 24 * 3600
+# Results keep their task's name: a chord's error names only the failed task's id, and
+# the run's audit line names the task (tasks.sweep.chord_failed).
+result_extended = True
 task_track_started = True
 worker_send_task_events = True
 task_send_sent_event = True
