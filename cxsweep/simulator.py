@@ -260,6 +260,8 @@ class FaultRule:
     fields: dict[str, Any] = field(default_factory=dict)
     ids: list[str] = field(default_factory=list)
     always: bool = False
+    #: the share of matching requests (after ``after``) the rule fires on, drawn from the seed
+    probability: float = 1.0
     matched: int = 0
     fired: int = 0
 
@@ -268,7 +270,7 @@ class FaultRule:
         if not isinstance(raw, Mapping):
             raise ValueError("a fault rule must be a JSON object")
         allowed = {"method", "path", "action", "after", "times", "retry_after", "seconds"}
-        allowed |= {"origin", "contacts", "contact", "fields", "ids", "always"}
+        allowed |= {"origin", "contacts", "contact", "fields", "ids", "always", "probability"}
         unknown = sorted(set(raw) - allowed)
         if unknown:
             raise ValueError(f"unknown fault rule field(s): {', '.join(unknown)}")
@@ -294,6 +296,13 @@ class FaultRule:
         seconds = raw.get("seconds", 1.0)
         if not isinstance(seconds, int | float) or seconds < 0:
             raise ValueError("fault rule 'seconds' must be a non-negative number")
+        probability = raw.get("probability", 1.0)
+        if (
+            not isinstance(probability, int | float)
+            or isinstance(probability, bool)
+            or not 0 <= probability <= 1
+        ):
+            raise ValueError("fault rule 'probability' must be a number from 0 to 1")
         return cls(
             method=method,
             path=path,
@@ -302,6 +311,7 @@ class FaultRule:
             times=times,
             retry_after=None if retry_after is None else str(retry_after),
             seconds=float(seconds),
+            probability=float(probability),
             **_action_arguments(action, raw),
         )
 
@@ -336,6 +346,7 @@ class FaultRule:
             "fields": copy.deepcopy(self.fields),
             "ids": list(self.ids),
             "always": self.always,
+            "probability": self.probability,
             "matched": self.matched,
             "fired": self.fired,
             "spent": self.spent,
@@ -1153,6 +1164,8 @@ class Simulator:
                 continue
             rule.matched += 1
             if rule.matched <= rule.after:
+                continue
+            if rule.probability < 1 and self._rng.random() >= rule.probability:
                 continue
             rule.fired += 1
             self._stats["faults_fired"] += 1

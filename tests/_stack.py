@@ -111,8 +111,6 @@ class Stack:
                 "CXSWEEP_CLIENT_SECRET": CLIENT_SECRET,
                 "CXSWEEP_AUDIT_LOG": str(self.audit_log),
                 "CXSWEEP_READ_TIMEOUT": "5",
-                # No tenant-wide throttle: the simulator is the only tenant.
-                "CXSWEEP_RATE_LIMIT": "0",
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -121,13 +119,13 @@ class Stack:
         return env
 
     def start_worker(
-        self, name: str, pool: str = "prefork", loglevel: str = "INFO"
+        self, name: str, pool: str = "prefork", loglevel: str = "INFO", concurrency: int = 2
     ) -> subprocess.Popen[bytes]:
         log = open(self.work_dir / f"worker-{name}.log", "wb")  # noqa: SIM115 - the child's
         command = worker_command(
             f"{name}-{uuid.uuid4().hex[:6]}",
             pool=pool,
-            concurrency=2,
+            concurrency=concurrency,
             queues="cxsweep.io,cxsweep.cpu",
             loglevel=loglevel,
         )
@@ -148,20 +146,22 @@ class Stack:
         path = self.work_dir / f"worker-{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def run_cli(self, *args: str, plain: bool = False, **env: str) -> subprocess.Popen[str]:
-        """``cxsweep run ARGS --json --quiet`` in a child process.
+    def run_cli(
+        self, *args: str, plain: bool = False, command: str = "run", **env: str
+    ) -> subprocess.Popen[str]:
+        """``cxsweep COMMAND ARGS --json --quiet`` (``run`` by default) in a child process.
 
         Unless ``plain``, the child imports ``workers`` first: the CLI on its own never
         does, so its ``begin_run`` message would go through Celery's default app (AMQP on
         localhost) instead of the configured Redis (see test_cli_alone_reaches_the_workers).
         """
         if plain:
-            command = [sys.executable, "-m", "cxsweep.cli"]
+            python = [sys.executable, "-m", "cxsweep.cli"]
         else:
             code = "import sys, workers; from cxsweep.cli import main; sys.exit(main(sys.argv[1:]))"
-            command = [sys.executable, "-c", code]
+            python = [sys.executable, "-c", code]
         proc = subprocess.Popen(
-            [*command, "run", *args, "--json", "--quiet"],
+            [*python, command, *args, "--json", "--quiet"],
             cwd=REPO,
             env=self.env(**env),
             stdout=subprocess.PIPE,
