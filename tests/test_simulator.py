@@ -623,6 +623,19 @@ def test_requests_seen_over_the_control_api(sim: Simulator) -> None:
     ]
 
 
+def test_a_fault_rule_fires_on_its_share_of_calls(sim: Simulator) -> None:
+    sim.put_list("L1", count=1)
+    session = authed(sim)
+    sim.add_faults(
+        [{"method": "GET", "path": "L1", "action": 429, "retry_after": "1", "probability": 0.3}]
+    )
+    statuses = [session.get(f"{sim.url}{CONTACTS}/L1", timeout=5).status_code for _ in range(200)]
+    assert set(statuses) == {200, 429}
+    assert 30 <= statuses.count(429) <= 90  # 60 expected; the draw is seeded
+    with pytest.raises(ValueError, match="probability"):
+        sim.add_faults([{"path": "L1", "action": 503, "probability": 1.5}])
+
+
 def test_fail_rate_spares_the_token_endpoint(sim: Simulator) -> None:
     sim.put_list("L1", count=1)
     sim.configure(fail_rate=1.0)
