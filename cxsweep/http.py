@@ -287,14 +287,19 @@ class Transport:
         **request: Any,
     ) -> requests.Response:
         """Send with the fleet's token; on a 401 the fleet gets one new token and the call
-        is tried once more, as the contracts say. Answers >= 300 raise typed errors."""
+        is tried once more, as the contracts say. Answers >= 300 raise typed errors.
+
+        A second 401 is retryable: the platform may have revoked the new token too while
+        the call waited for the shared rate (tokens revoked every few seconds), and a
+        retried task asks for another. A token that is never accepted spends the task's
+        budget and fails the run; refused credentials fail at the token endpoint."""
         token = tokens.get()
         response = self.send(kind, call, method, url, token=token, **request)
         if response.status_code == 401:
             token = tokens.invalidate(token)
             response = self.send(kind, call, method, url, token=token, **request)
             if response.status_code == 401:
-                raise ApiError(f"{call}: a fresh token was refused (401)", status=401)
+                raise RetryableApiError(f"{call}: a fresh token was refused (401)", status=401)
         raise_for_status(call, response)
         return response
 
