@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Literal, TypedDict
 
 import redis
-from celery import Task
+from celery import Task, current_task
 from celery.utils.time import get_exponential_backoff_interval
 
 from cxsweep import metrics
@@ -45,15 +45,31 @@ def run_store(run_id: str) -> RunStore:
     return RunStore(redis_client(), run_id)
 
 
+# Calls that only authenticate: a token granted is no progress on the task's work.
+_AUTH_KINDS = frozenset({"token", "oidc", "discovery"})
+
+
+def failures_key(run: RunStore, task_id: str) -> str:
+    """Where a task's failures in a row are counted (its retry budget)."""
+    return f"{run.prefix}:failures:{task_id}"
+
+
 class RequestCounts:
     """A task's API requests, counted in memory and added to the run's counters once,
-    when the task ends: a write step is one Redis round trip per request cheaper."""
+    when the task ends: a write step is one Redis round trip per request cheaper.
+
+    A task attempt that got an answer for its work (2xx, or a 404 for a contact already
+    gone) made progress: its failures so far are forgiven, so that a task of many
+    requests is not failed by a few 5xx spread over its whole life."""
 
     def __init__(self, store: RunStore) -> None:
         self.store = store
         self.counts: Counter[str] = Counter()
+        self.progressed = False
 
     def observe(self, kind: str, status: int | None, seconds: float) -> None:
+        if status is not None and (200 <= status < 300 or status == 404):
+            self.progressed = self.progressed or kind not in _AUTH_KINDS
         self.counts["api_requests"] += 1
         self.counts[f"calls:{kind}"] += 1
         self.counts[f"status:{status or 'error'}"] += 1
@@ -62,10 +78,14 @@ class RequestCounts:
 
     def flush(self) -> None:
         counts, self.counts = self.counts, Counter()
-        if counts:
+        progressed, self.progressed = self.progressed, False
+        task_id = current_task.request.id if current_task else None
+        if counts or (progressed and task_id):
             pipe = self.store.redis.pipeline(transaction=False)
             for field, amount in counts.items():
                 pipe.hincrby(self.store.counts_key, field, amount)
+            if progressed and task_id:
+                pipe.delete(failures_key(self.store, task_id))
             pipe.execute()
 
 
@@ -130,9 +150,10 @@ class ApiTask(Task):
     (``NotYet``), or a 429 with or without ``Retry-After``. Such a task comes back as
     often as it is asked, as late as it is asked. Server errors, time-outs and dropped
     connections are failures: each spends one of ``failure_budget`` retries, counted in
-    the run's Redis keys per task id (a retry keeps its id, so does a redelivery). When
-    the budget is spent the task *returns* its failure (``GaveUp``) and never raises
-    into the chord.
+    the run's Redis keys per task id (a retry keeps its id, so does a redelivery), and
+    forgiven when an attempt gets answers for its work (``RequestCounts``). When the
+    budget is spent the task *returns* its failure (``GaveUp``) and never raises into
+    the chord.
 
     Celery's own cap is off (``max_retries = None``): its ``request.retries`` counts
     every retry, waits included, and ``self.retry(max_retries=None)`` means "the task's
@@ -142,9 +163,6 @@ class ApiTask(Task):
     abstract = True
     max_retries = None
     failure_budget = 8
-
-    def _failures_key(self, run: RunStore) -> str:
-        return f"{run.prefix}:failures:{self.request.id}"
 
     def retry_or_give_up(self, exc: RetryableApiError, run: RunStore) -> GaveUp:
         """Raise Celery's ``Retry`` for ``exc``, or return the failure once the budget is
@@ -160,7 +178,7 @@ class ApiTask(Task):
                 else backoff_seconds(min(self.request.retries, 3))
             )
             raise self.retry(exc=exc, countdown=min(max(countdown, 0.0), MAX_COUNTDOWN))
-        key = self._failures_key(run)
+        key = failures_key(run, str(self.request.id))
         pipe = run.redis.pipeline()
         pipe.incr(key)
         pipe.expire(key, 24 * 3600)

@@ -288,3 +288,36 @@ def test_a_spent_budget_is_returned_and_the_run_fails(
     assert "write chunk(s) failed" in line[0]["message"]
     assert "gave up after 8 retries" in line[0]["message"]
     assert ListLock(redis_client, list_id).holder() is None
+
+
+@pytest.mark.usefixtures("sweep_worker")
+def test_a_task_that_progresses_between_failures_keeps_its_budget(
+    simulator: Any, audit_log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each attempt of a removal chunk removes one contact, then meets a 503: ten
+    failures for a chunk of ten, more than the budget of 8, yet never two in a row
+    without progress. The run completes."""
+    from cxsweep.client import V2Client
+    from cxsweep.errors import RetryableApiError
+
+    attempt = threading.local()
+    real_chunk, real_delete = sweep_module.apply_remove_chunk, V2Client.delete_contact
+
+    def chunk(*args: Any, **kw: Any) -> Any:
+        attempt.deletes = 0
+        return real_chunk(*args, **kw)
+
+    def delete(self: V2Client, contact_id: str) -> bool:
+        attempt.deletes = getattr(attempt, "deletes", 0) + 1
+        if attempt.deletes == 2:
+            raise RetryableApiError("DELETE: server error 503", status=503, retry_after=0.05)
+        return bool(real_delete(self, contact_id))
+
+    monkeypatch.setattr(sweep_module, "apply_remove_chunk", chunk)
+    monkeypatch.setattr(V2Client, "delete_contact", delete)
+    list_id, _ = new_list(simulator, 200, seed=29)
+    settings, run_id = _start(list_id)
+    record = cli.wait_for_run(settings, run_id, timeout=90, quiet=True)
+    assert record["status"] == "completed", record
+    assert record["purge_count"] >= 10 and record["api_retries"] >= 9
+    assert len(audit_lines(audit_log_path, run_id)) == 1
