@@ -19,6 +19,7 @@ from typing import Any
 
 from celery import chord, current_app, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.utils import uuid
 
 from cxsweep import audit, metrics, sweep, webhook
 from cxsweep.errors import CxsweepError, RetryableApiError
@@ -55,7 +56,7 @@ def begin_run(run_id: str) -> None:
     store = run_store(run_id)
     if not store.once("begin"):
         return  # sent again (or redelivered): the run's chord exists already
-    chord([fetch_page.si(run_id, 0, None)])(plan_ready.s(run_id))
+    chord([fetch_page.si(run_id, 0)])(plan_ready.s(run_id))
 
 
 def _keep_lock(store: RunStore, list_id: str) -> None:
@@ -70,12 +71,25 @@ def _failed(store: RunStore, message: str, **extra: Any) -> dict[str, Any]:
     return {"ok": False, "error": message, **extra}
 
 
+def _fetch_later(task: ApiTask, store: RunStore, page_no: int, countdown: float) -> None:
+    """Send the fetch of ``page_no`` again, later. When this task claimed that page, the
+    claim goes to the new task: another id must not be turned away as a duplicate."""
+    again = uuid()
+    if store.hand_off(f"fetch:{page_no}", task.request.id, again) or not store.claimed(
+        f"fetch:{page_no}"
+    ):
+        task.add_to_chord(
+            fetch_page.si(store.run_id, page_no).set(countdown=countdown, task_id=again)
+        )
+
+
 @shared_task(bind=True, base=ApiTask, name="tasks.sweep.fetch_page")
-def fetch_page(self: ApiTask, run_id: str, page_no: int, cursor: str | None) -> dict[str, Any]:
+def fetch_page(self: ApiTask, run_id: str, page_no: int) -> dict[str, Any]:
     """Read pages from ``page_no`` on, several in a row (a task per page costs more than
     reading it), each handed at once to its own sanitize task; then hand the rest of
     the list to a fresh fetch task. Reading waits while too many pages are unsanitized:
-    memory stays bounded however long the list."""
+    memory stays bounded however long the list. Cursors (the platform's URLs) wait in
+    Redis (``RunStore.cursor``): task arguments are ids and numbers only."""
     store = run_store(run_id)
     if not store.claim(f"fetch:{page_no}", self.request.id):
         return {"ok": True, "page": page_no, "repeat": True}
@@ -84,14 +98,13 @@ def fetch_page(self: ApiTask, run_id: str, page_no: int, cursor: str | None) -> 
         return {"ok": False, "page": page_no, "error": "run already failed"}
     list_id = meta["list_id"]
     _keep_lock(store, list_id)
+    cursor = store.cursor(page_no)
     started, first, read = time.monotonic(), page_no, 0
     with api_backend(store) as backend:
         while True:
             counts = store.counts()
             if counts.get("pages_read", 0) - counts.get("pages_sanitized", 0) >= PAGES_AHEAD:
-                self.add_to_chord(
-                    fetch_page.si(run_id, page_no, cursor).set(countdown=BACK_PRESSURE_WAIT)
-                )
+                _fetch_later(self, store, page_no, BACK_PRESSURE_WAIT)
                 break
             try:
                 page = backend.read_page(list_id, cursor)
@@ -100,7 +113,7 @@ def fetch_page(self: ApiTask, run_id: str, page_no: int, cursor: str | None) -> 
                     # Keep what this task read; a fresh task (with its own retry budget)
                     # takes this page on, as late as the server asked.
                     wait = exc.retry_after if exc.retry_after is not None else backoff_seconds(0)
-                    self.add_to_chord(fetch_page.si(run_id, page_no, cursor).set(countdown=wait))
+                    self.add_to_chord(fetch_page.si(run_id, page_no).set(countdown=wait))
                     break
                 if self.retries_left(exc, store):
                     raise self.retry_api(exc, store) from None
@@ -119,8 +132,8 @@ def fetch_page(self: ApiTask, run_id: str, page_no: int, cursor: str | None) -> 
                 size = max(1, len(page.contacts))
                 pages = -(-page.total // size) if page.contacts else 1
                 for number in range(1, pages):
-                    page_cursor = backend.page_cursor(list_id, number, size)
-                    self.add_to_chord(fetch_page.si(run_id, number, page_cursor))
+                    store.note_cursor(number, backend.page_cursor(list_id, number, size))
+                    self.add_to_chord(fetch_page.si(run_id, number))
                 store.set_meta(pages_total=pages)
                 break
             if backend.parallel_pages:
@@ -128,9 +141,12 @@ def fetch_page(self: ApiTask, run_id: str, page_no: int, cursor: str | None) -> 
             if not page.next_cursor:
                 store.set_meta(pages_total=page_no + 1)
                 break
+            earlier = store.note_cursor(page_no + 1, page.next_cursor)
+            if earlier is not None:
+                return _failed(store, sweep.looping_cursor(page_no, earlier), page=page_no)
             page_no, cursor = page_no + 1, page.next_cursor
             if read >= PAGES_PER_TASK or time.monotonic() - started > SECONDS_PER_TASK:
-                self.add_to_chord(fetch_page.si(run_id, page_no, cursor))
+                self.add_to_chord(fetch_page.si(run_id, page_no))
                 break
     return {"ok": True, "page": first, "pages": read}
 
@@ -144,6 +160,7 @@ def sanitize_page(self: ApiTask, run_id: str, page_no: int) -> dict[str, Any]:
             return {"ok": True, "page": page_no, "repeat": True}
         return _failed(store, f"page {page_no} is no longer in Redis (expired?)")
     backend = backend_for(store)
+    contacts, repeated = sweep.unique_contacts(store, page_no, contacts, backend)
     try:
         if store.options().get("apply"):
             ids = [backend.contact_id(c) for c in contacts]
@@ -164,6 +181,7 @@ def sanitize_page(self: ApiTask, run_id: str, page_no: int) -> dict[str, Any]:
         return _failed(store, f"sanitizing page {page_no}: {exc}")
     except (CxsweepError, SoftTimeLimitExceeded) as exc:
         return _failed(store, f"sanitizing page {page_no}: {exc}")
+    plan.counts["repeated_id"] += repeated
     store.commit_page(page_no, plan.updates, plan.removes, plan.counts, plan.archive, plan.numbers)
     return {
         "ok": True,
@@ -190,6 +208,9 @@ def plan_ready(self: Any, results: list[Any], run_id: str) -> dict[str, Any]:
     chunks = sweep.write_chunks(store, backend_for(store))
     if not chunks:
         return record_run(store, "completed", "nothing to write")
+    refusal = sweep.volatile_redis_refusal(store, allowed=_volatile_allowed(store))
+    if refusal:
+        return record_run(store, "halted", refusal)
     store.set_meta(status="writing", chunks_total=len(chunks))
     header = [
         write_updates.si(run_id, index) if kind == "update" else write_removals.si(run_id, index)
@@ -197,6 +218,10 @@ def plan_ready(self: Any, results: list[Any], run_id: str) -> dict[str, Any]:
     ]
     chord(header)(finish_run.s(run_id))
     return {"ok": True, "chunks": len(chunks)}
+
+
+def _volatile_allowed(store: RunStore) -> bool:
+    return bool(store.options().get("allow_volatile_redis")) or settings().allow_volatile_redis
 
 
 def _write(task: ApiTask, run_id: str, kind: str, index: int) -> dict[str, Any]:
@@ -217,7 +242,6 @@ def _write(task: ApiTask, run_id: str, kind: str, index: int) -> dict[str, Any]:
     except CxsweepError as exc:
         log.warning("run %s: %s chunk %d failed: %s", run_id, kind, index, exc)
         return {"ok": False, "kind": kind, "chunk": index, "error": str(exc)}
-    store.incr("chunks_done")
     return result
 
 
@@ -234,9 +258,12 @@ def write_removals(self: ApiTask, run_id: str, index: int) -> dict[str, Any]:
 @shared_task(bind=True, name="tasks.sweep.finish_run")
 def finish_run(self: Any, results: list[Any], run_id: str) -> dict[str, Any]:
     store = run_store(run_id)
-    halted = store.meta().get("halted")
+    meta = store.meta()
+    halted = meta.get("halted")
     if halted:
         return record_run(store, "halted", halted)
+    if meta.get("error"):  # failed while writing: lost its list, or the watchdog
+        return record_run(store, "failed", meta["error"])
     failures = [r for r in results if not (isinstance(r, dict) and r.get("ok"))]
     if failures:
         first = failures[0]
@@ -336,6 +363,10 @@ def begin_restore(run_id: str) -> None:
         return
     source = run_store(str(store.options()["restore_of"]))
     pages = source.archive_pages()
+    refusal = sweep.volatile_redis_refusal(store, allowed=_volatile_allowed(store))
+    if refusal:
+        record_run(store, "halted", refusal)
+        return
     # The progress counts contacts put back out of all the archive holds.
     total = sum(len(source.archive_page(page_no)) for page_no in pages)
     store.set_meta(status="writing", chunks_total=len(pages), restore_total=total)
@@ -364,5 +395,4 @@ def restore_archive_page(self: ApiTask, run_id: str, page_no: int) -> dict[str, 
         return {"ok": False, "page": page_no, "error": str(exc)}
     except CxsweepError as exc:
         return {"ok": False, "page": page_no, "error": str(exc)}
-    store.incr("chunks_done")
     return result
