@@ -154,8 +154,11 @@ return repeated
 # Whether a run may send one more write request, read right before it is sent: the run
 # must still hold its list (its lock renewed as it goes), not be halted by the breaker,
 # and not be failed (by the watchdog, say). A run found without its lock is failed here,
-# so every other task of it stops at its next check. KEYS: list lock, run meta.
-# ARGV: run id, lock ttl (ms), list id. Returns "" or why not.
+# so every other task of it stops at its next check. A permitted task is noted in the
+# run's writers (a sorted set by time of its last permit) until its outcomes are
+# recorded: whoever fails the run waits for those before writing its audit line.
+# KEYS: list lock, run meta, writers. ARGV: run id, lock ttl (ms), list id, writer
+# token, now. Returns "" or why not.
 _WRITE_PERMIT = """
 local halted = redis.call('HGET', KEYS[2], 'halted')
 if halted then return 'halted: ' .. halted end
@@ -169,6 +172,8 @@ if holder ~= ARGV[1] then
   return 'failed: ' .. redis.call('HGET', KEYS[2], 'error')
 end
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+redis.call('ZADD', KEYS[3], tonumber(ARGV[5]), ARGV[4])
+redis.call('EXPIRE', KEYS[3], 86400)
 return ''
 """
 
@@ -237,6 +242,7 @@ class RunStore:
         self.streak_key = f"{self.prefix}:consecutive-5xx"
         self.duplicates_key = f"{self.prefix}:duplicates"
         self.duplicate_ids_key = f"{self.prefix}:duplicate-ids"
+        self.writers_key = f"{self.prefix}:writers"
 
     # --- metadata -------------------------------------------------------------------
 
@@ -557,17 +563,29 @@ class RunStore:
         # redis-py's stubs type the callable as returning None; value_from_callable says otherwise.
         return bool(self.redis.transaction(apply, marker, value_from_callable=True))  # type: ignore[arg-type]
 
-    def permit_write(self, list_id: str) -> str:
+    def permit_write(self, list_id: str, writer: str) -> str:
         """Right before a write request: "" when it may be sent, else why not (the run
-        lost its list, was halted or failed). One round trip that also renews the lock."""
-        return self._permit(self.redis.pipeline(transaction=False), list_id)
+        lost its list, was halted or failed). One round trip that also renews the lock
+        and notes ``writer`` (the task's token) as writing until ``writer_done``."""
+        return self._permit(self.redis.pipeline(transaction=False), list_id, writer)
 
-    def _permit(self, pipe: redis.client.Pipeline, list_id: str) -> str:
+    def _permit(self, pipe: redis.client.Pipeline, list_id: str, writer: str) -> str:
         ttl_ms = int(lock_ttl() * 1000)
-        pipe.eval(_WRITE_PERMIT, 2, lock_key(list_id), self.meta_key, self.run_id, ttl_ms, list_id)
+        keys = (lock_key(list_id), self.meta_key, self.writers_key)
+        pipe.eval(_WRITE_PERMIT, 3, *keys, self.run_id, ttl_ms, list_id, writer, time.time())
         return text(pipe.execute()[-1])
 
-    def record_removed(self, removed: list[str], already_gone: list[str], list_id: str) -> str:
+    def writer_done(self, writer: str) -> None:
+        """The task's outcomes are recorded: nothing of it is in flight any more."""
+        self.redis.zrem(self.writers_key, writer)
+
+    def writers_active(self, within: float) -> int:
+        """Tasks permitted a write in the last ``within`` seconds and not done yet."""
+        return int(self.redis.zcount(self.writers_key, time.time() - within, "+inf"))
+
+    def record_removed(
+        self, removed: list[str], already_gone: list[str], list_id: str, writer: str
+    ) -> str:
         """Count removals (a set: a removal repeated by a redelivered task counts once),
         end the run's streak of server errors, and tell whether the next request may go
         (``permit_write``): all in one round trip, as it happens after every removal."""
@@ -579,7 +597,7 @@ class RunStore:
             pipe.sadd(f"{self.prefix}:already-gone", *already_gone)
             pipe.expire(f"{self.prefix}:already-gone", DATA_TTL)
         pipe.set(self.streak_key, 0, ex=DATA_TTL)
-        return self._permit(pipe, list_id)
+        return self._permit(pipe, list_id, writer)
 
     def removed_ids_among(self, contact_ids: list[str]) -> set[str]:
         if not contact_ids:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -69,10 +70,20 @@ def unique_contacts(
     return kept, len(contacts) - len(kept)
 
 
+def fence(store: RunStore, why: str, *, request_seconds: float) -> None:
+    """Fail a run from outside (the watchdog) so that its writes stop: mark it failed,
+    which every write's permit reads, then wait (at most one request's time) for the
+    requests already sent to land and be counted, so its audit line tells all."""
+    store.fail(why)
+    deadline = time.monotonic() + request_seconds
+    while store.writers_active(within=request_seconds) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def looping_cursor(page_no: int, earlier: int) -> str:
     return (
-        f"the platform's nextPageUri after page {page_no} is the one it gave for page"
-        f" {earlier}: its paging loops, so the list cannot be read whole; nothing was written"
+        f"the platform's nextPageUri after page {page_no} points back to page {earlier}:"
+        " its paging loops, so the list cannot be read whole; nothing was written"
     )
 
 
@@ -242,7 +253,29 @@ def restore_page(
         or all(not r.get(f) or E164.match(str(r.get(f))) for f in fields)
     ]
     recreate_in_place = [r for r in revert if r not in patchable]
-    size = backend.update_batch_size
+    writer = f"restore:{page_no}"
+    try:
+        _restore_writes(
+            restore, backend, list_id, writer, threshold, patchable, recreate, recreate_in_place
+        )
+    finally:
+        restore.writer_done(writer)
+    restore.mark_chunk_done("restore", page_no)
+    recreated = len(recreate) + len(recreate_in_place)
+    return {"ok": True, "page": page_no, "recreated": recreated, "reverted": len(patchable)}
+
+
+def _restore_writes(
+    restore: RunStore,
+    backend: Backend,
+    list_id: str,
+    writer: str,
+    threshold: int,
+    patchable: list[dict[str, Any]],
+    recreate: list[dict[str, Any]],
+    recreate_in_place: list[dict[str, Any]],
+) -> None:
+    fields, size = backend.phone_fields, backend.update_batch_size
     for start in range(0, len(patchable), size):
         batch = patchable[start : start + size]
         changes = [
@@ -250,14 +283,14 @@ def restore_page(
             for r in batch
         ]
         outcome = _guarded(
-            restore, list_id, threshold, partial(backend.update_contacts, list_id, changes)
+            restore, list_id, writer, threshold, partial(backend.update_contacts, list_id, changes)
         )
         restore.record_failures(outcome.failed)
         restore.record_restored(outcome.done, "reverted")
     for start in range(0, len(recreate), size):
         batch = recreate[start : start + size]
         created = _guarded(
-            restore, list_id, threshold, partial(backend.create_contacts, list_id, batch)
+            restore, list_id, writer, threshold, partial(backend.create_contacts, list_id, batch)
         )
         restore.record_failures(created.failed)
         restore.record_restored(created.done + created.missing, "recreated")
@@ -271,16 +304,13 @@ def restore_page(
         for first in range(0, len(ids_in_place), backend.remove_batch_size):
             batch_ids = ids_in_place[first : first + backend.remove_batch_size]
             send = partial(backend.remove_contacts, list_id, batch_ids)
-            _guarded(restore, list_id, threshold, send)
+            _guarded(restore, list_id, writer, threshold, send)
         created = _guarded(
-            restore, list_id, threshold, partial(backend.create_contacts, list_id, batch)
+            restore, list_id, writer, threshold, partial(backend.create_contacts, list_id, batch)
         )
         restore.record_failures(created.failed)
         # The run changed these contacts' numbers (it did not remove them): reverted.
         restore.record_restored(created.done + created.missing, "reverted")
-    restore.mark_chunk_done("restore", page_no)
-    recreated = len(recreate) + len(recreate_in_place)
-    return {"ok": True, "page": page_no, "recreated": recreated, "reverted": len(patchable)}
 
 
 @dataclass(frozen=True)
@@ -362,18 +392,14 @@ def write_chunks(store: RunStore, backend: Backend) -> list[tuple[str, int]]:
     ]
 
 
-def _permitted(store: RunStore, list_id: str) -> None:
-    why = store.permit_write(list_id)
-    if why:
-        raise WriteStopped(why)
-
-
 def _guarded(
-    store: RunStore, list_id: str, threshold: int, send: Callable[[], WriteOutcome]
+    store: RunStore, list_id: str, writer: str, threshold: int, send: Callable[[], WriteOutcome]
 ) -> WriteOutcome:
     """Send one write request if the run may still write (``RunStore.permit_write``),
     feeding its outcome to the run's breaker."""
-    _permitted(store, list_id)
+    why = store.permit_write(list_id, writer)
+    if why:
+        raise WriteStopped(why)
     try:
         result = send()
     except RetryableApiError as exc:
@@ -402,11 +428,14 @@ def apply_update_chunk(
         store.commit_update_chunk(index, 0)
         return {"ok": True, "kind": "update", "chunk": index, "updated": 0}
     changes = [Change(e.contact_id, e.after or {}, record=e.record or {}) for e in entries]
-    outcome = _guarded(
-        store, list_id, threshold, partial(backend.update_contacts, list_id, changes)
-    )
-    store.record_failures(outcome.failed)
-    store.commit_update_chunk(index, len(outcome.done))
+    writer = f"update:{index}"
+    try:
+        send = partial(backend.update_contacts, list_id, changes)
+        outcome = _guarded(store, list_id, writer, threshold, send)
+        store.record_failures(outcome.failed)
+        store.commit_update_chunk(index, len(outcome.done))
+    finally:
+        store.writer_done(writer)
     return {
         "ok": not outcome.failed,
         "kind": "update",
@@ -427,22 +456,26 @@ def apply_remove_chunk(
     done = store.removed_ids_among(ids)
     pending = [cid for cid in ids if cid not in done]
     failed: dict[str, str] = {}
-    why = store.permit_write(list_id) if pending else ""
-    for start in range(0, len(pending), backend.remove_batch_size):
-        # Checked right before every request (read back with the previous one's outcome,
-        # in the same round trip): once the breaker trips or the run loses its list, no
-        # further removal leaves.
-        if why:
-            raise WriteStopped(why)
-        batch = pending[start : start + backend.remove_batch_size]
-        try:
-            outcome = backend.remove_contacts(list_id, batch)
-        except RetryableApiError as exc:
-            if exc.is_server_error:
-                store.note_write_outcome(server_error=True, threshold=threshold)
-            raise
-        why = store.record_removed(outcome.done, outcome.missing, list_id)
-        failed.update(outcome.failed)
+    writer = f"remove:{index}"
+    try:
+        why = store.permit_write(list_id, writer) if pending else ""
+        for start in range(0, len(pending), backend.remove_batch_size):
+            # Checked right before every request (read back with the previous one's
+            # outcome, in the same round trip): once the breaker trips or the run loses
+            # its list, no further removal leaves.
+            if why:
+                raise WriteStopped(why)
+            batch = pending[start : start + backend.remove_batch_size]
+            try:
+                outcome = backend.remove_contacts(list_id, batch)
+            except RetryableApiError as exc:
+                if exc.is_server_error:
+                    store.note_write_outcome(server_error=True, threshold=threshold)
+                raise
+            why = store.record_removed(outcome.done, outcome.missing, list_id, writer)
+            failed.update(outcome.failed)
+    finally:
+        store.writer_done(writer)
     store.record_failures(failed)
     store.mark_chunk_done("remove", index)
     return {"ok": not failed, "kind": "remove", "chunk": index, "failed": len(failed)}

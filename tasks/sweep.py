@@ -74,6 +74,7 @@ def _failed(store: RunStore, message: str, **extra: Any) -> dict[str, Any]:
 def _fetch_later(task: ApiTask, store: RunStore, page_no: int, countdown: float) -> None:
     """Send the fetch of ``page_no`` again, later. When this task claimed that page, the
     claim goes to the new task: another id must not be turned away as a duplicate."""
+    store.incr("read_pauses")
     again = uuid()
     if store.hand_off(f"fetch:{page_no}", task.request.id, again) or not store.claimed(
         f"fetch:{page_no}"
@@ -349,8 +350,11 @@ def watchdog() -> int:
     """Fail the runs past their deadline or stalled: audit line, halted webhook, list
     freed."""
     overdue = overdue_runs(redis_client(), stall_seconds=settings().run_stall_seconds)
+    # Fenced first, its list freed last (record_run): its writes in flight stop at
+    # their next permit, and none goes out once another run may hold the list.
+    request_seconds = settings().connect_timeout + settings().read_timeout + 1
     for store, why in overdue:
-        store.fail(why)
+        sweep.fence(store, why, request_seconds=request_seconds)
         record_run(store, "failed", why)
     return len(overdue)
 

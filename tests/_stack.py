@@ -116,14 +116,20 @@ class Stack:
         return env
 
     def start_worker(
-        self, name: str, pool: str = "prefork", loglevel: str = "INFO"
+        self,
+        name: str,
+        pool: str = "prefork",
+        loglevel: str = "INFO",
+        *,
+        concurrency: int = 2,
+        queues: str = "cxsweep.io,cxsweep.cpu",
     ) -> subprocess.Popen[bytes]:
         log = open(self.work_dir / f"worker-{name}.log", "wb")  # noqa: SIM115 - the child's
         command = worker_command(
             f"{name}-{uuid.uuid4().hex[:6]}",
             pool=pool,
-            concurrency=2,
-            queues="cxsweep.io,cxsweep.cpu",
+            concurrency=concurrency,
+            queues=queues,
             loglevel=loglevel,
         )
         # Its own session: the whole worker (parent and pool) can be killed as a group.
@@ -209,9 +215,9 @@ class Stack:
         self.redis_server.stop()
 
 
-def make_stack(work_dir: Path, **sim_config: Any) -> Iterator[Stack]:
+def make_stack(work_dir: Path, *, persist: bool = True, **sim_config: Any) -> Iterator[Stack]:
     config = SimConfig(clients={CLIENT_ID: CLIENT_SECRET}, **sim_config)
-    server = LocalRedis(directory=str(work_dir / "redis")).start()
+    server = LocalRedis(directory=str(work_dir / "redis"), persist=persist).start()
     sim = RecordingSimulator(config).start()
     stack = Stack(work_dir=work_dir, redis_server=server, sim=sim)
     try:
