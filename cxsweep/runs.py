@@ -319,6 +319,11 @@ class RunStore:
         """Whether a worker has taken the run up (its first step ran)."""
         return bool(self.redis.exists(f"{self.prefix}:once:begin"))
 
+    def note_read_pause(self) -> None:
+        """Reading waited for sanitizing. Kept out of the counters: a run whose reading
+        only waits (its sanitizer gone) must still look stalled to the watchdog."""
+        self.redis.hincrby(self.meta_key, "read_pauses", 1)
+
     def claimed(self, step: str) -> bool:
         return bool(self.redis.exists(f"{self.prefix}:claim:{step}"))
 

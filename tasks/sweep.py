@@ -74,7 +74,7 @@ def _failed(store: RunStore, message: str, **extra: Any) -> dict[str, Any]:
 def _fetch_later(task: ApiTask, store: RunStore, page_no: int, countdown: float) -> None:
     """Send the fetch of ``page_no`` again, later. When this task claimed that page, the
     claim goes to the new task: another id must not be turned away as a duplicate."""
-    store.incr("read_pauses")
+    store.note_read_pause()
     again = uuid()
     if store.hand_off(f"fetch:{page_no}", task.request.id, again) or not store.claimed(
         f"fetch:{page_no}"
@@ -85,12 +85,15 @@ def _fetch_later(task: ApiTask, store: RunStore, page_no: int, countdown: float)
 
 
 @shared_task(bind=True, base=ApiTask, name="tasks.sweep.fetch_page")
-def fetch_page(self: ApiTask, run_id: str, page_no: int) -> dict[str, Any]:
+def fetch_page(
+    self: ApiTask, run_id: str, page_no: int, legacy_cursor: str | None = None
+) -> dict[str, Any]:
     """Read pages from ``page_no`` on, several in a row (a task per page costs more than
     reading it), each handed at once to its own sanitize task; then hand the rest of
     the list to a fresh fetch task. Reading waits while too many pages are unsanitized:
     memory stays bounded however long the list. Cursors (the platform's URLs) wait in
-    Redis (``RunStore.cursor``): task arguments are ids and numbers only."""
+    Redis (``RunStore.cursor``): task arguments are ids and numbers only
+    (``legacy_cursor``: a message sent by an earlier version, which passed it along)."""
     store = run_store(run_id)
     if not store.claim(f"fetch:{page_no}", self.request.id):
         return {"ok": True, "page": page_no, "repeat": True}
@@ -99,7 +102,9 @@ def fetch_page(self: ApiTask, run_id: str, page_no: int) -> dict[str, Any]:
         return {"ok": False, "page": page_no, "error": "run already failed"}
     list_id = meta["list_id"]
     _keep_lock(store, list_id)
-    cursor = store.cursor(page_no)
+    cursor = store.cursor(page_no) or legacy_cursor
+    if page_no > 0 and cursor is None:
+        return _failed(store, f"the cursor of page {page_no} is not in Redis", page=page_no)
     started, first, read = time.monotonic(), page_no, 0
     with api_backend(store) as backend:
         while True:
