@@ -31,10 +31,6 @@ RESTORE_IN_PLACE_GROUP = 20
 class WriteStopped(CxsweepError):
     """A write request was not sent: the run lost its list, was halted or failed."""
 
-    @property
-    def halted(self) -> bool:
-        return str(self).startswith("halted: ")
-
 
 def _filled(value: Any) -> bool:
     return isinstance(value, str) and bool(value.strip())
