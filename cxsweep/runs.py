@@ -243,6 +243,7 @@ class RunStore:
         self.duplicates_key = f"{self.prefix}:duplicates"
         self.duplicate_ids_key = f"{self.prefix}:duplicate-ids"
         self.writers_key = f"{self.prefix}:writers"
+        self._write_permit = client.register_script(_WRITE_PERMIT)
 
     # --- metadata -------------------------------------------------------------------
 
@@ -576,8 +577,12 @@ class RunStore:
 
     def _permit(self, pipe: redis.client.Pipeline, list_id: str, writer: str) -> str:
         ttl_ms = int(lock_ttl() * 1000)
-        keys = (lock_key(list_id), self.meta_key, self.writers_key)
-        pipe.eval(_WRITE_PERMIT, 3, *keys, self.run_id, ttl_ms, list_id, writer, time.time())
+        # Sent by its SHA (redis-py loads it once): this runs before every write request.
+        self._write_permit(
+            keys=[lock_key(list_id), self.meta_key, self.writers_key],
+            args=[self.run_id, ttl_ms, list_id, writer, time.time()],
+            client=pipe,
+        )
         return text(pipe.execute()[-1])
 
     def writer_done(self, writer: str) -> None:
