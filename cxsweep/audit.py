@@ -86,6 +86,8 @@ def build_record(
         "finished_at": iso(finished_at),
         "duration_seconds": round(finished_at - float(meta.get("started_at") or finished_at), 3),
         "stale_skipped": counts.get("stale", 0),
+        # Contacts the platform showed twice (paging over a shifting list): judged once.
+        "repeated_ids": counts.get("repeated_id", 0),
         "restored": restored,
         "restore_of": options.get("restore_of"),
         **_kind_fields(kind, meta, counts),

@@ -290,6 +290,8 @@ def _run_and_report(
 ) -> tuple[str, dict[str, Any]]:
     if getattr(args, "allow_purge_ratio", None) is not None:
         options["allow_purge_ratio"] = args.allow_purge_ratio
+    if getattr(args, "allow_volatile_redis", False):
+        options["allow_volatile_redis"] = True
     run_id = start_run(
         settings, list_id, dry_run=dry_run, options=options, before_launch=before_launch
     )
@@ -513,6 +515,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="R",
         help="let this run remove up to this share of the list (0..1), above the guard",
     )
+    run.add_argument(
+        "--allow-volatile-redis",
+        action="store_true",
+        help="write although Redis does not persist (a restart mid-run loses the plan)",
+    )
     run.add_argument("--timeout", type=float, default=None, help="give up waiting after N s")
     run.add_argument("--plan-out", metavar="FILE", help="write the plan as JSON lines")
     _waiting_options(run)
@@ -521,6 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply = sub.add_parser("apply", help="execute a reviewed plan file (skips stale contacts)")
     apply.add_argument("plan", metavar="FILE")
     apply.add_argument("--allow-purge-ratio", type=_ratio, metavar="R")
+    apply.add_argument("--allow-volatile-redis", action="store_true")
     apply.add_argument("--timeout", type=float, default=None)
     _waiting_options(apply)
     apply.set_defaults(func=cmd_apply)
@@ -533,6 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     restore = sub.add_parser("restore", help="put back what a run changed")
     restore.add_argument("run_id")
+    restore.add_argument("--allow-volatile-redis", action="store_true")
     restore.add_argument("--timeout", type=float, default=None)
     _waiting_options(restore)
     restore.set_defaults(func=cmd_restore)

@@ -57,8 +57,19 @@ def free_port() -> int:
 class LocalRedis:
     """A redis-server child process on 127.0.0.1; ``stop()`` (or ``with``) ends it."""
 
-    def __init__(self, port: int | None = None, directory: str | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        directory: str | None = None,
+        *,
+        persist: bool = True,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        """``persist=False`` and ``extra_args`` are for tests of what a volatile or a
+        managed (CONFIG renamed) Redis does to a run."""
         self.port = port or free_port()
+        self.persist = persist
+        self.extra_args = extra_args
         self._own_dir = directory is None
         self.directory = directory or tempfile.mkdtemp(prefix="cxsweep-redis-")
         self.process: subprocess.Popen[bytes] | None = None
@@ -81,7 +92,7 @@ class LocalRedis:
                 "--save",
                 "",
                 "--appendonly",
-                "yes",
+                "yes" if self.persist else "no",
                 "--appendfsync",
                 "everysec",
                 "--maxmemory-policy",
@@ -90,6 +101,7 @@ class LocalRedis:
                 "yes",
                 "--logfile",
                 str(Path(self.directory) / "redis.log"),
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -9,6 +9,7 @@ marker that says a step is done, so a redelivered task never counts twice.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import secrets
 import time
@@ -109,15 +110,98 @@ redis.call('EXPIRE', KEYS[2], ttl)
 return 1
 """
 
+# Set a chunk's done marker and count the chunk, once. KEYS: marker, counts. ARGV: ttl.
+_MARK_DONE = """
+if redis.call('SET', KEYS[1], 1, 'NX', 'EX', tonumber(ARGV[1])) then
+  redis.call('HINCRBY', KEYS[2], 'chunks_done', 1)
+end
+return 1
+"""
+
+# Pass a step's claim from one task to the task that continues it (back-pressure sends the
+# same page again under a new id). KEYS: the claim. ARGV: from id, to id, ttl.
+_HAND_OFF = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
+return 1
+"""
+
+# Keep the cursor of page n, unless the platform announced it before for another page
+# (its paging loops). KEYS: cursors hash, seen-cursors hash. ARGV: page, cursor, digest,
+# ttl. Returns -1, or the page that had this cursor first.
+_NOTE_CURSOR = """
+local held = redis.call('HGET', KEYS[2], ARGV[3])
+if held and held ~= ARGV[1] then return tonumber(held) end
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
+return -1
+"""
+
+# Each contact id belongs to the first page that claims it; a redelivered page finds its
+# own ids. KEYS: ids hash. ARGV: ttl, page, ids... Returns the ids another page holds.
+_CLAIM_IDS = """
+local page, repeated = ARGV[2], {}
+for i = 3, #ARGV do
+  redis.call('HSETNX', KEYS[1], ARGV[i], page)
+  if redis.call('HGET', KEYS[1], ARGV[i]) ~= page then repeated[#repeated + 1] = ARGV[i] end
+end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+return repeated
+"""
+
+# Whether a run may send one more write request, read right before it is sent: the run
+# must still hold its list (its lock renewed as it goes), not be halted by the breaker,
+# and not be failed (by the watchdog, say). A run found without its lock is failed here,
+# so every other task of it stops at its next check. A permitted task is noted in the
+# run's writers (a sorted set by time of its last permit) until its outcomes are
+# recorded: whoever fails the run waits for those before writing its audit line.
+# KEYS: list lock, run meta, writers. ARGV: run id, lock ttl (ms), list id, writer
+# token, now. Returns "" or why not.
+_WRITE_PERMIT = """
+local halted = redis.call('HGET', KEYS[2], 'halted')
+if halted then return 'halted: ' .. halted end
+local failed = redis.call('HGET', KEYS[2], 'error')
+if failed then return 'failed: ' .. failed end
+local holder = redis.call('GET', KEYS[1])
+if holder ~= ARGV[1] then
+  local who = holder and ('run ' .. holder) or 'nobody (it expired)'
+  local why = 'lost the lock of list ' .. ARGV[3] .. ' to ' .. who .. ': stopped writing'
+  redis.call('HSETNX', KEYS[2], 'error', why)
+  return 'failed: ' .. redis.call('HGET', KEYS[2], 'error')
+end
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+redis.call('ZADD', KEYS[3], tonumber(ARGV[5]), ARGV[4])
+redis.call('EXPIRE', KEYS[3], 86400)
+return ''
+"""
+
+
+# The list lock must outlive any message of the run the broker may still deliver: a dead
+# worker's task comes back after the visibility timeout, and may then wait out a retry
+# countdown (at most 300 s, tasks/_deps.py) and run up to its hard time limit (660 s).
+LOCK_MARGIN = 300 + 660 + 240
+
+
+def lock_ttl() -> float:
+    from cxsweep.settings import get_settings
+
+    return float(get_settings().visibility_timeout + LOCK_MARGIN)
+
+
+def lock_key(list_id: str) -> str:
+    return f"cxsweep:list-lock:{list_id}"
+
 
 class ListLock:
     """One run per list, across machines: redis-py's Lock with the run id as its token,
     so any worker of the run can renew or release it and nobody else can."""
 
-    def __init__(self, client: redis.Redis, list_id: str, ttl: float = 900.0) -> None:
-        self.key = f"cxsweep:list-lock:{list_id}"
-        self.ttl = ttl
-        self._lock = Lock(client, self.key, timeout=ttl, thread_local=False)
+    def __init__(self, client: redis.Redis, list_id: str, ttl: float | None = None) -> None:
+        self.key = lock_key(list_id)
+        self.ttl = lock_ttl() if ttl is None else ttl
+        self._lock = Lock(client, self.key, timeout=self.ttl, thread_local=False)
         self._client = client
 
     def acquire(self, run_id: str) -> bool:
@@ -158,6 +242,8 @@ class RunStore:
         self.streak_key = f"{self.prefix}:consecutive-5xx"
         self.duplicates_key = f"{self.prefix}:duplicates"
         self.duplicate_ids_key = f"{self.prefix}:duplicate-ids"
+        self.writers_key = f"{self.prefix}:writers"
+        self._write_permit = client.register_script(_WRITE_PERMIT)
 
     # --- metadata -------------------------------------------------------------------
 
@@ -233,6 +319,49 @@ class RunStore:
     def begun(self) -> bool:
         """Whether a worker has taken the run up (its first step ran)."""
         return bool(self.redis.exists(f"{self.prefix}:once:begin"))
+
+    def note_read_pause(self) -> None:
+        """Reading waited for sanitizing. Kept out of the counters: a run whose reading
+        only waits (its sanitizer gone) must still look stalled to the watchdog."""
+        self.redis.hincrby(self.meta_key, "read_pauses", 1)
+
+    def claimed(self, step: str) -> bool:
+        return bool(self.redis.exists(f"{self.prefix}:claim:{step}"))
+
+    def hand_off(self, step: str, from_task: str, to_task: str) -> bool:
+        """Pass this task's claim of ``step`` to the task it sends to carry on with it."""
+        key = f"{self.prefix}:claim:{step}"
+        return bool(self.redis.eval(_HAND_OFF, 1, key, from_task, to_task, DATA_TTL))
+
+    def note_cursor(self, page_no: int, cursor: str) -> int | None:
+        """Keep the cursor of ``page_no`` for the task that reads it (cursors are platform
+        input and may carry tokens: they stay in Redis, never in task arguments). Returns
+        the earlier page announced with the same cursor, if any: the paging loops."""
+        digest = hashlib.sha256(cursor.encode()).hexdigest()
+        keys = (f"{self.prefix}:cursors", f"{self.prefix}:seen-cursors")
+        held = int(self.redis.eval(_NOTE_CURSOR, 2, *keys, page_no, cursor, digest, DATA_TTL))
+        return None if held < 0 else held
+
+    def cursor(self, page_no: int) -> str | None:
+        """The cursor of ``page_no``; None for the first page (the list's own URL)."""
+        raw = self.redis.hget(f"{self.prefix}:cursors", str(page_no))
+        return text(raw) if raw is not None else None
+
+    def claim_ids(self, page_no: int, contact_ids: list[str]) -> set[str]:
+        """Claim a page's contact ids for it; returns those another page claimed first (a
+        contact that offset paging showed twice, as the list shifted under it)."""
+        if not contact_ids:
+            return set()
+        key = f"{self.prefix}:contact-ids"
+        repeated = self.redis.eval(_CLAIM_IDS, 1, key, DATA_TTL, page_no, *contact_ids)
+        return {text(cid) for cid in cast(list[bytes], repeated)}
+
+    def pages_missing(self, pages_total: int) -> list[int]:
+        """Pages among 0..pages_total-1 whose plan was never committed."""
+        pipe = self.redis.pipeline(transaction=False)
+        for page_no in range(pages_total):
+            pipe.exists(f"{self.prefix}:done:page:{page_no}")
+        return [n for n, found in enumerate(pipe.execute()) if not found]
 
     def store_page(self, page_no: int, contacts: list[dict[str, Any]]) -> None:
         self.redis.set(f"{self.prefix}:page:{page_no}", json.dumps(contacts), ex=DATA_TTL)
@@ -317,6 +446,8 @@ class RunStore:
                 )
                 pipe.hincrby(self.counts_key, category, -1)
                 pipe.hincrby(self.counts_key, "to_remove", 1)
+                filled = sum(1 for v in before.values() if isinstance(v, str) and v.strip())
+                pipe.hincrby(self.counts_key, "values_destroyed", filled)
                 pipe.hincrby(self.counts_key, f"reason:{Reason.DUPLICATE}", 1)
             if rows:
                 pipe.expire(self.duplicate_ids_key, DATA_TTL)
@@ -432,15 +563,42 @@ class RunStore:
             pipe.multi()
             pipe.set(marker, 1, ex=DATA_TTL)
             pipe.hincrby(self.counts_key, "updated", updated)
+            pipe.hincrby(self.counts_key, "chunks_done", 1)
             return True
 
         # redis-py's stubs type the callable as returning None; value_from_callable says otherwise.
         return bool(self.redis.transaction(apply, marker, value_from_callable=True))  # type: ignore[arg-type]
 
-    def record_removed(self, removed: list[str], already_gone: list[str]) -> bool:
+    def permit_write(self, list_id: str, writer: str) -> str:
+        """Right before a write request: "" when it may be sent, else why not (the run
+        lost its list, was halted or failed). One round trip that also renews the lock
+        and notes ``writer`` (the task's token) as writing until ``writer_done``."""
+        return self._permit(self.redis.pipeline(transaction=False), list_id, writer)
+
+    def _permit(self, pipe: redis.client.Pipeline, list_id: str, writer: str) -> str:
+        ttl_ms = int(lock_ttl() * 1000)
+        # Sent by its SHA (redis-py loads it once): this runs before every write request.
+        self._write_permit(
+            keys=[lock_key(list_id), self.meta_key, self.writers_key],
+            args=[self.run_id, ttl_ms, list_id, writer, time.time()],
+            client=pipe,
+        )
+        return text(pipe.execute()[-1])
+
+    def writer_done(self, writer: str) -> None:
+        """The task's outcomes are recorded: nothing of it is in flight any more."""
+        self.redis.zrem(self.writers_key, writer)
+
+    def writers_active(self, within: float) -> int:
+        """Tasks permitted a write in the last ``within`` seconds and not done yet."""
+        return int(self.redis.zcount(self.writers_key, time.time() - within, "+inf"))
+
+    def record_removed(
+        self, removed: list[str], already_gone: list[str], list_id: str, writer: str
+    ) -> str:
         """Count removals (a set: a removal repeated by a redelivered task counts once),
-        end the run's streak of server errors, and tell whether the run has halted:
-        all in one round trip, as it happens after every removal request."""
+        end the run's streak of server errors, and tell whether the next request may go
+        (``permit_write``): all in one round trip, as it happens after every removal."""
         pipe = self.redis.pipeline(transaction=False)
         if removed or already_gone:
             pipe.sadd(self.removed_key, *removed, *already_gone)
@@ -449,8 +607,7 @@ class RunStore:
             pipe.sadd(f"{self.prefix}:already-gone", *already_gone)
             pipe.expire(f"{self.prefix}:already-gone", DATA_TTL)
         pipe.set(self.streak_key, 0, ex=DATA_TTL)
-        pipe.hget(self.meta_key, "halted")
-        return pipe.execute()[-1] is not None
+        return self._permit(pipe, list_id, writer)
 
     def removed_ids_among(self, contact_ids: list[str]) -> set[str]:
         if not contact_ids:
@@ -475,7 +632,9 @@ class RunStore:
         return int(self.redis.scard(self.removed_key))
 
     def mark_chunk_done(self, kind: str, index: int) -> None:
-        self.redis.set(f"{self.prefix}:done:{kind}:{index}", 1, ex=DATA_TTL)
+        """Mark a chunk written; counted once, however often its task ran."""
+        marker = f"{self.prefix}:done:{kind}:{index}"
+        self.redis.eval(_MARK_DONE, 2, marker, self.counts_key, DATA_TTL)
 
     # --- the breaker ----------------------------------------------------------------
 
@@ -500,6 +659,40 @@ class RunStore:
             )
             return True
         return False
+
+
+def persistence_problem(client: redis.Redis) -> str:
+    """Why this Redis could lose a run's state (its plan, archive and markers) while the
+    run writes, or "" when it persists and never evicts.
+
+    Read with CONFIG GET; where CONFIG is not permitted (managed Redis), from INFO.
+    """
+    problems = []
+    try:
+        pipe = client.pipeline(transaction=False)
+        for name in ("appendonly", "save", "maxmemory-policy"):
+            pipe.config_get(name)
+        found: dict[str, str] = {}
+        for answer in pipe.execute():
+            found.update({text(k): text(v) for k, v in answer.items()})
+        persists = found.get("appendonly") == "yes" or bool(found.get("save", "").strip())
+        if not persists:
+            problems.append("does not persist (appendonly no, no save points)")
+        policy = found.get("maxmemory-policy", "")
+    except redis.exceptions.ResponseError:
+        # CONFIG is renamed or not permitted (managed Redis): INFO tells AOF and whether
+        # snapshots happen, not the save points themselves.
+        info = client.info("persistence")
+        persists = info.get("aof_enabled") == 1 or int(info.get("rdb_saves", 0) or 0) > 0
+        if not persists:
+            problems.append(
+                "shows no persistence in INFO persistence (CONFIG not permitted: aof_enabled 0,"
+                " no RDB snapshot since start)"
+            )
+        policy = str(client.info("memory").get("maxmemory_policy", ""))
+    if policy and policy != "noeviction":
+        problems.append(f"may evict keys (maxmemory-policy {policy}, not noeviction)")
+    return " and ".join(problems)
 
 
 def prepare_run(

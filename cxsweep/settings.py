@@ -84,6 +84,9 @@ class Settings:
     # After this long, the message of a worker that died is delivered again. Must exceed
     # the longest task (time limit) plus the longest retry countdown.
     visibility_timeout: int = 3600
+    # Let runs write although Redis neither persists nor refuses to evict (a lab's Redis):
+    # a restart mid-write then loses the run's plan and archive.
+    allow_volatile_redis: bool = False
     http_pool_size: int = 32
     # Beat's sweep of every list ("" : the policy's [default] schedule, else nightly).
     sweep_schedule: str = ""
@@ -332,8 +335,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if dnc_group_id and not dnc_group_id.isdigit():
         raise SettingsError(f"{PREFIX}CXONE_DNC_GROUP_ID={dnc_group_id!r} is not a number")
 
+    allow_volatile = get("ALLOW_VOLATILE_REDIS", "0").lower()
+    if allow_volatile not in ("0", "1", "true", "false", "yes", "no", ""):
+        raise SettingsError(f"{PREFIX}ALLOW_VOLATILE_REDIS={allow_volatile!r}: expected 1 or 0")
+
     return Settings(
         backend=backend,
+        allow_volatile_redis=allow_volatile in ("1", "true", "yes"),
         api_url=api_url,
         token_url=token_url,
         client_id=get("CLIENT_ID"),

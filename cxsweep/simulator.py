@@ -77,7 +77,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 import phonenumbers
 from phonenumbers import PhoneNumberType as T
@@ -127,6 +127,7 @@ NAMED_ACTIONS = frozenset(
         "remove_contact",
         "refuse_ids",
         "redirect",
+        "loop_cursor",
     }
 )
 # Requests remembered for ``requests_seen()`` (the newest; a bench sends millions).
@@ -1280,6 +1281,16 @@ class Simulator:
             return _error_response(kind, action, retry_after)
         if action == "drop":
             return _Response(0, drop=True)
+        if action == "loop_cursor" and kind == "read":
+            # Paging that loops: the page names itself as the next one.
+            response = self._api_read(params, req)
+            if response.status == 200:
+                body = json.loads(response.body)
+                query = urlencode(req.query, doseq=True)
+                itself = f"http://{req.host}{req.path}" + (f"?{query}" if query else "")
+                body["nextPageUri"] = itself
+                return _json(200, body)
+            return response
         if action == "hang":
             time.sleep(rule.seconds)
             return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,15 +17,23 @@ from typing import Any
 
 from cxsweep.audit import REASON_PREFIX, REGION_PREFIX, TYPE_PREFIX
 from cxsweep.backend import Backend, Change, WriteOutcome
-from cxsweep.errors import RetryableApiError
+from cxsweep.errors import CxsweepError, RetryableApiError
 from cxsweep.phone import Sanitizer
-from cxsweep.runs import PlanEntry, RunStore
+from cxsweep.runs import PlanEntry, RunStore, persistence_problem
 
 # DELETE-style removals (one contact a request) are grouped this many to a task: enough
 # to spread a task's overhead, few enough that the last tasks do not leave a long tail.
 REMOVALS_PER_TASK = 10
 # Contacts a restore deletes and re-creates (numbers PATCH would refuse) per group.
 RESTORE_IN_PLACE_GROUP = 20
+
+
+class WriteStopped(CxsweepError):
+    """A write request was not sent: the run lost its list, was halted or failed."""
+
+
+def _filled(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
 
 
 @dataclass
@@ -36,6 +45,58 @@ class PagePlan:
     #: (E.164, position in the list, JSON row) of kept numbers, for ``keep_first``
     numbers: list[tuple[str, int, str]] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
+
+
+def unique_contacts(
+    store: RunStore, page_no: int, contacts: list[dict[str, Any]], backend: Backend
+) -> tuple[list[dict[str, Any]], int]:
+    """The page's contacts minus those already seen: an id another page claimed first
+    (offset paging shows a contact twice when the list shifts under it), or repeated on
+    this page. A contact is judged and written once, never as a duplicate of itself.
+    Returns the contacts to judge and how many were dropped."""
+    ids = [backend.contact_id(contact) for contact in contacts]
+    elsewhere = store.claim_ids(page_no, ids)
+    seen: set[str] = set()
+    kept = []
+    for contact, contact_id in zip(contacts, ids, strict=True):
+        if contact_id in elsewhere or contact_id in seen:
+            continue
+        seen.add(contact_id)
+        kept.append(contact)
+    return kept, len(contacts) - len(kept)
+
+
+def fence(store: RunStore, why: str, *, request_seconds: float) -> None:
+    """Fail a run from outside (the watchdog) so that its writes stop: mark it failed,
+    which every write's permit reads, then wait (at most one request's time) for the
+    requests already sent to land and be counted, so its audit line tells all."""
+    store.fail(why)
+    deadline = time.monotonic() + request_seconds
+    while store.writers_active(within=request_seconds) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def looping_cursor(page_no: int, earlier: int) -> str:
+    return (
+        f"the platform's nextPageUri after page {page_no} points back to page {earlier}:"
+        " its paging loops, so the list cannot be read whole; nothing was written"
+    )
+
+
+def volatile_redis_refusal(store: RunStore, *, allowed: bool) -> str:
+    """Before a run's first write: why it must not write (its Redis would lose the plan,
+    the archive and the done markers in a restart), or "" when it may."""
+    if allowed:
+        return ""
+    problem = persistence_problem(store.redis)
+    if not problem:
+        return ""
+    return (
+        f"Redis {problem}: a restart mid-write would lose this run's plan and archive, so"
+        " nothing was written; enable AOF (appendonly yes) with maxmemory-policy noeviction,"
+        " or accept the risk with `cxsweep run --allow-volatile-redis`"
+        " (CXSWEEP_ALLOW_VOLATILE_REDIS=1 for scheduled sweeps)"
+    )
 
 
 def plan_page(
@@ -67,9 +128,14 @@ def plan_page(
             if isinstance(contact.get(name), str) and contact[name].strip()
         ] or [(fields[0], judged[0])]
         latency += sum(v.latency_us for _, v in present)
+        # The purge guard weighs phone values as well as records: blanking secondary
+        # numbers destroys data without removing a record.
+        values = sum(1 for name in fields if _filled(contact.get(name)))
+        counts["phone_values"] += values
         good = [(name, v) for name, v in present if v.kept]
         if not good:
             reason = str(present[0][1].reason)
+            counts["values_destroyed"] += values
             counts["to_remove"] += 1
             counts[REASON_PREFIX + reason] += 1
             plan.removes.append(PlanEntry(contact_id, before, None, reason))
@@ -90,6 +156,7 @@ def plan_page(
             if not verdict.kept:
                 after[name] = ""  # a bad secondary number is blanked, not dialled
                 counts["blanked"] += 1
+                counts["values_destroyed"] += 1
                 counts[REASON_PREFIX + str(verdict.reason)] += 1
         if after:
             counts["to_update"] += 1
@@ -115,6 +182,7 @@ def plan_page_from_plan(
     counts = plan.counts
     for contact in contacts:
         contact_id = backend.contact_id(contact)
+        counts["phone_values"] += sum(1 for f in backend.phone_fields if _filled(contact.get(f)))
         entry = planned.get(contact_id)
         if entry is None:
             counts["unchanged"] += 1
@@ -131,10 +199,14 @@ def plan_page_from_plan(
             continue
         plan.archive.append(contact)
         if entry.after is None:
+            counts["values_destroyed"] += sum(1 for v in entry.before.values() if _filled(v))
             counts["to_remove"] += 1
             counts[REASON_PREFIX + str(entry.reason)] += 1
             plan.removes.append(entry)
         else:
+            counts["values_destroyed"] += sum(
+                1 for f, v in entry.after.items() if v == "" and _filled(entry.before.get(f))
+            )
             counts["to_update"] += 1
             record = contact if backend.update_needs_record else None
             plan.updates.append(PlanEntry(contact_id, entry.before, entry.after, None, record))
@@ -177,19 +249,45 @@ def restore_page(
         or all(not r.get(f) or E164.match(str(r.get(f))) for f in fields)
     ]
     recreate_in_place = [r for r in revert if r not in patchable]
-    size = backend.update_batch_size
+    writer = f"restore:{page_no}"
+    try:
+        _restore_writes(
+            restore, backend, list_id, writer, threshold, patchable, recreate, recreate_in_place
+        )
+    finally:
+        restore.writer_done(writer)
+    restore.mark_chunk_done("restore", page_no)
+    recreated = len(recreate) + len(recreate_in_place)
+    return {"ok": True, "page": page_no, "recreated": recreated, "reverted": len(patchable)}
+
+
+def _restore_writes(
+    restore: RunStore,
+    backend: Backend,
+    list_id: str,
+    writer: str,
+    threshold: int,
+    patchable: list[dict[str, Any]],
+    recreate: list[dict[str, Any]],
+    recreate_in_place: list[dict[str, Any]],
+) -> None:
+    fields, size = backend.phone_fields, backend.update_batch_size
     for start in range(0, len(patchable), size):
         batch = patchable[start : start + size]
         changes = [
             Change(backend.contact_id(r), {f: str(r.get(f) or "") for f in fields}, record=r)
             for r in batch
         ]
-        outcome = _guarded(restore, threshold, partial(backend.update_contacts, list_id, changes))
+        outcome = _guarded(
+            restore, list_id, writer, threshold, partial(backend.update_contacts, list_id, changes)
+        )
         restore.record_failures(outcome.failed)
         restore.record_restored(outcome.done, "reverted")
     for start in range(0, len(recreate), size):
         batch = recreate[start : start + size]
-        created = _guarded(restore, threshold, partial(backend.create_contacts, list_id, batch))
+        created = _guarded(
+            restore, list_id, writer, threshold, partial(backend.create_contacts, list_id, batch)
+        )
         restore.record_failures(created.failed)
         restore.record_restored(created.done + created.missing, "recreated")
     # Deleted and re-created a group at a time: a contact is off the list for a few
@@ -201,14 +299,14 @@ def restore_page(
         ids_in_place = [backend.contact_id(r) for r in batch]
         for first in range(0, len(ids_in_place), backend.remove_batch_size):
             batch_ids = ids_in_place[first : first + backend.remove_batch_size]
-            _guarded(restore, threshold, partial(backend.remove_contacts, list_id, batch_ids))
-        created = _guarded(restore, threshold, partial(backend.create_contacts, list_id, batch))
+            send = partial(backend.remove_contacts, list_id, batch_ids)
+            _guarded(restore, list_id, writer, threshold, send)
+        created = _guarded(
+            restore, list_id, writer, threshold, partial(backend.create_contacts, list_id, batch)
+        )
         restore.record_failures(created.failed)
         # The run changed these contacts' numbers (it did not remove them): reverted.
         restore.record_restored(created.done + created.missing, "reverted")
-    restore.mark_chunk_done("restore", page_no)
-    recreated = len(recreate) + len(recreate_in_place)
-    return {"ok": True, "page": page_no, "recreated": recreated, "reverted": len(patchable)}
 
 
 @dataclass(frozen=True)
@@ -234,20 +332,35 @@ def judge_plan(
     if failures:
         return Judgement("failed", str(failures[0].get("error", "a read step failed")))
     counts = store.counts()
-    if counts.get("pages_sanitized", 0) != counts.get("pages_read", 0):
+    # Whole means: the last page was seen (one without a next page), and every page
+    # from the first to it was sanitized. Reading that stopped early judges nothing.
+    if not meta.get("pages_total"):
         return Judgement(
             "failed",
-            f"only {counts.get('pages_sanitized', 0)} of {counts.get('pages_read', 0)}"
-            " pages were sanitized",
+            f"the list's last page was never read ({counts.get('pages_read', 0)} page(s) read):"
+            " the plan is incomplete, nothing was written",
+        )
+    pages_total = int(meta["pages_total"])
+    missing = store.pages_missing(pages_total)
+    if missing:
+        shown = ", ".join(str(n) for n in missing[:10]) + (" ..." if len(missing) > 10 else "")
+        return Judgement(
+            "failed",
+            f"{len(missing)} of {pages_total} pages were never sanitized ({shown}):"
+            " the plan is incomplete, nothing was written",
         )
     total, removals = counts.get("fetched", 0), counts.get("to_remove", 0)
+    values, destroyed = counts.get("phone_values", 0), counts.get("values_destroyed", 0)
     ratio = removals / total if total else 0.0
+    value_ratio = destroyed / values if values else 0.0
     guard = ""
-    if ratio > max_purge_ratio:
+    if ratio > max_purge_ratio or value_ratio > max_purge_ratio:
         guard = (
-            f"the plan would remove {removals} of {total} contacts ({ratio:.1%}), above the"
-            f" purge guard of {max_purge_ratio:.0%}"
+            f"the plan would remove {removals} of {total} contacts ({ratio:.1%}) and destroy"
+            f" {destroyed} of {values} phone values ({value_ratio:.1%}), above the purge guard"
+            f" of {max_purge_ratio:.0%}"
         )
+        ratio = max(ratio, value_ratio)
     if dry_run:
         note = "dry run: nothing was written"
         return Judgement("completed", f"{note}; {guard}" if guard else note)
@@ -275,8 +388,14 @@ def write_chunks(store: RunStore, backend: Backend) -> list[tuple[str, int]]:
     ]
 
 
-def _guarded(store: RunStore, threshold: int, send: Callable[[], WriteOutcome]) -> WriteOutcome:
-    """Send one write request, feeding its outcome to the run's breaker."""
+def _guarded(
+    store: RunStore, list_id: str, writer: str, threshold: int, send: Callable[[], WriteOutcome]
+) -> WriteOutcome:
+    """Send one write request if the run may still write (``RunStore.permit_write``),
+    feeding its outcome to the run's breaker."""
+    why = store.permit_write(list_id, writer)
+    if why:
+        raise WriteStopped(why)
     try:
         result = send()
     except RetryableApiError as exc:
@@ -305,9 +424,14 @@ def apply_update_chunk(
         store.commit_update_chunk(index, 0)
         return {"ok": True, "kind": "update", "chunk": index, "updated": 0}
     changes = [Change(e.contact_id, e.after or {}, record=e.record or {}) for e in entries]
-    outcome = _guarded(store, threshold, partial(backend.update_contacts, list_id, changes))
-    store.record_failures(outcome.failed)
-    store.commit_update_chunk(index, len(outcome.done))
+    writer = f"update:{index}"
+    try:
+        send = partial(backend.update_contacts, list_id, changes)
+        outcome = _guarded(store, list_id, writer, threshold, send)
+        store.record_failures(outcome.failed)
+        store.commit_update_chunk(index, len(outcome.done))
+    finally:
+        store.writer_done(writer)
     return {
         "ok": not outcome.failed,
         "kind": "update",
@@ -328,21 +452,26 @@ def apply_remove_chunk(
     done = store.removed_ids_among(ids)
     pending = [cid for cid in ids if cid not in done]
     failed: dict[str, str] = {}
-    halted = store.halted()
-    for start in range(0, len(pending), backend.remove_batch_size):
-        # Checked before every request (read back with the previous one's outcome): once
-        # the breaker trips, no further removal leaves.
-        if halted:
-            return {"ok": False, "kind": "remove", "chunk": index, "halted": True}
-        batch = pending[start : start + backend.remove_batch_size]
-        try:
-            outcome = backend.remove_contacts(list_id, batch)
-        except RetryableApiError as exc:
-            if exc.is_server_error:
-                store.note_write_outcome(server_error=True, threshold=threshold)
-            raise
-        halted = store.record_removed(outcome.done, outcome.missing)
-        failed.update(outcome.failed)
+    writer = f"remove:{index}"
+    try:
+        why = store.permit_write(list_id, writer) if pending else ""
+        for start in range(0, len(pending), backend.remove_batch_size):
+            # Checked right before every request (read back with the previous one's
+            # outcome, in the same round trip): once the breaker trips or the run loses
+            # its list, no further removal leaves.
+            if why:
+                raise WriteStopped(why)
+            batch = pending[start : start + backend.remove_batch_size]
+            try:
+                outcome = backend.remove_contacts(list_id, batch)
+            except RetryableApiError as exc:
+                if exc.is_server_error:
+                    store.note_write_outcome(server_error=True, threshold=threshold)
+                raise
+            why = store.record_removed(outcome.done, outcome.missing, list_id, writer)
+            failed.update(outcome.failed)
+    finally:
+        store.writer_done(writer)
     store.record_failures(failed)
     store.mark_chunk_done("remove", index)
     return {"ok": not failed, "kind": "remove", "chunk": index, "failed": len(failed)}

@@ -23,6 +23,7 @@ from typing import Any
 
 from celery import Signature, chord, current_app, shared_task
 from celery.exceptions import ChordError, SoftTimeLimitExceeded
+from celery.utils import uuid
 
 from cxsweep import audit, metrics, sweep, webhook
 from cxsweep.broker import UnackedMessages
@@ -60,7 +61,7 @@ def begin_run(run_id: str) -> None:
     store = run_store(run_id)
     if not store.once("begin"):
         return  # sent again (or redelivered): the run's chord exists already
-    chord([fetch_page.si(run_id, 0, None)])(on_failure_end(plan_ready.s(run_id), run_id))
+    chord([fetch_page.si(run_id, 0)])(on_failure_end(plan_ready.s(run_id), run_id))
 
 
 def on_failure_end(callback: Signature, run_id: str) -> Signature:
@@ -82,12 +83,29 @@ def _failed(store: RunStore, message: str, **extra: Any) -> dict[str, Any]:
     return {"ok": False, "error": message, **extra}
 
 
+def _fetch_later(task: ApiTask, store: RunStore, page_no: int, countdown: float) -> None:
+    """Send the fetch of ``page_no`` again, later. When this task claimed that page, the
+    claim goes to the new task: another id must not be turned away as a duplicate."""
+    store.note_read_pause()
+    again = uuid()
+    if store.hand_off(f"fetch:{page_no}", task.request.id, again) or not store.claimed(
+        f"fetch:{page_no}"
+    ):
+        task.add_to_chord(
+            fetch_page.si(store.run_id, page_no).set(countdown=countdown, task_id=again)
+        )
+
+
 @shared_task(bind=True, base=ApiTask, name="tasks.sweep.fetch_page")
-def fetch_page(self: ApiTask, run_id: str, page_no: int, cursor: str | None) -> dict[str, Any]:
+def fetch_page(
+    self: ApiTask, run_id: str, page_no: int, legacy_cursor: str | None = None
+) -> dict[str, Any]:
     """Read pages from ``page_no`` on, several in a row (a task per page costs more than
     reading it), each handed at once to its own sanitize task; then hand the rest of
     the list to a fresh fetch task. Reading waits while too many pages are unsanitized:
-    memory stays bounded however long the list."""
+    memory stays bounded however long the list. Cursors (the platform's URLs) wait in
+    Redis (``RunStore.cursor``): task arguments are ids and numbers only
+    (``legacy_cursor``: a message sent by an earlier version, which passed it along)."""
     store = run_store(run_id)
     if not store.claim(f"fetch:{page_no}", self.request.id):
         return {"ok": True, "page": page_no, "repeat": True}
@@ -96,14 +114,15 @@ def fetch_page(self: ApiTask, run_id: str, page_no: int, cursor: str | None) -> 
         return {"ok": False, "page": page_no, "error": "run already failed"}
     list_id = meta["list_id"]
     _keep_lock(store, list_id)
+    cursor = store.cursor(page_no) or legacy_cursor
+    if page_no > 0 and cursor is None:
+        return _failed(store, f"the cursor of page {page_no} is not in Redis", page=page_no)
     started, first, read = time.monotonic(), page_no, 0
     with api_backend(store) as backend:
         while True:
             counts = store.counts()
             if counts.get("pages_read", 0) - counts.get("pages_sanitized", 0) >= PAGES_AHEAD:
-                self.add_to_chord(
-                    fetch_page.si(run_id, page_no, cursor).set(countdown=BACK_PRESSURE_WAIT)
-                )
+                _fetch_later(self, store, page_no, BACK_PRESSURE_WAIT)
                 break
             try:
                 page = backend.read_page(list_id, cursor)
@@ -112,7 +131,7 @@ def fetch_page(self: ApiTask, run_id: str, page_no: int, cursor: str | None) -> 
                     # Keep what this task read; a fresh task (with its own retry budget)
                     # takes this page on, as late as the server asked.
                     wait = exc.retry_after if exc.retry_after is not None else backoff_seconds(0)
-                    self.add_to_chord(fetch_page.si(run_id, page_no, cursor).set(countdown=wait))
+                    self.add_to_chord(fetch_page.si(run_id, page_no).set(countdown=wait))
                     break
                 gave_up = self.retry_or_give_up(exc, store)
                 return _failed(store, gave_up["error"], task=gave_up["task"], page=page_no)
@@ -130,8 +149,8 @@ def fetch_page(self: ApiTask, run_id: str, page_no: int, cursor: str | None) -> 
                 size = max(1, len(page.contacts))
                 pages = -(-page.total // size) if page.contacts else 1
                 for number in range(1, pages):
-                    page_cursor = backend.page_cursor(list_id, number, size)
-                    self.add_to_chord(fetch_page.si(run_id, number, page_cursor))
+                    store.note_cursor(number, backend.page_cursor(list_id, number, size))
+                    self.add_to_chord(fetch_page.si(run_id, number))
                 store.set_meta(pages_total=pages)
                 break
             if backend.parallel_pages:
@@ -139,9 +158,12 @@ def fetch_page(self: ApiTask, run_id: str, page_no: int, cursor: str | None) -> 
             if not page.next_cursor:
                 store.set_meta(pages_total=page_no + 1)
                 break
+            earlier = store.note_cursor(page_no + 1, page.next_cursor)
+            if earlier is not None:
+                return _failed(store, sweep.looping_cursor(page_no, earlier), page=page_no)
             page_no, cursor = page_no + 1, page.next_cursor
             if read >= PAGES_PER_TASK or time.monotonic() - started > SECONDS_PER_TASK:
-                self.add_to_chord(fetch_page.si(run_id, page_no, cursor))
+                self.add_to_chord(fetch_page.si(run_id, page_no))
                 break
     return {"ok": True, "page": first, "pages": read}
 
@@ -155,6 +177,7 @@ def sanitize_page(self: ApiTask, run_id: str, page_no: int) -> dict[str, Any]:
             return {"ok": True, "page": page_no, "repeat": True}
         return _failed(store, f"page {page_no} is no longer in Redis (expired?)")
     backend = backend_for(store)
+    contacts, repeated = sweep.unique_contacts(store, page_no, contacts, backend)
     try:
         if store.options().get("apply"):
             ids = [backend.contact_id(c) for c in contacts]
@@ -174,6 +197,7 @@ def sanitize_page(self: ApiTask, run_id: str, page_no: int) -> dict[str, Any]:
         return _failed(store, f"sanitizing page {page_no}: {gave_up['error']}", page=page_no)
     except (CxsweepError, SoftTimeLimitExceeded) as exc:
         return _failed(store, f"sanitizing page {page_no}: {exc}")
+    plan.counts["repeated_id"] += repeated
     store.commit_page(page_no, plan.updates, plan.removes, plan.counts, plan.archive, plan.numbers)
     return {
         "ok": True,
@@ -204,6 +228,9 @@ def plan_ready(self: Any, results: list[Any], run_id: str) -> dict[str, Any]:
     chunks = sweep.write_chunks(store, backend_for(store))
     if not chunks:
         return record_later(run_id, "completed", "nothing to write")
+    refusal = sweep.volatile_redis_refusal(store, allowed=_volatile_allowed(store))
+    if refusal:
+        return record_later(run_id, "halted", refusal)
     store.set_meta(status="writing", chunks_total=len(chunks))
     header = [
         write_updates.si(run_id, index) if kind == "update" else write_removals.si(run_id, index)
@@ -211,6 +238,10 @@ def plan_ready(self: Any, results: list[Any], run_id: str) -> dict[str, Any]:
     ]
     chord(header)(on_failure_end(finish_run.s(run_id), run_id))
     return {"ok": True, "chunks": len(chunks)}
+
+
+def _volatile_allowed(store: RunStore) -> bool:
+    return bool(store.options().get("allow_volatile_redis")) or settings().allow_volatile_redis
 
 
 def _write(task: ApiTask, run_id: str, kind: str, index: int) -> dict[str, Any]:
@@ -229,7 +260,6 @@ def _write(task: ApiTask, run_id: str, kind: str, index: int) -> dict[str, Any]:
     except CxsweepError as exc:
         log.warning("run %s: %s chunk %d failed: %s", run_id, kind, index, exc)
         return {"ok": False, "kind": kind, "chunk": index, "error": str(exc)}
-    store.incr("chunks_done")
     return result
 
 
@@ -246,9 +276,12 @@ def write_removals(self: ApiTask, run_id: str, index: int) -> dict[str, Any]:
 @shared_task(bind=True, name="tasks.sweep.finish_run")
 def finish_run(self: Any, results: list[Any], run_id: str) -> dict[str, Any]:
     store = run_store(run_id)
-    halted = store.meta().get("halted")
+    meta = store.meta()
+    halted = meta.get("halted")
     if halted:
         return record_later(run_id, "halted", halted)
+    if meta.get("error"):  # failed while writing: lost its list, or the watchdog
+        return record_later(run_id, "failed", meta["error"])
     failures = [r for r in results if not (isinstance(r, dict) and r.get("ok"))]
     if failures:
         first = failures[0]
@@ -404,8 +437,11 @@ def watchdog() -> int:
     overdue = overdue_runs(
         redis_client(), stall_seconds=settings().run_stall_seconds, awaiting_redelivery=unacked.hold
     )
+    # Fenced first, its list freed last (when recorded): its writes in flight stop at
+    # their next permit, and none goes out once another run may hold the list.
+    request_seconds = settings().connect_timeout + settings().read_timeout + 1
     for store, why in overdue:
-        store.fail(why)
+        sweep.fence(store, why, request_seconds=request_seconds)
         record_later(store.run_id, "failed", why)
     return len(overdue)
 
@@ -418,6 +454,10 @@ def begin_restore(run_id: str) -> None:
         return
     source = run_store(str(store.options()["restore_of"]))
     pages = source.archive_pages()
+    refusal = sweep.volatile_redis_refusal(store, allowed=_volatile_allowed(store))
+    if refusal:
+        record_later(run_id, "halted", refusal)
+        return
     # The progress counts contacts put back out of all the archive holds.
     total = sum(len(source.archive_page(page_no)) for page_no in pages)
     store.set_meta(status="writing", chunks_total=len(pages), restore_total=total)
@@ -444,5 +484,4 @@ def restore_archive_page(self: ApiTask, run_id: str, page_no: int) -> dict[str, 
         return {**self.retry_or_give_up(exc, store), "page": page_no}
     except CxsweepError as exc:
         return {"ok": False, "page": page_no, "error": str(exc)}
-    store.incr("chunks_done")
     return result

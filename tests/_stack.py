@@ -119,14 +119,20 @@ class Stack:
         return env
 
     def start_worker(
-        self, name: str, pool: str = "prefork", loglevel: str = "INFO", concurrency: int = 2
+        self,
+        name: str,
+        pool: str = "prefork",
+        loglevel: str = "INFO",
+        *,
+        concurrency: int = 2,
+        queues: str = "cxsweep.io,cxsweep.cpu",
     ) -> subprocess.Popen[bytes]:
         log = open(self.work_dir / f"worker-{name}.log", "wb")  # noqa: SIM115 - the child's
         command = worker_command(
             f"{name}-{uuid.uuid4().hex[:6]}",
             pool=pool,
             concurrency=concurrency,
-            queues="cxsweep.io,cxsweep.cpu",
+            queues=queues,
             loglevel=loglevel,
         )
         # Its own session: the whole worker (parent and pool) can be killed as a group.
@@ -216,7 +222,9 @@ class Stack:
             _amqp.delete_vhost(self.broker_url)
 
 
-def make_stack(work_dir: Path, broker: str = "redis", **sim_config: Any) -> Iterator[Stack]:
+def make_stack(
+    work_dir: Path, broker: str = "redis", *, persist: bool = True, **sim_config: Any
+) -> Iterator[Stack]:
     """A private stack; ``broker="amqp"``: RabbitMQ on a vhost of its own (the test skips,
     saying why, where no RabbitMQ can be had)."""
     broker_url = ""
@@ -226,7 +234,7 @@ def make_stack(work_dir: Path, broker: str = "redis", **sim_config: Any) -> Iter
             pytest.skip(f"RabbitMQ tests need a RabbitMQ: {why}")
         broker_url = _amqp.make_vhost(work_dir.name[:40])
     config = SimConfig(clients={CLIENT_ID: CLIENT_SECRET}, **sim_config)
-    server = LocalRedis(directory=str(work_dir / "redis")).start()
+    server = LocalRedis(directory=str(work_dir / "redis"), persist=persist).start()
     sim = RecordingSimulator(config).start()
     stack = Stack(work_dir=work_dir, redis_server=server, sim=sim, broker_url=broker_url)
     try:

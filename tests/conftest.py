@@ -18,9 +18,11 @@ import pytest
 import redis
 
 from cxsweep.localredis import LocalRedis, free_port, redis_answers
+from cxsweep.runs import persistence_problem
 from tests import _amqp
 
 _private_redis: LocalRedis | None = None
+_volatile_redis = ""
 _sim_port = free_port()
 CLIENT_ID, CLIENT_SECRET = "test-client", "test-secret-value-9f2"
 
@@ -53,7 +55,22 @@ def pytest_configure(config: pytest.Config) -> None:
     # CXSWEEP_RATE_LIMIT is left unset: the suite runs at the shipped 10 requests/s. A
     # test that needs another rate sets it itself and says why.
     os.environ.setdefault("CXSWEEP_METRICS_PORT", "0")
-    redis.Redis.from_url(url).flushdb()
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    global _volatile_redis
+    _volatile_redis = persistence_problem(client)
+    if _volatile_redis:
+        # A shared Redis the suite may not reconfigure (a developer's, a CI service run
+        # with --save "" --appendonly no): runs in this process write anyway, as an
+        # operator would with the explicit flag. The refusal itself is pinned against a
+        # volatile Redis of its own (test_durability.py); private stacks persist.
+        os.environ["CXSWEEP_ALLOW_VOLATILE_REDIS"] = "1"
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if _volatile_redis:
+        return f"test Redis {_volatile_redis}: in-process runs pass CXSWEEP_ALLOW_VOLATILE_REDIS=1"
+    return None
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -350,3 +350,32 @@ def test_cli_refuses_bad_access_key_fast(
     get_settings.cache_clear()
     with pytest.raises(CxsweepError, match="refused"):
         cli.start_run(cli._settings_for_run(), new_list_id(), dry_run=True)
+
+
+@pytest.mark.usefixtures("sweep_worker")
+def test_purge_guard_counts_blanked_secondary_numbers(
+    cxone: dict[str, str], simulator: Any
+) -> None:
+    """A policy that blanks many secondary numbers destroys data while removing few
+    records: the guard weighs phone values too, and the run halts before writing."""
+    list_id = new_list_id()
+    records = []
+    for i in range(100):
+        record = {"ExternalId": f"{list_id}-{i:03d}", "FirstName": "Pat"}
+        record["PhoneNumber"] = "not a number" if i < 5 else f"+1650253{i:04d}"
+        record["MobileNumber"] = "+33123456789" if 5 <= i < 65 else ""  # outside the regions
+        record["WorkNumber"] = "+33123456780" if 5 <= i < 45 else ""
+        records.append(record)
+    simulator.put_call_list(list_id, records)
+    original = simulator.get_call_list(list_id)
+    settings = cli._settings_for_run()
+    run_id = cli.start_run(settings, list_id, dry_run=False)
+    record = cli.wait_for_run(settings, run_id, timeout=60, quiet=True)
+    assert record["status"] == "halted", record
+    # 5 of 100 records (5%) is under the guard of 20%; 105 of 200 values is not.
+    assert "remove 5 of 100 contacts (5.0%)" in record["message"]
+    assert "destroy 105 of 200 phone values (52.5%)" in record["message"]
+    assert "--allow-purge-ratio" in record["message"]
+    stats = simulator.stats()
+    assert stats["requests"]["upload"] == 0 and stats["requests"]["remove_prospects"] == 0
+    assert simulator.get_call_list(list_id) == original
