@@ -46,12 +46,15 @@ class RequestCounts:
     """A task's API requests, counted in memory and added to the run's counters once,
     when the task ends: a write step is one Redis round trip per request cheaper."""
 
-    def __init__(self, store: RunStore) -> None:
+    def __init__(self, store: RunStore, tag: str = "") -> None:
         self.store = store
+        self.tag = tag
         self.counts: Counter[str] = Counter()
 
     def observe(self, kind: str, status: int | None, seconds: float) -> None:
         self.counts["api_requests"] += 1
+        if self.tag:
+            self.counts[f"{self.tag}_requests"] += 1
         self.counts[f"calls:{kind}"] += 1
         self.counts[f"status:{status or 'error'}"] += 1
         self.counts["api_ms_sum"] += round(seconds * 1000)
@@ -73,10 +76,11 @@ def backend_for(store: RunStore) -> Backend:
 
 
 @contextlib.contextmanager
-def api_backend(store: RunStore) -> Iterator[Backend]:
+def api_backend(store: RunStore, tag: str = "") -> Iterator[Backend]:
     """The backend for a step that calls the API; its requests are counted in the run
-    when the step ends, however it ends (a retry included)."""
-    counts = RequestCounts(store)
+    when the step ends, however it ends (a retry included); also as ``{tag}_requests``
+    when tagged (the cost of a pass, apart)."""
+    counts = RequestCounts(store, tag)
     try:
         yield make_backend(settings(), redis_client(), observer=counts.observe)
     finally:
