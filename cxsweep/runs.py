@@ -614,7 +614,12 @@ class RunStore:
         return script(keys=keys, args=args, client=client or self.redis)
 
     def record_recheck_page(
-        self, kind: str, page_no: int, next_cursor: str | None, states: Mapping[str, str]
+        self,
+        kind: str,
+        page_no: int,
+        next_cursor: str | None,
+        page_size: int,
+        states: Mapping[str, str],
     ) -> None:
         """One re-read page of the verify pass: its contacts' states, the next page's
         cursor (kept here, not in task arguments) and the pass's page count, in one round
@@ -622,27 +627,35 @@ class RunStore:
         pipe = self.redis.pipeline(transaction=True)
         if states:
             self._mark(list(states.items()), write=False, client=pipe)
-        self._pass_progress(pipe, kind, page_no, next_cursor)
+        self._pass_progress(pipe, kind, page_no, next_cursor, page_size)
         pipe.execute()
 
     def _pass_progress(
-        self, pipe: redis.client.Pipeline, kind: str, page_no: int, next_cursor: str | None
+        self,
+        pipe: redis.client.Pipeline,
+        kind: str,
+        page_no: int,
+        next_cursor: str | None,
+        page_size: int,
     ) -> None:
         key = f"{self.prefix}:pass:{kind}"
         if next_cursor:
             pipe.hset(key, f"cursor:{page_no + 1}", next_cursor)
+        if page_no == 0:
+            pipe.hset(key, "page_size", page_size)
         pipe.expire(key, DATA_TTL)
         # Absolute, not incremented: a page read again by a redelivered task counts once.
         pipe.hset(self.counts_key, f"{kind}_pages", page_no + 1)
 
-    def pass_cursor(self, kind: str, page_no: int) -> str | None:
+    def pass_cursor(self, kind: str, page_no: int) -> tuple[str | None, int]:
+        """Where page ``page_no`` of a pass starts, and the size of its first page."""
         if page_no == 0:
-            return None
-        raw = self.redis.hget(f"{self.prefix}:pass:{kind}", f"cursor:{page_no}")
-        return text(raw) if raw is not None else None
+            return None, 0
+        raw = self.redis.hmget(f"{self.prefix}:pass:{kind}", [f"cursor:{page_no}", "page_size"])
+        return (text(raw[0]) if raw[0] is not None else None), int(raw[1] or 0)
 
     def set_verified(self) -> None:
-        self.set_meta(verified=1)
+        self.set_meta(verified=1, verified_at=time.time())
 
     def claim_fresh(self, contact_ids: list[str]) -> list[str]:
         """For a write: each contact's state. A planned contact the re-read did not meet
@@ -653,7 +666,7 @@ class RunStore:
         return [text(s) for s in self._mark([(c, "gone") for c in contact_ids], write=True)]
 
     def confirm_page(
-        self, page_no: int, next_cursor: str | None, contact_ids: list[str]
+        self, page_no: int, next_cursor: str | None, page_size: int, contact_ids: list[str]
     ) -> list[str]:
         """One re-read page after the removals: the contacts we count as removed that it
         still holds become failures. Returns them."""
@@ -665,13 +678,13 @@ class RunStore:
                 args=[DATA_TTL, STILL_PRESENT, *contact_ids],
                 client=pipe,
             )
-        self._pass_progress(pipe, "confirm", page_no, next_cursor)
+        self._pass_progress(pipe, "confirm", page_no, next_cursor, page_size)
         results = pipe.execute()
         return [text(x) for x in results[0]] if contact_ids else []
 
     def keep_write_results(self, results: list[Any]) -> None:
         """The write chord's unsuccessful results, for the run's end after the confirm."""
-        self.set_meta(write_results=json.dumps(results))
+        self.set_meta(write_results=json.dumps(results), writes_done_at=time.time())
 
     def write_results(self) -> list[Any]:
         raw = self.redis.hget(self.meta_key, "write_results")

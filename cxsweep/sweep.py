@@ -17,7 +17,7 @@ from typing import Any
 import redis
 
 from cxsweep.audit import REASON_PREFIX, REGION_PREFIX, TYPE_PREFIX
-from cxsweep.backend import Backend, Change, WriteOutcome
+from cxsweep.backend import Backend, Change, Page, WriteOutcome
 from cxsweep.errors import CxsweepError, RetryableApiError
 from cxsweep.phone import Sanitizer
 from cxsweep.runs import PlanEntry, RunStore
@@ -155,6 +155,19 @@ def recheck_states(
     states = {entry.contact_id: "fresh" for entry in judged.updates + judged.removes}
     states.update(dict.fromkeys(judged.stale, "stale"))
     return states
+
+
+def following_cursor(
+    backend: Backend, list_id: str, page_no: int, page: Page, page_size: int
+) -> str | None:
+    """The cursor of the page after ``page_no``: the platform's, or for offset paging with
+    a total, built from the first page's size as ``fetch_page`` builds them (a platform
+    may serve fewer records than asked)."""
+    if not backend.parallel_pages or page.total is None:
+        return page.next_cursor
+    if not page.contacts or (page_no + 1) * page_size >= page.total:
+        return None
+    return backend.page_cursor(list_id, page_no + 1, page_size)
 
 
 def fresh_entries(store: RunStore, entries: list[PlanEntry]) -> list[PlanEntry]:
