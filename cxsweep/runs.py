@@ -111,7 +111,7 @@ redis.call('EXPIRE', KEYS[2], ttl)
 return 1
 """
 
-# The freshness index: a row a planned write, [id, before, after, reason] with ``after``
+# The freshness index: a row a planned write, id -> [before, after, reason] with ``after``
 # shrunk to {} (an update) or null (a removal): what the re-read compares and un-counts.
 # A later row for the same id (a duplicate's removal, indexed after the updates) wins.
 # KEYS: plan list, index hash. ARGV: ttl, first, last.
@@ -120,7 +120,7 @@ for _, raw in ipairs(redis.call('LRANGE', KEYS[1], ARGV[2], ARGV[3])) do
   local row = cjson.decode(raw)
   local after = row[3]
   if after ~= cjson.null then after = {} end
-  redis.call('HSET', KEYS[2], row[1], cjson.encode({row[1], row[2], after, row[4]}))
+  redis.call('HSET', KEYS[2], row[1], cjson.encode({row[2], after, row[4]}))
 end
 redis.call('EXPIRE', KEYS[2], ARGV[1])
 return 1
@@ -149,9 +149,9 @@ for i = 4, #ARGV, 2 do
     redis.call('HSET', KEYS[1], id, state)
     if state ~= 'fresh' then
       local entry = cjson.decode(row)
-      if entry[3] == cjson.null then
+      if entry[2] == cjson.null then
         redis.call('HINCRBY', KEYS[2], 'to_remove', -1)
-        redis.call('HINCRBY', KEYS[2], ARGV[2] .. tostring(entry[4]), -1)
+        redis.call('HINCRBY', KEYS[2], ARGV[2] .. tostring(entry[3]), -1)
       else
         redis.call('HINCRBY', KEYS[2], 'to_update', -1)
       end
@@ -597,7 +597,7 @@ class RunStore:
             return {}
         rows = self.redis.hmget(self.fresh_key, contact_ids)
         return {
-            cid: PlanEntry.from_json(row)
+            cid: PlanEntry(cid, *json.loads(row))
             for cid, row in zip(contact_ids, rows, strict=True)
             if row is not None and text(row).startswith("[")
         }
