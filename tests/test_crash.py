@@ -213,7 +213,7 @@ def test_cli_alone_reaches_the_workers(stack: Stack) -> None:
     """``python -m cxsweep.cli run`` exactly as an operator types it, nothing imported first."""
     stack.sim.put_list("plain", count=100, seed=3)
     stack.start_worker("a")
-    code, record, err = finish(stack.run_cli("plain", "--timeout", "6", plain=True), timeout=60)
+    code, record, err = finish(stack.run_cli("plain", "--timeout", "15", plain=True), timeout=60)
     assert code == 0 and record is not None and record["status"] == "completed", err
 
 
