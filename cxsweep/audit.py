@@ -6,7 +6,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,8 @@ def build_record(
     finished_at: float,
     message: str = "",
     failed_records: int = 0,
+    stale_ids: Sequence[str] = (),
+    failed_ids: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The audit fields of a run from its metadata and counters (all kept in Redis)."""
     dry_run = meta.get("dry_run") == "1"
@@ -88,6 +90,9 @@ def build_record(
         "stale_skipped": counts.get("stale", 0),
         # Contacts the platform showed twice (paging over a shifting list): judged once.
         "repeated_ids": counts.get("repeated_id", 0),
+        # A sample of each (the first 20): who changed under us, and who failed and why.
+        "stale_ids": list(stale_ids),
+        "failed_ids": dict(failed_ids or {}),
         "restored": restored,
         "restore_of": options.get("restore_of"),
         **_kind_fields(kind, meta, counts),

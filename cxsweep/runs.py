@@ -30,6 +30,8 @@ DATA_TTL = 7 * 24 * 3600
 # What a run changed must outlive the run long enough to be restored.
 ARCHIVE_TTL = 30 * 24 * 3600
 RUN_INDEX = "cxsweep:runs"
+# Why a contact counted as removed is a failure after all.
+STILL_PRESENT = "still present after DELETE"
 
 ACTIVE = ("reading", "writing")
 FINAL = ("completed", "halted", "failed")
@@ -192,6 +194,80 @@ def lock_ttl() -> float:
 
 def lock_key(list_id: str) -> str:
     return f"cxsweep:list-lock:{list_id}"
+
+
+# The freshness index: a row a planned write, id -> [before, after, reason] with ``after``
+# shrunk to {} (an update) or null (a removal): what the re-read compares and un-counts.
+# A later row for the same id (a duplicate's removal, indexed after the updates) wins.
+# KEYS: plan list, index hash. ARGV: ttl, first, last.
+_INDEX_PLAN = """
+for _, raw in ipairs(redis.call('LRANGE', KEYS[1], ARGV[2], ARGV[3])) do
+  local row = cjson.decode(raw)
+  local after = row[3]
+  if after ~= cjson.null then after = {} end
+  redis.call('HSET', KEYS[2], row[1], cjson.encode({row[2], after, row[4]}))
+end
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+return 1
+"""
+
+# Each planned contact is judged once: its index row becomes "fresh", "stale" (changed on
+# the platform since our read) or "gone" (absent from the re-read list). A contact found
+# stale or gone leaves the plan's counts for ``stale``, so it is neither written nor a
+# failure. With ARGV[3] = "1" the caller is a write: the re-read must have ended (else it
+# gets an error, never a write on an unchecked plan). Returns each contact's state.
+# KEYS: index hash, counts hash, stale list, meta hash. ARGV: ttl, reason prefix,
+# need_verified, then (id, state) pairs.
+_MARK_FRESHNESS = """
+if ARGV[3] == '1' and redis.call('HGET', KEYS[4], 'verified') ~= '1' then
+  return redis.error_reply('the list was not re-read before this write')
+end
+local states, stale = {}, 0
+for i = 4, #ARGV, 2 do
+  local id, state = ARGV[i], ARGV[i + 1]
+  local row = redis.call('HGET', KEYS[1], id)
+  if not row then
+    state = 'unplanned'
+  elseif string.sub(row, 1, 1) ~= '[' then
+    state = row
+  else
+    redis.call('HSET', KEYS[1], id, state)
+    if state ~= 'fresh' then
+      local entry = cjson.decode(row)
+      if entry[2] == cjson.null then
+        redis.call('HINCRBY', KEYS[2], 'to_remove', -1)
+        redis.call('HINCRBY', KEYS[2], ARGV[2] .. tostring(entry[3]), -1)
+      else
+        redis.call('HINCRBY', KEYS[2], 'to_update', -1)
+      end
+      redis.call('HINCRBY', KEYS[2], 'stale', 1)
+      redis.call('HINCRBY', KEYS[2], 'stale_' .. state, 1)
+      redis.call('RPUSH', KEYS[3], id)
+      stale = stale + 1
+    end
+  end
+  states[#states + 1] = state
+end
+if stale > 0 then redis.call('EXPIRE', KEYS[3], ARGV[1]) end
+return states
+"""
+
+# After the removals: a contact the list still holds was not removed, whatever its DELETE
+# was answered. KEYS: removed set, failures hash, counts hash. ARGV: ttl, why, ids.
+_STILL_PRESENT = """
+local found = {}
+for i = 3, #ARGV do
+  if redis.call('SREM', KEYS[1], ARGV[i]) == 1 then
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[2])
+    found[#found + 1] = ARGV[i]
+  end
+end
+if #found > 0 then
+  redis.call('HINCRBY', KEYS[3], 'still_present', #found)
+  redis.call('EXPIRE', KEYS[2], ARGV[1])
+end
+return found
+"""
 
 
 class ListLock:
@@ -660,6 +736,126 @@ class RunStore:
             return True
         return False
 
+    # --- freshness: the list re-read before writes, and after removals ---------------
+
+    @property
+    def fresh_key(self) -> str:
+        return f"{self.prefix}:freshness"
+
+    def index_plan(self, batch: int = 5000) -> None:
+        """Index the plan by contact id for the re-read (updates first: a duplicate's
+        removal row replaces its update row). Server-side, a batch a round trip."""
+        index = self.redis.register_script(_INDEX_PLAN)
+        updates, removes = self.plan_sizes()
+        for key, size in ((self.updates_key, updates), (self.removes_key, removes)):
+            for start in range(0, size, batch):
+                index(keys=[key, self.fresh_key], args=[DATA_TTL, start, start + batch - 1])
+
+    def plan_index_among(self, contact_ids: list[str]) -> dict[str, PlanEntry]:
+        """The planned, not yet judged, entries of these contacts (``after`` shrunk)."""
+        if not contact_ids:
+            return {}
+        rows = self.redis.hmget(self.fresh_key, contact_ids)
+        return {
+            cid: PlanEntry(cid, *json.loads(row))
+            for cid, row in zip(contact_ids, rows, strict=True)
+            if row is not None and text(row).startswith("[")
+        }
+
+    def _mark(
+        self, pairs: list[tuple[str, str]], *, write: bool, client: Any = None
+    ) -> Any:
+        # The counts' reject-reason prefix (audit.REASON_PREFIX; audit imports this module).
+        args: list[Any] = [DATA_TTL, "reason:", int(write)]
+        for contact_id, state in pairs:
+            args += [contact_id, state]
+        script = self.redis.register_script(_MARK_FRESHNESS)
+        keys = [self.fresh_key, self.counts_key, f"{self.prefix}:stale", self.meta_key]
+        return script(keys=keys, args=args, client=client or self.redis)
+
+    def record_recheck_page(
+        self,
+        kind: str,
+        page_no: int,
+        next_cursor: str | None,
+        page_size: int,
+        states: Mapping[str, str],
+    ) -> None:
+        """One re-read page of the verify pass: its contacts' states, the next page's
+        cursor (kept here, not in task arguments) and the pass's page count, in one round
+        trip."""
+        pipe = self.redis.pipeline(transaction=True)
+        if states:
+            self._mark(list(states.items()), write=False, client=pipe)
+        self._pass_progress(pipe, kind, page_no, next_cursor, page_size)
+        pipe.execute()
+
+    def _pass_progress(
+        self,
+        pipe: redis.client.Pipeline,
+        kind: str,
+        page_no: int,
+        next_cursor: str | None,
+        page_size: int,
+    ) -> None:
+        key = f"{self.prefix}:pass:{kind}"
+        if next_cursor:
+            pipe.hset(key, f"cursor:{page_no + 1}", next_cursor)
+        if page_no == 0:
+            pipe.hset(key, "page_size", page_size)
+        pipe.expire(key, DATA_TTL)
+        # Absolute, not incremented: a page read again by a redelivered task counts once.
+        pipe.hset(self.counts_key, f"{kind}_pages", page_no + 1)
+
+    def pass_cursor(self, kind: str, page_no: int) -> tuple[str | None, int]:
+        """Where page ``page_no`` of a pass starts, and the size of its first page."""
+        if page_no == 0:
+            return None, 0
+        raw = self.redis.hmget(f"{self.prefix}:pass:{kind}", [f"cursor:{page_no}", "page_size"])
+        return (text(raw[0]) if raw[0] is not None else None), int(raw[1] or 0)
+
+    def set_verified(self) -> None:
+        self.set_meta(verified=1, verified_at=time.time())
+
+    def claim_fresh(self, contact_ids: list[str]) -> list[str]:
+        """For a write: each contact's state. A planned contact the re-read did not meet
+        is judged ``gone`` here, once. Raises ``redis.ResponseError`` when the re-read has
+        not ended."""
+        if not contact_ids:
+            return []
+        return [text(s) for s in self._mark([(c, "gone") for c in contact_ids], write=True)]
+
+    def confirm_page(
+        self, page_no: int, next_cursor: str | None, page_size: int, contact_ids: list[str]
+    ) -> list[str]:
+        """One re-read page after the removals: the contacts we count as removed that it
+        still holds become failures. Returns them."""
+        script = self.redis.register_script(_STILL_PRESENT)
+        pipe = self.redis.pipeline(transaction=True)
+        if contact_ids:
+            script(
+                keys=[self.removed_key, self.failures_key, self.counts_key],
+                args=[DATA_TTL, STILL_PRESENT, *contact_ids],
+                client=pipe,
+            )
+        self._pass_progress(pipe, "confirm", page_no, next_cursor, page_size)
+        results = pipe.execute()
+        return [text(x) for x in results[0]] if contact_ids else []
+
+    def keep_write_results(self, results: list[Any]) -> None:
+        """The write chord's unsuccessful results, for the run's end after the confirm."""
+        self.set_meta(write_results=json.dumps(results), writes_done_at=time.time())
+
+    def write_results(self) -> list[Any]:
+        raw = self.redis.hget(self.meta_key, "write_results")
+        return json.loads(raw) if raw else []
+
+    def failures_sample(self, limit: int = 20) -> dict[str, str]:
+        """Some failed contacts and why, for the audit line (the hash may be large)."""
+        _, found = self.redis.hscan(self.failures_key, 0, count=limit)
+        return dict(sorted((text(k), text(v)) for k, v in cast(dict, found).items())[:limit])
+
+    # --- the end --------------------------------------------------------------------
 
 def persistence_problem(client: redis.Redis) -> str:
     """Why this Redis could lose a run's state (its plan, archive and markers) while the

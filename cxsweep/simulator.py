@@ -43,6 +43,8 @@ first, ``times`` caps how often the rule fires (null: for ever). Actions:
   batches without them do not match. With ``"always": true`` every matching write is
   refused naming all of ``ids``, in the batch or not (a server naming ids it was not
   sent).
+- ``fake_success``: a v2 PATCH answered 200, or a DELETE answered 204, with nothing
+  applied (a write that says it landed and did not).
 
 Every request that reaches the server, routed or not, is logged (method, path as sent,
 whether it carried an Authorization header): ``requests_seen()``, ``GET /_sim/requests``.
@@ -128,6 +130,7 @@ NAMED_ACTIONS = frozenset(
         "refuse_ids",
         "redirect",
         "loop_cursor",
+        "fake_success",
     }
 )
 # Requests remembered for ``requests_seen()`` (the newest; a bench sends millions).
@@ -1296,6 +1299,12 @@ class Simulator:
             return None
         if action in ("edit_contact", "remove_contact"):
             self._person_edits(rule)
+            return None
+        if action == "fake_success":
+            if kind == "delete":
+                return _empty(204)
+            if kind == "patch":
+                return _json(200, {"updated": _batch_size(req.body)})
             return None
         if action == "refuse_ids":
             try:

@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import redis
+
 from cxsweep.audit import REASON_PREFIX, REGION_PREFIX, TYPE_PREFIX
-from cxsweep.backend import Backend, Change, WriteOutcome
+from cxsweep.backend import Backend, Change, Page, WriteOutcome
 from cxsweep.errors import CxsweepError, RetryableApiError
 from cxsweep.phone import Sanitizer
 from cxsweep.runs import PlanEntry, RunStore, persistence_problem
@@ -213,6 +215,41 @@ def plan_page_from_plan(
     counts["fetched"] += len(contacts)
     counts["planned_seen"] += len(plan.updates) + len(plan.removes) + len(plan.stale)
     return plan
+
+
+def recheck_states(
+    store: RunStore, backend: Backend, contacts: Sequence[dict[str, Any]]
+) -> dict[str, str]:
+    """The verify pass over one re-read page: each planned contact on it is ``fresh``
+    (as the plan saw it) or ``stale`` (changed since), judged as ``apply`` judges a plan."""
+    ids = [backend.contact_id(contact) for contact in contacts]
+    judged = plan_page_from_plan(contacts, store.plan_index_among(ids), backend)
+    states = {entry.contact_id: "fresh" for entry in judged.updates + judged.removes}
+    states.update(dict.fromkeys(judged.stale, "stale"))
+    return states
+
+
+def following_cursor(
+    backend: Backend, list_id: str, page_no: int, page: Page, page_size: int
+) -> str | None:
+    """The cursor of the page after ``page_no``: the platform's, or for offset paging with
+    a total, built from the first page's size as ``fetch_page`` builds them (a platform
+    may serve fewer records than asked)."""
+    if not backend.parallel_pages or page.total is None:
+        return page.next_cursor
+    if not page.contacts or (page_no + 1) * page_size >= page.total:
+        return None
+    return backend.page_cursor(list_id, page_no + 1, page_size)
+
+
+def fresh_entries(store: RunStore, entries: list[PlanEntry]) -> list[PlanEntry]:
+    """The entries a write may send: those the re-read found as planned. The rest were
+    changed or removed by someone else since our read, and are reported as stale."""
+    try:
+        states = store.claim_fresh([e.contact_id for e in entries])
+    except redis.ResponseError as exc:
+        raise CxsweepError(str(exc)) from None
+    return [e for e, state in zip(entries, states, strict=True) if state == "fresh"]
 
 
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
@@ -419,7 +456,7 @@ def apply_update_chunk(
     entries = store.plan_slice("update", index * size, (index + 1) * size)
     # A duplicate found once the plan was whole is removed, never also updated.
     duplicates = store.duplicates_among([e.contact_id for e in entries])
-    entries = [e for e in entries if e.contact_id not in duplicates]
+    entries = fresh_entries(store, [e for e in entries if e.contact_id not in duplicates])
     if not entries:
         store.commit_update_chunk(index, 0)
         return {"ok": True, "kind": "update", "chunk": index, "updated": 0}
@@ -447,7 +484,7 @@ def apply_remove_chunk(
     if store.chunk_done("remove", index):
         return {"ok": True, "kind": "remove", "chunk": index, "repeat": True}
     _, size = chunk_sizes(backend)
-    entries = store.plan_slice("remove", index * size, (index + 1) * size)
+    entries = fresh_entries(store, store.plan_slice("remove", index * size, (index + 1) * size))
     ids = [e.contact_id for e in entries]
     done = store.removed_ids_among(ids)
     pending = [cid for cid in ids if cid not in done]

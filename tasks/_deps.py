@@ -62,8 +62,9 @@ class RequestCounts:
     gone) made progress: its failures so far are forgiven, so that a task of many
     requests is not failed by a few 5xx spread over its whole life."""
 
-    def __init__(self, store: RunStore) -> None:
+    def __init__(self, store: RunStore, tag: str = "") -> None:
         self.store = store
+        self.tag = tag
         self.counts: Counter[str] = Counter()
         self.progressed = False
 
@@ -71,6 +72,8 @@ class RequestCounts:
         if status is not None and (200 <= status < 300 or status == 404):
             self.progressed = self.progressed or kind not in _AUTH_KINDS
         self.counts["api_requests"] += 1
+        if self.tag:
+            self.counts[f"{self.tag}_requests"] += 1
         self.counts[f"calls:{kind}"] += 1
         self.counts[f"status:{status or 'error'}"] += 1
         self.counts["api_ms_sum"] += round(seconds * 1000)
@@ -96,10 +99,11 @@ def backend_for(store: RunStore) -> Backend:
 
 
 @contextlib.contextmanager
-def api_backend(store: RunStore) -> Iterator[Backend]:
+def api_backend(store: RunStore, tag: str = "") -> Iterator[Backend]:
     """The backend for a step that calls the API; its requests are counted in the run
-    when the step ends, however it ends (a retry included)."""
-    counts = RequestCounts(store)
+    when the step ends, however it ends (a retry included); also as ``{tag}_requests``
+    when tagged (the cost of a pass, apart)."""
+    counts = RequestCounts(store, tag)
     try:
         yield make_backend(settings(), redis_client(), observer=counts.observe)
     finally:

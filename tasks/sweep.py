@@ -232,12 +232,116 @@ def plan_ready(self: Any, results: list[Any], run_id: str) -> dict[str, Any]:
     if refusal:
         return record_later(run_id, "halted", refusal)
     store.set_meta(status="writing", chunks_total=len(chunks))
+    # Nothing is written before the list is re-read: a contact someone changed or removed
+    # since our read is skipped and reported as stale (list_verified starts the writes).
+    store.index_plan()
+    chord([recheck_list.si(run_id, "verify", 0)])(on_failure_end(list_verified.s(run_id), run_id))
+    return {"ok": True, "chunks": len(chunks)}
+
+
+def _unsuccessful(results: list[Any]) -> list[Any]:
+    return [r for r in results if not (isinstance(r, dict) and r.get("ok"))]
+
+
+def _why(result: Any, default: str) -> str:
+    return str(result.get("error", default)) if isinstance(result, dict) else str(result)
+
+
+@shared_task(bind=True, base=ApiTask, name="tasks.sweep.recheck_list")
+def recheck_list(self: ApiTask, run_id: str, kind: str, page_no: int) -> dict[str, Any]:
+    """Re-read the list from page ``page_no`` on. ``verify`` (before any write) judges
+    each planned contact fresh or stale; ``confirm`` (after the removals) finds removed
+    contacts the list still holds. Pages come one after another, a few to a task as in
+    ``fetch_page``; the next page's cursor waits in Redis, not in task arguments."""
+    store = run_store(run_id)
+    list_id = store.meta()["list_id"]
+    _keep_lock(store, list_id)
+    what = "re-reading the list " + ("before writing" if kind == "verify" else "after removals")
+    # Paging that never ends (a cursor that loops) must not read forever.
+    most = 2 * store.counts().get("pages_read", 0) + 2
+    started, first, still_present = time.monotonic(), page_no, []
+    with api_backend(store, tag=kind) as backend:
+        while True:
+            cursor, size = store.pass_cursor(kind, page_no)
+            if page_no >= most or (page_no and cursor is None):
+                return _failed(store, f"{what}: page {page_no + 1} is past the list's end")
+            try:
+                page = backend.read_page(list_id, cursor)
+            except RetryableApiError as exc:
+                if page_no != first:
+                    wait = exc.retry_after if exc.retry_after is not None else backoff_seconds(0)
+                    self.add_to_chord(recheck_list.si(run_id, kind, page_no).set(countdown=wait))
+                    break
+                gave_up = self.retry_or_give_up(exc, store)
+                return _failed(store, f"{what}: {gave_up['error']}", task=gave_up["task"])
+            except CxsweepError as exc:
+                return _failed(store, f"{what}: {exc}")
+            size = size or len(page.contacts)
+            following = sweep.following_cursor(backend, list_id, page_no, page, size)
+            if kind == "verify":
+                states = sweep.recheck_states(store, backend, page.contacts)
+                store.record_recheck_page(kind, page_no, following, size, states)
+            else:
+                ids = [backend.contact_id(contact) for contact in page.contacts]
+                still_present += store.confirm_page(page_no, following, size, ids)
+            if not following:
+                break
+            page_no += 1
+            if page_no - first >= PAGES_PER_TASK or time.monotonic() - started > SECONDS_PER_TASK:
+                self.add_to_chord(recheck_list.si(run_id, kind, page_no))
+                break
+    if still_present:
+        shown = ", ".join(still_present[:5])
+        return {"ok": False, "error": f"{len(still_present)} still present after DELETE: {shown}"}
+    return {"ok": True, "kind": kind, "page": first}
+
+
+@shared_task(bind=True, name="tasks.sweep.list_verified")
+def list_verified(self: Any, results: list[Any], run_id: str) -> dict[str, Any]:
+    """The list was re-read: the writes start; each sends only fresh contacts."""
+    store = run_store(run_id)
+    failed = _unsuccessful(results)
+    if failed:
+        why = _why(failed[0], "a re-read failed")
+        return record_later(run_id, "failed", f"nothing was written: {why}")
+    # A callback redelivered after a crash sends its chord again (not guarded by once():
+    # a crash mid-send would leave a chord that never completes); chunks run once anyway.
+    store.set_verified()
+    chunks = sweep.write_chunks(store, backend_for(store))
     header = [
         write_updates.si(run_id, index) if kind == "update" else write_removals.si(run_id, index)
         for kind, index in chunks
     ]
-    chord(header)(on_failure_end(finish_run.s(run_id), run_id))
+    chord(header)(on_failure_end(writes_done.s(run_id), run_id))
     return {"ok": True, "chunks": len(chunks)}
+
+
+@shared_task(bind=True, name="tasks.sweep.writes_done")
+def writes_done(self: Any, results: list[Any], run_id: str) -> dict[str, Any]:
+    """After removals, the list is read once more: a contact it still holds was not
+    removed, whatever its DELETE was answered."""
+    store = run_store(run_id)
+    if store.halted() or not store.removed_count():
+        return finish_run(results, run_id)
+    store.keep_write_results(_unsuccessful(results))
+    chord([recheck_list.si(run_id, "confirm", 0)])(
+        on_failure_end(removals_confirmed.s(run_id), run_id)
+    )
+    return {"ok": True, "confirming": True}
+
+
+@shared_task(bind=True, name="tasks.sweep.removals_confirmed")
+def removals_confirmed(self: Any, results: list[Any], run_id: str) -> dict[str, Any]:
+    store = run_store(run_id)
+    writes, confirm = store.write_results(), _unsuccessful(results)
+    still_present = store.counts().get("still_present", 0)
+    if confirm and not writes and not still_present:
+        why = _why(confirm[0], "the re-read failed")
+        return record_later(run_id, "failed", f"the removals are not confirmed: {why}")
+    if still_present and not confirm:
+        # Found by a twin of this pass (a redelivered callback ran it twice): still failed.
+        confirm = [{"ok": False, "error": f"{still_present} still present after DELETE"}]
+    return finish_run(writes + confirm, run_id)
 
 
 def _volatile_allowed(store: RunStore) -> bool:
@@ -367,6 +471,8 @@ def record_run(store: RunStore, status: str, message: str = "", *, owner: str) -
             finished_at=finished_at,
             message=message,
             failed_records=store.failure_count(),
+            stale_ids=store.stale_ids(20),
+            failed_ids=store.failures_sample(20),
         )
         path = audit.append_audit_line(settings().audit_log, record)
         metrics.observe_run(record)
