@@ -640,8 +640,29 @@ class CxoneBackend:
         skills = set(info.get("skills") or ())
         if self.settings.cxone_skill_id:
             skills.add(self.settings.cxone_skill_id)
+        for skill in sorted(skills):
+            self._check_running(list_id, skill)
         if self.settings.cxone_dnc_group_id and skills:
             self._check_scrubbed(list_id, skills)
+
+    def _check_running(self, list_id: str, skill: str) -> None:
+        """Warn when the list's skill is running: uploads to it are dialed whatever
+        ``startSkill`` says. Assumed: ``GET skills/{id}`` answers ``skills[0].isRunning``
+        (an open client reads that field); a skill that cannot be read is not judged."""
+        url = f"{self.api_base()}/skills/{quote(skill, safe='')}"
+        try:
+            body = self._call("skill", f"GET {path_of(url)}", "GET", url)
+        except NotFound:
+            return
+        found = body.get("skills") if isinstance(body, dict) else None
+        first = found[0] if isinstance(found, list) and found else body
+        if isinstance(first, dict) and first.get("isRunning") is True:
+            log.warning(
+                "list %s: skill %s is running: corrected records uploaded to it are dialed"
+                " at once; sweep lists whose skill is paused",
+                list_id,
+                skill,
+            )
 
     def _check_scrubbed(self, list_id: str, skills: set[str]) -> None:
         """Warn when the list's skill is not scrubbed against the DNC group: numbers

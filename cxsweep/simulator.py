@@ -109,6 +109,7 @@ KINDS = (
     "dnc",
     "access_key",
     "scrubbed",
+    "skill",
 )
 # Authentication and discovery are spared the random 503s of ``fail_rate``.
 _AUTH_KINDS = frozenset({"token", "cxone_token", "oidc", "discovery", "access_key"})
@@ -163,6 +164,7 @@ _ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ),
     ("POST", re.compile(rf"^{_CX}/dnc-groups/(?P<group>[^/]+)/records/?$"), "dnc"),
     ("GET", re.compile(rf"^{_CX}/dnc-groups/(?P<group>[^/]+)/scrubbed-skills/?$"), "scrubbed"),
+    ("GET", re.compile(rf"^{_CX}/skills/(?P<skill>\d+)/?$"), "skill"),
 )
 
 
@@ -849,6 +851,7 @@ class Simulator:
         self._job_seq = 0
         self._dnc: dict[str, dict[str, dict[str, Any]]] = {}
         self._scrubbed: dict[str, list[int]] = {}
+        self._running_skills: set[int] = set()
         self._remove_failures: dict[str, str] = {}
         self._upload_failures: dict[str, str] = {}
         self._jwt_key = secrets.token_bytes(32)
@@ -935,6 +938,7 @@ class Simulator:
             self._jobs.clear()
             self._dnc.clear()
             self._scrubbed.clear()
+            self._running_skills.clear()
             self._remove_failures.clear()
             self._upload_failures.clear()
             self._webhooks.clear()
@@ -1059,6 +1063,10 @@ class Simulator:
         with self._lock:
             self._dnc.setdefault(str(group_id), {})
             self._scrubbed[str(group_id)] = list(scrubbed_skills)
+
+    def set_skill_running(self, skill_id: int, running: bool = True) -> None:
+        with self._lock:
+            (self._running_skills.add if running else self._running_skills.discard)(skill_id)
 
     def dnc_numbers(self, group_id: str) -> list[str]:
         with self._lock:
@@ -1795,6 +1803,15 @@ class Simulator:
             return _json(404, {"error": "dnc_group_not_found"})
         rows = [{"skillId": skill, "skillName": f"Skill {skill}"} for skill in skills]
         return _json(200, {"totalRecords": len(rows), "scrubbedSkills": rows})
+
+    def _api_skill(self, params: dict[str, str], req: _Request) -> _Response:
+        if not self._authorized(req):
+            return _error_response("skill", 401)
+        skill = int(params["skill"])
+        with self._lock:
+            running = skill in self._running_skills
+        row = {"skillId": skill, "skillName": f"Skill {skill}", "isRunning": running}
+        return _json(200, {"skills": [row]})
 
     @staticmethod
     def _skip_top(req: _Request, default_top: int, max_top: int) -> tuple[int, int]:

@@ -101,6 +101,10 @@ def fetch_page(self: ApiTask, run_id: str, page_no: int, cursor: str | None) -> 
         while True:
             counts = store.counts()
             if counts.get("pages_read", 0) - counts.get("pages_sanitized", 0) >= PAGES_AHEAD:
+                if page_no == first:
+                    # This task holds the page's claim: a successor (another task id)
+                    # would be refused it and the read would stop here. Come back as is.
+                    raise self.retry(countdown=BACK_PRESSURE_WAIT, max_retries=None)
                 self.add_to_chord(
                     fetch_page.si(run_id, page_no, cursor).set(countdown=BACK_PRESSURE_WAIT)
                 )

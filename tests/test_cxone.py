@@ -332,8 +332,47 @@ def test_a_list_downloads_once_and_pages_from_the_spool(
     resumed = client.read_page(list_id, cursors[1])
     assert [r["ExternalId"] for r in resumed.contacts] == original[80:120]
     assert simulator.stats()["requests"]["cxone_read"] == 2
+    assert resumed.next_cursor and not client.read_page(list_id, resumed.next_cursor).next_cursor
+    assert not (SPOOL_DIR / f"{resumed.next_cursor.split(':')[0]}.jsonl").exists()
     with pytest.raises(ApiError, match="cursor"):
         client.read_page(list_id, "../../etc/passwd:0:0")
+
+
+def test_warns_of_a_running_or_unscrubbed_skill(
+    cxone: dict[str, str],
+    simulator: Any,
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("CXSWEEP_CXONE_DNC_GROUP_ID", DNC_GROUP)
+    simulator.add_dnc_group(DNC_GROUP, scrubbed_skills=(4001,))
+    quiet, loud = new_list_id(), new_list_id()
+    simulator.put_call_list(quiet, count=2, seed=1, skill_id=4001)
+    simulator.put_call_list(loud, count=2, seed=1, skill_id=4002, name="loud")
+    simulator.set_skill_running(4002)
+    client = backend(redis_client)
+    with caplog.at_level("WARNING", logger="cxsweep.cxone"):
+        client.read_page(quiet, None)
+        assert not caplog.records
+        client.read_page(loud, None)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("skill 4002 is running" in m for m in messages), messages
+    assert any("4002 not scrubbed against DNC group" in m for m in messages), messages
+
+
+def test_scheduled_sweeps_skip_inactive_lists(
+    cxone: dict[str, str],
+    simulator: Any,
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    active, inactive = new_list_id(), new_list_id()
+    simulator.put_call_list(active, count=1, seed=1)
+    simulator.put_call_list(inactive, count=1, seed=1, status="Inactive", name="old")
+    assert {item["id"] for item in backend(redis_client).iter_lists()} == {active}
+    monkeypatch.setenv("CXSWEEP_CXONE_INCLUDE_INACTIVE", "true")
+    assert {item["id"] for item in backend(redis_client).iter_lists()} == {active, inactive}
 
 
 def test_oversized_record_and_short_answer_are_refused(
@@ -416,7 +455,9 @@ def test_full_sweep_through_cxone(
     # Two records were refused by the platform: the run says so, everything else is done.
     failures = RunStore(redis_client, run_id).failures()
     assert record["status"] == "failed", record
+    assert "e.g." in record["message"], record  # a record's reason reaches the audit line
     assert set(failures) == {locked, refused}, failures
+    assert failures[refused].startswith("upload job "), failures
     assert record["failure_count"] == 2, record
     assert record["total_processed"] == len(original)
     assert record["purge_count"] == len(removed) - 1
@@ -492,6 +533,8 @@ def test_cxsweep_run_against_the_published_schema(
     import json
 
     monkeypatch.delenv("CXSWEEP_API_URL")
+    # Small pages: many more than the reading window, so reading waits for sanitizing.
+    monkeypatch.setenv("CXSWEEP_CXONE_PAGE_SIZE", "10")
     list_id = "4100031"
     simulator.put_call_list(list_id, count=300, seed=31)
     original = {r["ExternalId"]: r for r in simulator.get_call_list(list_id)}
