@@ -172,7 +172,8 @@ def _digits(value: Any) -> str:
 def as_number(value: str) -> int | str:
     """A number-typed field (removeProspects' externalId, a DNC phoneNumber): a number
     when the text is one, digit for digit; text otherwise (a leading zero would be lost)."""
-    return int(value) if value.isdigit() and str(int(value)) == value else value
+    digits = value.isascii() and value.isdigit()
+    return int(value) if digits and str(int(value)) == value else value
 
 
 class _AnswerReader:
@@ -754,7 +755,9 @@ class CxoneBackend:
                 f"waiting for a read of list {list_id} to verify {len(ids)} write(s)",
                 retry_after=self.settings.cxone_job_poll_seconds,
             )
+        # Redis keeps what waits, not what was verified.
         self.redis.srem(want, *ids)
+        self.redis.hdel(seen, *ids)
         return found
 
     def _seen_since(

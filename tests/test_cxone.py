@@ -245,7 +245,7 @@ def test_number_typed_fields_go_as_numbers(
 
     assert as_number("12345") == 12345
     assert as_number("0123") == "0123"  # a number would lose the zero
-    assert as_number("cx-1") == "cx-1"
+    assert as_number("cx-1") == "cx-1" and as_number("١٢") == "١٢"
     list_id = new_list_id()
     simulator.put_call_list(
         list_id, [{"ExternalId": "501", "PhoneNumber": "x", "MobileNumber": "", "WorkNumber": ""}]
@@ -554,3 +554,29 @@ def test_cxsweep_run_against_the_published_schema(
     stats = simulator.stats()
     assert stats["requests"]["discovery"] == 1
     assert all(times == 1 for times in stats["uploaded"].values())
+
+
+def test_new_settings_are_validated() -> None:
+    from cxsweep.errors import SettingsError
+    from cxsweep.settings import load_settings
+
+    base = {"CXSWEEP_ENV_FILE": "/dev/null", "CXSWEEP_BACKEND": "cxone"}
+    for name, value in (
+        ("CXSWEEP_CXONE_AUTH", "token"),
+        ("CXSWEEP_CXONE_CLIENT_AUTH", "private_key_jwt"),
+        ("CXSWEEP_CXONE_LIST_EXPIRATION_DAYS", "0"),
+        ("CXSWEEP_CXONE_INCLUDE_INACTIVE", "maybe"),
+    ):
+        with pytest.raises(SettingsError, match=name.removeprefix("CXSWEEP_")):
+            load_settings({**base, name: value})
+    access_key = load_settings(
+        {
+            **base,
+            "CXSWEEP_CXONE_AUTH": "access-key",
+            "CXSWEEP_CXONE_ACCESS_KEY_ID": "k",
+            "CXSWEEP_CXONE_ACCESS_KEY_SECRET": "s",
+        }
+    )
+    access_key.require_api()  # no client id needed
+    with pytest.raises(SettingsError, match="CLIENT_ID"):
+        load_settings({**base, "CXSWEEP_CXONE_ACCESS_KEY_ID": "k"}).require_api()
