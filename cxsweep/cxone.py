@@ -751,9 +751,12 @@ class CxoneBackend:
                 self.redis.delete(f"{self._ns}:rb:{list_id}:lock")
             found = self._seen_since(seen, ids, since)
         if found is None:
+            # Half as long as the last read took: hundreds of writes waiting on a long
+            # list must not spin the workers (and starve the read) by asking every second.
+            took = float(self.redis.get(f"{self._ns}:rb:{list_id}:took") or 0)
             raise NotYet(
                 f"waiting for a read of list {list_id} to verify {len(ids)} write(s)",
-                retry_after=self.settings.cxone_job_poll_seconds,
+                retry_after=max(self.settings.cxone_job_poll_seconds, min(took / 2, 60.0)),
             )
         # Redis keeps what waits, not what was verified.
         self.redis.srem(want, *ids)
@@ -789,6 +792,8 @@ class CxoneBackend:
         if rows:
             self.redis.hset(seen, mapping=rows)  # type: ignore[arg-type]
         self.redis.expire(seen, self.settings.run_deadline_seconds)
+        took_key = f"{seen.rsplit(':', 1)[0]}:took"
+        self.redis.set(took_key, self._now() - started, ex=self.settings.run_deadline_seconds)
 
     # --- removing ---------------------------------------------------------------------
 
