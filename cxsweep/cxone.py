@@ -770,27 +770,35 @@ class CxoneBackend:
         for cid, raw in zip(ids, self.redis.hmget(seen, list(ids)), strict=True):
             if raw is None:
                 return None
-            started, columns = json.loads(raw)
+            started, values = json.loads(raw)
             if started <= since:
                 return None
-            found[cid] = columns
+            columns = None if values is None else zip(self.phone_fields, values, strict=False)
+            found[cid] = None if columns is None else dict(columns)
         return found
 
     def _read_for_waiting(self, list_id: str, want: str, seen: str) -> None:
         started = self._now()
         pending = {text(x) for x in self.redis.smembers(want)}
         rows: dict[str, str] = {}
+        def flush() -> None:
+            # What was seen no longer waits: Redis holds each id once, not twice.
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hset(seen, mapping=rows)  # type: ignore[arg-type]
+            pipe.srem(want, *rows)
+            pipe.execute()
+            rows.clear()
+
         for record in self.stream_list(list_id, {}):
             cid = self.contact_id(record)
             if cid in pending:
                 pending.discard(cid)
-                rows[cid] = json.dumps([started, {c: record.get(c) for c in self.phone_fields}])
+                rows[cid] = json.dumps([started, [record.get(c) for c in self.phone_fields]])
             if len(rows) >= 1000:
-                self.redis.hset(seen, mapping=rows)  # type: ignore[arg-type]
-                rows = {}
+                flush()
         rows.update({cid: json.dumps([started, None]) for cid in pending})
         if rows:
-            self.redis.hset(seen, mapping=rows)  # type: ignore[arg-type]
+            flush()
         self.redis.expire(seen, self.settings.run_deadline_seconds)
         took_key = f"{seen.rsplit(':', 1)[0]}:took"
         self.redis.set(took_key, self._now() - started, ex=self.settings.run_deadline_seconds)
