@@ -580,6 +580,7 @@ class CxoneBackend:
         url = self._list_url(list_id)
         call = f"GET {path_of(url)}"
         params = {"finalized": "false", "includeRecords": "true"}
+        require_same_origin(call, "the request URL", url, self.api_base())
         response = self.http.authorized(
             self.tokens, "read", call, "GET", url, params=params, stream=True
         )
