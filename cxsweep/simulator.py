@@ -29,12 +29,12 @@ first, ``times`` caps how often the rule fires (null: for ever). Actions:
   ``token_endpoint``, the discovery ``api_endpoint``;
 - ``redirect`` with ``origin``: answered ``307`` to the same path on that origin;
 - ``inject_contacts`` with ``contacts`` (objects, ids free: ``""``, ``"."``, ``".."``):
-  added in front of the *first* page of a v2 read (or CXone read at skip 0); later pages
-  do not match the rule. The contacts are not stored: writes to them find nothing;
+  added in front of the *first* page of a v2 read (or of a CXone list's whole answer);
+  later pages do not match the rule. The contacts are not stored: writes to them find nothing;
 - ``shift_page``: the page is served, then the list shifts under the reader as offset
   paging does. v2: the page's last contact moves to the end of the list, so it is read
-  again on the last page. CXone: the list's last record moves to the front, so the next
-  offset page starts with this page's last record again;
+  again on the last page. CXone (answered whole): the list's last record moves to the
+  front, so the next read starts with it;
 - ``edit_contact`` with ``contact`` (an id or external id) and ``fields`` (``{"phone":
   "+1..."}``; CXone columns by name): a person edits that contact just before the
   matching request is served as usual. With ``"method": "PATCH"`` it happens on the
@@ -1381,6 +1381,8 @@ class Simulator:
             return response
         if rule.action not in ("foreign_link", "inject_contacts"):
             return response
+        if response.chunks is not None:  # a CXone list answer, sent as encoded
+            response = replace(response, body=b"".join(response.chunks), chunks=None)
         try:
             body = json.loads(response.body)
         except ValueError:
@@ -1876,7 +1878,7 @@ class Simulator:
         one ``json.dumps`` would hold the GIL (and every other request) for seconds."""
         if not self._authorized(req):
             return _error_response("cxone_read", 401)
-        include = (req.query.get("includeRecords") or ["false"])[0].lower() == "true"
+        include = (req.query.get("includeRecords") or ["true"])[0].lower() != "false"
         with self._lock:
             self._settle_jobs()
             calling_list = self._call_lists.get(params["list"])
