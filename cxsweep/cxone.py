@@ -4,7 +4,10 @@ Like ``V2Client`` it makes one attempt per call and turns every answer into a va
 typed error; it never sleeps and never loops on the platform's behalf. The one place the
 platform is asynchronous, an upload job, is followed by raising ``JobPending`` so that the
 Celery task comes back later; the job id is remembered in Redis so that the retry polls
-the job instead of uploading again.
+the job instead of uploading again. A job reports only its status, so what a write did is
+read back from the list before it is counted (``read_back``). A list downloads whole, in
+one answer of up to 500,000 records: it is parsed as it streams in (ijson) and spooled to
+a local file that pages are served from (``read_page``).
 
 What cxsweep knows of this API comes from public sources, not from a tenant: every
 behaviour marked "Assumed" below is listed in docs/cxone.md and should be checked
@@ -16,17 +19,23 @@ from __future__ import annotations
 import base64
 import binascii
 import csv
+import datetime
 import hashlib
 import io
 import ipaddress
 import json
 import logging
 import re
+import secrets
+import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
+import ijson
 import redis
 import requests
 
@@ -39,6 +48,7 @@ from cxsweep.errors import (
     MalformedResponse,
     NotFound,
     NotYet,
+    RetryableApiError,
 )
 from cxsweep.http import (
     ResponseObserver,
@@ -49,6 +59,7 @@ from cxsweep.http import (
     path_of,
     raise_for_status,
     require_same_origin,
+    short,
     show_origin,
 )
 from cxsweep.ratelimit import RateLimiter
@@ -68,6 +79,19 @@ MAX_JOB_POLL_SECONDS = 60.0
 # Assumed: a missing expires_in is unheard of; an hour is what NICE documents.
 DEFAULT_EXPIRES_IN = 3600.0
 MAX_LIST_PAGES = 10_000
+# NICE caps a calling list at 256 MB and a record at 512 characters (of data: the values,
+# not the JSON around them). A record gets twice that as slack; the answer as a whole is
+# also capped in bytes, against an endless stream.
+MAX_RECORD_CHARS = 1024
+MAX_LIST_CHARS = 256 * 1024 * 1024
+MAX_ANSWER_BYTES = 1024 * 1024 * 1024
+# A download is spooled here as JSON lines (one record a line) and paged from the file;
+# a spool left behind by a dead worker is swept away after a day.
+SPOOL_DIR = Path(tempfile.gettempdir()) / "cxsweep-cxone"
+SPOOL_MAX_AGE = 24 * 3600
+_SPOOL_TOKEN = re.compile(r"^[0-9a-f]{16}$")
+# One worker reads the list back for every write waiting for it; a dead one frees it.
+READ_BACK_LOCK_SECONDS = 600
 
 
 class JobPending(NotYet):
@@ -140,15 +164,47 @@ def _is_not_found(code: str) -> bool:
 
 
 def _digits(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
     return "".join(ch for ch in value if ch.isdigit()) if isinstance(value, str) else ""
+
+
+def as_number(value: str) -> int | str:
+    """A number-typed field (removeProspects' externalId, a DNC phoneNumber): a number
+    when the text is one, digit for digit; text otherwise (a leading zero would be lost)."""
+    digits = value.isascii() and value.isdigit()
+    return int(value) if digits and str(int(value)) == value else value
+
+
+class _AnswerReader:
+    """A streamed answer as a file for ijson: capped, and a connection that breaks off
+    is a retryable failure like any other."""
+
+    def __init__(self, call: str, response: requests.Response) -> None:
+        self._call = call
+        self._chunks = response.iter_content(chunk_size=256 * 1024)
+        self._size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        if size == 0:  # ijson's probe for bytes or text
+            return b""
+        try:
+            chunk = next(self._chunks, b"")
+        except requests.RequestException as exc:
+            raise RetryableApiError(f"{self._call}: the answer broke off ({short(exc)})") from None
+        self._size += len(chunk)
+        if self._size > MAX_ANSWER_BYTES:
+            raise MalformedResponse(f"{self._call}: answer exceeds {MAX_ANSWER_BYTES} bytes")
+        return chunk
 
 
 class CxoneBackend:
     """Calling lists of a NICE CXone tenant, through the Admin API."""
 
     name = "cxone"
-    # skip/top paging with a known total: every page can be read at once.
-    parallel_pages = True
+    # The list comes whole in one answer (no skip/top in NICE's schema): pages follow
+    # one another from the spool of that answer.
+    parallel_pages = False
     # An upload overwrites whole records, so updates carry the record as read.
     update_needs_record = True
 
@@ -209,6 +265,9 @@ class CxoneBackend:
         return endpoint
 
     def _grant(self, refresh_token: str | None) -> Grant:
+        if self.settings.cxone_auth == "access-key":
+            # No registered app: no refresh grant either, the key is asked again.
+            return self._access_key_grant()
         if refresh_token:
             grant = self._token_request(
                 {"grant_type": "refresh_token", "refresh_token": refresh_token}, refresh=True
@@ -228,18 +287,41 @@ class CxoneBackend:
             raise CredentialsRefused("the CXone token endpoint refused the password grant")
         return grant
 
+    def access_key_endpoint(self) -> str:
+        """NICE's access-key token endpoint. Assumed: it is served by the issuer's host
+        (NICE's pages show https://na1.nice-incontact.com; an open client also uses
+        https://cxone.niceincontact.com); the API host is then discovered as usual."""
+        return f"{self._auth_url}/authentication/v1/token/access-key"
+
+    def _access_key_grant(self) -> Grant:
+        url = self.access_key_endpoint()
+        call = f"POST {path_of(url)}"
+        body = {
+            "accessKeyId": self.settings.cxone_access_key_id,
+            "accessKeySecret": self.settings.cxone_access_key_secret.reveal(),
+        }
+        response = self.http.send("token", call, "POST", url, json_body=body)
+        if response.status_code in (400, 401, 403):
+            raise CredentialsRefused(
+                f"the CXone access-key endpoint refused the access key"
+                f" {self.settings.cxone_access_key_id!r}"
+                f" ({error_field(response) or response.status_code}):"
+                " check CXSWEEP_CXONE_ACCESS_KEY_ID/_SECRET",
+                status=response.status_code,
+            )
+        return self._grant_from(call, response)
+
     def _token_request(self, form: dict[str, str], *, refresh: bool) -> Grant | None:
         """One token request; None when a refresh token is refused (fall back to a grant)."""
         url = self.token_endpoint()
         call = f"POST {path_of(url)}"
-        response = self.http.send(
-            "token",
-            call,
-            "POST",
-            url,
-            data=form,
-            auth=(self.settings.client_id, self.settings.client_secret.reveal()),
-        )
+        auth: tuple[str, str] | None = None
+        client = (self.settings.client_id, self.settings.client_secret.reveal())
+        if self.settings.cxone_client_auth == "client_secret_post":
+            form = {**form, "client_id": client[0], "client_secret": client[1]}
+        else:
+            auth = client
+        response = self.http.send("token", call, "POST", url, data=form, auth=auth)
         if response.status_code in (400, 401, 403):
             if refresh:
                 return None
@@ -248,9 +330,14 @@ class CxoneBackend:
                 "the CXone token endpoint refused the access key"
                 f" {self.settings.cxone_access_key_id!r} or client id"
                 f" {self.settings.client_id!r} ({error or response.status_code}):"
-                " check CXSWEEP_CXONE_ACCESS_KEY_ID/_SECRET and CXSWEEP_CLIENT_ID/_SECRET",
+                " check CXSWEEP_CXONE_ACCESS_KEY_ID/_SECRET, CXSWEEP_CLIENT_ID/_SECRET"
+                " and CXSWEEP_CXONE_CLIENT_AUTH",
                 status=response.status_code,
             )
+        return self._grant_from(call, response)
+
+    @staticmethod
+    def _grant_from(call: str, response: requests.Response) -> Grant:
         raise_for_status(call, response)
         body = parse_json(call, response)
         if not isinstance(body, dict):
@@ -379,9 +466,10 @@ class CxoneBackend:
         return str(contact[self.external_id_column])
 
     def page_cursor(self, list_id: str, page_no: int, page_size: int) -> str:
-        return f"skip={page_no * page_size}&top={page_size}"
+        raise NotImplementedError("CXone answers a list whole: pages are not addressable")
 
     def iter_lists(self) -> Iterator[dict[str, Any]]:
+        """The tenant's calling lists; Inactive ones only with CXONE_INCLUDE_INACTIVE."""
         url: str | None = f"{self.api_base()}/lists/call-lists"
         params: dict[str, Any] | None = {"top": self.settings.cxone_page_size}
         seen: set[str] = set()
@@ -396,6 +484,8 @@ class CxoneBackend:
             ):
                 raise MalformedResponse(f"{call}: 'callingLists' is missing or malformed")
             for item in lists:
+                if item.get("status") == "Inactive" and not self.settings.cxone_include_inactive:
+                    continue
                 yield {**item, "id": str(item["listId"]), "name": str(item.get("listName", ""))}
             if not lists:
                 return
@@ -411,74 +501,191 @@ class CxoneBackend:
         return require_same_origin("GET call-lists", "_links.next", url, self.api_base())
 
     def read_page(self, list_id: str, cursor: str | None) -> Page:
-        query = parse_qs(cursor or "")
-        skip = int((query.get("skip") or ["0"])[0])
-        top = int((query.get("top") or [str(self.settings.cxone_page_size)])[0])
-        url = self._list_url(list_id)
-        call = f"GET {path_of(url)}"
-        params = {"skip": skip, "top": top, "includeRecords": "true"}
-        body = self._call("read", call, "GET", url, params=params)
-        if not isinstance(body, dict):
-            raise MalformedResponse(f"{call}: answer is not a JSON object")
-        # Assumed: the download answer wraps the list in "resultSet" (open clients show
-        # it so); a bare object is accepted too.
-        wrapped = body.get("resultSet")
-        result: dict[str, Any] = wrapped if isinstance(wrapped, dict) else body
-        records = result.get("contactRecords")
-        if not isinstance(records, list):
-            raise MalformedResponse(f"{call}: 'contactRecords' is missing or not a list")
-        total = result.get("totalRecords", body.get("totalRecords"))
-        if not isinstance(total, int) or isinstance(total, bool) or total < 0:
-            # Pages are read in parallel from the total: without it a sweep would judge
-            # only the first page.
-            raise MalformedResponse(f"{call}: 'totalRecords' is missing or not an integer")
-        if skip == 0 and total > 0 and not records:
-            raise MalformedResponse(f"{call}: {total} records announced but none returned")
-        self._check_mapping(call, result)
-        for position, record in enumerate(records):
-            self._check_record(call, position, record)
-        name = result.get("listName")
-        if isinstance(name, str) and name:
-            self.redis.set(f"{self._ns}:list-name:{list_id}", name, ex=DISCOVERY_TTL)
+        """Page ``cursor`` of the list, from a local spool of one download.
+
+        CXone answers a list whole (up to 500,000 records). The answer is parsed as it
+        streams in and written to a spool file of JSON lines; pages are then served from
+        the file, so neither the worker nor Redis ever holds the list. The cursor names
+        the spool, how many records were served and where the next page starts; a task on
+        another host (or after the spool was swept away) downloads again and skips that
+        many records.
+        """
+        token, served, offset = self._parse_cursor(cursor)
+        total: int | None = None
+        path = SPOOL_DIR / f"{token}.jsonl"
+        if not token or not path.exists():
+            token, total = self._download(list_id)
+            path = SPOOL_DIR / f"{token}.jsonl"
+            offset = 0
+            with path.open("rb") as spool:
+                for _ in range(served):
+                    spool.readline()
+                offset = spool.tell()
+        records: list[dict[str, Any]] = []
+        with path.open("rb") as spool:
+            spool.seek(offset)
+            for _ in range(self.settings.cxone_page_size):
+                line = spool.readline()
+                if not line:
+                    break
+                records.append(json.loads(line))
+            offset = spool.tell()
+            more = bool(spool.read(1))
         if self.settings.cxone_dnc_group_id and records:
             self._remember_phones(list_id, records)
-        next_cursor = (
-            self.page_cursor(list_id, skip // top + 1, top) if skip + len(records) < total else None
+        served += len(records)
+        if not more:
+            path.unlink(missing_ok=True)
+            return Page(contacts=records, next_cursor=None, total=total)
+        return Page(contacts=records, next_cursor=f"{token}:{served}:{offset}", total=total)
+
+    @staticmethod
+    def _parse_cursor(cursor: str | None) -> tuple[str, int, int]:
+        if not cursor:
+            return "", 0, 0
+        token, _, rest = cursor.partition(":")
+        served, _, offset = rest.partition(":")
+        if not _SPOOL_TOKEN.match(token) or not served.isdigit() or not offset.isdigit():
+            raise ApiError(f"not a CXone page cursor: {cursor[:40]!r}")
+        return token, int(served), int(offset)
+
+    def _download(self, list_id: str) -> tuple[str, int]:
+        """Stream the list into a new spool file; its token and how many records."""
+        SPOOL_DIR.mkdir(mode=0o700, exist_ok=True)
+        cutoff = time.time() - SPOOL_MAX_AGE
+        for old in SPOOL_DIR.iterdir():
+            if old.stat().st_mtime < cutoff:
+                old.unlink(missing_ok=True)
+        token = secrets.token_hex(8)
+        part = SPOOL_DIR / f"{token}.part"
+        info: dict[str, Any] = {}
+        count = 0
+        try:
+            # The records hold personal data: readable by this user only.
+            part.touch(mode=0o600)
+            with part.open("w", encoding="utf-8") as out:
+                for record in self.stream_list(list_id, info):
+                    out.write(json.dumps(record, separators=(",", ":")) + "\n")
+                    count += 1
+            part.rename(SPOOL_DIR / f"{token}.jsonl")
+        finally:
+            part.unlink(missing_ok=True)
+        self._remember_list(list_id, info)
+        return token, count
+
+    def stream_list(self, list_id: str, info: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """The list's records as the download answer arrives (``GET lists/call-lists/
+        {listId}?includeRecords=true``, parsed with ijson): memory stays flat however
+        long the list. ``info`` receives the answer's other fields once it is read."""
+        url = self._list_url(list_id)
+        call = f"GET {path_of(url)}"
+        params = {"finalized": "false", "includeRecords": "true"}
+        require_same_origin(call, "the request URL", url, self.api_base())
+        response = self.http.authorized(
+            self.tokens, "read", call, "GET", url, params=params, stream=True
         )
-        return Page(contacts=records, next_cursor=next_cursor, total=total)
+        reader = _AnswerReader(call, response)
+        builder: ijson.ObjectBuilder | None = None
+        count = chars = 0
+        found_records = False
+        skills: list[str] = []
+        try:
+            for prefix, event, value in ijson.parse(reader, use_float=True):
+                # Assumed: the list is wrapped in "resultSet" (the schema says so); a bare
+                # object is accepted too.
+                field = prefix[len("resultSet.") :] if prefix.startswith("resultSet.") else prefix
+                if builder is not None:
+                    builder.event(event, value)
+                    if field == "contactRecords.item" and event == "end_map":
+                        record = builder.value
+                        builder = None
+                        size = self._check_record(call, count, record)
+                        count += 1
+                        chars += size
+                        if chars > MAX_LIST_CHARS:
+                            raise MalformedResponse(
+                                f"{call}: the list holds more than {MAX_LIST_CHARS} characters"
+                            )
+                        yield record
+                    continue
+                if field == "contactRecords.item":
+                    if event != "start_map":
+                        raise MalformedResponse(f"{call}: record #{count} is not an object")
+                    builder = ijson.ObjectBuilder()
+                    builder.event(event, value)
+                elif field == "contactRecords" and event == "start_array":
+                    found_records = True
+                elif field == "skills.item.skillId" and event in ("number", "string"):
+                    skills.append(str(value))  # Assumed: a list's skills carry skillId
+                elif field in ("listName", "listExpirationDate", "status", "totalRecords"):
+                    info[field] = value
+        except ijson.JSONError:
+            raise MalformedResponse(f"{call}: answer is not valid JSON") from None
+        finally:
+            response.close()
+        if not found_records:
+            raise MalformedResponse(f"{call}: 'contactRecords' is missing or not a list")
+        total = info.get("totalRecords")
+        if isinstance(total, int) and total != count:
+            # A short answer would sweep part of the list as if it were all of it.
+            raise MalformedResponse(f"{call}: {total} records announced, {count} returned")
+        info["skills"] = skills
+        info["count"] = count
 
-    def _check_mapping(self, call: str, result: Mapping[str, Any]) -> None:
-        """Refuse a list whose mapping (when the answer shows it) disagrees with settings.
+    def _remember_list(self, list_id: str, info: Mapping[str, Any]) -> None:
+        """What writes need later (the name for removeProspects, the expiration date for
+        uploads), and warnings about what would keep dialing."""
+        for field, key in (("listName", "list-name"), ("listExpirationDate", "list-expiry")):
+            value = info.get(field)
+            if isinstance(value, str) and value:
+                self.redis.set(f"{self._ns}:{key}:{list_id}", value, ex=DISCOVERY_TTL)
+        skills = set(info.get("skills") or ())
+        if self.settings.cxone_skill_id:
+            skills.add(self.settings.cxone_skill_id)
+        for skill in sorted(skills):
+            self._check_running(list_id, skill)
+        if self.settings.cxone_dnc_group_id and skills:
+            self._check_scrubbed(list_id, skills)
 
-        Assumed: ``externalIdColumn`` and ``destinationMappings`` ({fieldName: the
-        destination such as "PhoneNumber", fieldValue: the source column}) as in the
-        list-mapping call; when the platform leaves them out, the settings are trusted.
-        """
-        column = result.get("externalIdColumn")
-        if isinstance(column, str) and column and column != self.external_id_column:
-            raise ApiError(
-                f"{call}: the list is keyed by column {column!r}, not"
-                f" {self.external_id_column!r}: set CXSWEEP_CXONE_EXTERNAL_ID_COLUMN"
-            )
-        mappings = result.get("destinationMappings")
-        if not isinstance(mappings, list):
+    def _check_running(self, list_id: str, skill: str) -> None:
+        """Warn when the list's skill is running: uploads to it are dialed whatever
+        ``startSkill`` says. Assumed: ``GET skills/{id}`` answers ``skills[0].isRunning``
+        (an open client reads that field); a skill that cannot be read is not judged."""
+        url = f"{self.api_base()}/skills/{quote(skill, safe='')}"
+        try:
+            body = self._call("skill", f"GET {path_of(url)}", "GET", url)
+        except NotFound:
             return
-        unknown = [
-            str(m.get("fieldValue"))
-            for m in mappings
-            if isinstance(m, dict)
-            and "phone" in str(m.get("fieldName", "")).lower()
-            and m.get("fieldValue")
-            and str(m.get("fieldValue")) not in self.phone_fields
-        ]
-        if unknown:
-            # A phone column cxsweep does not know would keep its bad numbers: refuse.
-            raise ApiError(
-                f"{call}: the list maps phone column(s) {', '.join(sorted(unknown))} that"
-                " CXSWEEP_CXONE_PHONE_COLUMNS does not name"
+        found = body.get("skills") if isinstance(body, dict) else None
+        first = found[0] if isinstance(found, list) and found else body
+        if isinstance(first, dict) and first.get("isRunning") is True:
+            log.warning(
+                "list %s: skill %s is running: corrected records uploaded to it are dialed"
+                " at once; sweep lists whose skill is paused",
+                list_id,
+                skill,
             )
 
-    def _check_record(self, call: str, position: int, record: Any) -> None:
+    def _check_scrubbed(self, list_id: str, skills: set[str]) -> None:
+        """Warn when the list's skill is not scrubbed against the DNC group: numbers
+        pushed to the group would not stop that skill from dialing them."""
+        group = quote(self.settings.cxone_dnc_group_id, safe="")
+        url = f"{self.api_base()}/dnc-groups/{group}/scrubbed-skills"
+        body = self._call("dnc", f"GET {path_of(url)}", "GET", url)
+        scrubbed = body.get("scrubbedSkills") if isinstance(body, dict) else None
+        ids = {str(s.get("skillId")) for s in scrubbed or [] if isinstance(s, dict)}
+        missing = sorted(skills - ids)
+        if missing:
+            log.warning(
+                "list %s: skill(s) %s not scrubbed against DNC group %s: numbers cxsweep"
+                " adds to the group will not stop that skill dialing them",
+                list_id,
+                ", ".join(missing),
+                self.settings.cxone_dnc_group_id,
+            )
+
+    def _check_record(self, call: str, position: int, record: Any) -> int:
+        """Check one record; its size in characters of data."""
         if not isinstance(record, dict):
             raise MalformedResponse(f"{call}: record #{position} is not an object")
         key = record.get(self.external_id_column)
@@ -493,6 +700,12 @@ class CxoneBackend:
                 record[column] = str(value)
             elif value is not None and not isinstance(value, str):
                 raise MalformedResponse(f"{call}: record #{position} {column!r} is not a string")
+        size = sum(len(str(v)) for v in record.values() if v is not None)
+        if size > MAX_RECORD_CHARS:
+            raise MalformedResponse(
+                f"{call}: record #{position} holds {size} characters (CXone allows 512)"
+            )
+        return size
 
     def _remember_phones(self, list_id: str, records: Sequence[Mapping[str, Any]]) -> None:
         # remove_contacts gets only external ids; the DNC push needs the numbers.
@@ -508,6 +721,89 @@ class CxoneBackend:
         pipe.expire(key, self.settings.run_deadline_seconds)
         pipe.execute()
 
+    # --- verifying writes -------------------------------------------------------------
+
+    def _now(self) -> float:
+        """Redis's clock: every worker compares times on the same one."""
+        seconds, micros = self.redis.time()
+        return seconds + micros / 1e6
+
+    def read_back(
+        self, list_id: str, ids: Sequence[str], since: float
+    ) -> dict[str, dict[str, Any] | None]:
+        """The phone columns of ``ids`` (None: not in the list) as a read of the list
+        started after ``since`` shows them.
+
+        CXone's write answers do not say what landed (an upload job carries only its
+        status), so writes are checked against the list itself. Reading a 500,000-record
+        list per upload would be ruinous: the ids wait in Redis, one worker at a time
+        reads the list for every write waiting, the others raise ``NotYet`` and come back.
+        """
+        want, seen = f"{self._ns}:rb:{list_id}:want", f"{self._ns}:rb:{list_id}:seen"
+        self.redis.sadd(want, *ids)
+        self.redis.expire(want, self.settings.run_deadline_seconds)
+        found = self._seen_since(seen, ids, since)
+        if found is None and self.redis.set(
+            f"{self._ns}:rb:{list_id}:lock", 1, nx=True, ex=READ_BACK_LOCK_SECONDS
+        ):
+            try:
+                self._read_for_waiting(list_id, want, seen)
+            finally:
+                self.redis.delete(f"{self._ns}:rb:{list_id}:lock")
+            found = self._seen_since(seen, ids, since)
+        if found is None:
+            # Half as long as the last read took: hundreds of writes waiting on a long
+            # list must not spin the workers (and starve the read) by asking every second.
+            took = float(self.redis.get(f"{self._ns}:rb:{list_id}:took") or 0)
+            raise NotYet(
+                f"waiting for a read of list {list_id} to verify {len(ids)} write(s)",
+                retry_after=max(self.settings.cxone_job_poll_seconds, min(took / 2, 60.0)),
+            )
+        # Redis keeps what waits, not what was verified.
+        self.redis.srem(want, *ids)
+        self.redis.hdel(seen, *ids)
+        return found
+
+    def _seen_since(
+        self, seen: str, ids: Sequence[str], since: float
+    ) -> dict[str, dict[str, Any] | None] | None:
+        found: dict[str, dict[str, Any] | None] = {}
+        for cid, raw in zip(ids, self.redis.hmget(seen, list(ids)), strict=True):
+            if raw is None:
+                return None
+            started, values = json.loads(raw)
+            if started <= since:
+                return None
+            columns = None if values is None else zip(self.phone_fields, values, strict=False)
+            found[cid] = None if columns is None else dict(columns)
+        return found
+
+    def _read_for_waiting(self, list_id: str, want: str, seen: str) -> None:
+        started = self._now()
+        pending = {text(x) for x in self.redis.smembers(want)}
+        rows: dict[str, str] = {}
+        def flush() -> None:
+            # What was seen no longer waits: Redis holds each id once, not twice.
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hset(seen, mapping=rows)  # type: ignore[arg-type]
+            pipe.srem(want, *rows)
+            pipe.execute()
+            rows.clear()
+
+        for record in self.stream_list(list_id, {}):
+            cid = self.contact_id(record)
+            if cid in pending:
+                pending.discard(cid)
+                rows[cid] = json.dumps([started, [record.get(c) for c in self.phone_fields]])
+            if len(rows) >= 1000:
+                flush()
+        rows.update({cid: json.dumps([started, None]) for cid in pending})
+        if rows:
+            flush()
+        self.redis.expire(seen, self.settings.run_deadline_seconds)
+        took_key = f"{seen.rsplit(':', 1)[0]}:took"
+        self.redis.set(took_key, self._now() - started, ex=self.settings.run_deadline_seconds)
+
     # --- removing ---------------------------------------------------------------------
 
     def _list_name(self, list_id: str) -> str:
@@ -518,7 +814,7 @@ class CxoneBackend:
             return name
         url = self._list_url(list_id)
         call = f"GET {path_of(url)}"
-        body = self._call("read", call, "GET", url, params={"skip": 0, "top": 1})
+        body = self._call("read", call, "GET", url, params={"includeRecords": "false"})
         wrapped = body.get("resultSet") if isinstance(body, dict) else None
         result = wrapped if isinstance(wrapped, dict) else body
         found = result.get("listName") if isinstance(result, dict) else None
@@ -546,8 +842,11 @@ class CxoneBackend:
             call,
             "DELETE",
             url,
-            json_body={"prospectsToRemove": [{"externalId": cid} for cid in contact_ids]},
+            json_body={
+                "prospectsToRemove": [{"externalId": as_number(cid)} for cid in contact_ids]
+            },
         )
+        since = self._now()
         if not isinstance(body, dict):
             raise MalformedResponse(f"{call}: answer is not a JSON object")
         ok, failed = body.get("successfulRecords") or [], body.get("failedRecords") or []
@@ -570,10 +869,19 @@ class CxoneBackend:
                 outcome.missing.append(cid)
             else:
                 outcome.failed[cid] = f"removeProspects: {code}"
-        for cid in contact_ids:
-            if cid not in answered:
-                # Neither list names it: not known to be gone, so not counted as removed.
-                outcome.failed[cid] = "removeProspects: no result for this record"
+        unanswered = [cid for cid in contact_ids if cid not in answered]
+        if unanswered:
+            # Neither list names them: the list itself says whether they are gone. (Until
+            # it has been read this raises NotYet; the retry sends the batch again, and
+            # records removed meanwhile come back as not found.)
+            observed = self.read_back(list_id, unanswered, since)
+            for cid in unanswered:
+                if observed.get(cid) is None:
+                    outcome.done.append(cid)
+                else:
+                    outcome.failed[cid] = (
+                        "removeProspects gave no result and the record is still in the list"
+                    )
         return outcome
 
     def push_dnc(self, list_id: str, contact_ids: Sequence[str]) -> int:
@@ -599,7 +907,7 @@ class CxoneBackend:
             call,
             "POST",
             url,
-            json_body={"dncGroupRecords": [{"phoneNumber": n} for n in numbers]},
+            json_body={"dncGroupRecords": [{"phoneNumber": as_number(n)} for n in numbers]},
         )
         result = body.get("resultSet") if isinstance(body, dict) else None
         errors = result.get("errorCount") if isinstance(result, dict) else None
@@ -660,7 +968,8 @@ class CxoneBackend:
         return out.getvalue().encode("utf-8")
 
     def _upload_and_follow(self, list_id: str, rows: list[dict[str, Any]]) -> dict[str, str]:
-        """Per-record failures of the upload of ``rows``, once its job has ended.
+        """Per-record failures of the upload of ``rows``, once its job has ended and the
+        list has been read back.
 
         The same rows always map to the same Redis key, so a retried task (or a second
         worker handed the same chunk) polls the job already submitted.
@@ -686,29 +995,69 @@ class CxoneBackend:
             pipe.hset(key, mapping={"job_id": job_id, "state": "submitted", "polls": 0})
             pipe.expire(key, self.settings.run_deadline_seconds)
             pipe.execute()
-        try:
-            job = self._job(job_id)
-        except NotFound:
-            # The platform forgot the job: upload again (an overwrite is idempotent).
-            self.redis.delete(key)
-            raise JobPending(
-                f"upload job {job_id} is unknown to CXone: uploading again",
-                job_id=job_id,
-                retry_after=self.settings.cxone_job_poll_seconds,
-            ) from None
-        if not (job.get("isComplete") is True or job.get("isCancelled") is True):
-            polls = int(self.redis.hincrby(key, "polls", 1))
-            wait = min(
-                self.settings.cxone_job_poll_seconds * 2 ** (polls - 1), MAX_JOB_POLL_SECONDS
-            )
-            raise JobPending(
-                f"upload job {job_id} is still running", job_id=job_id, retry_after=wait
-            )
-        self.redis.expire(key, JOB_RESULT_SECONDS)
         ids = [self.contact_id(row) for row in rows]
-        if job.get("isCancelled") is True:
-            return dict.fromkeys(ids, f"upload job {job_id} was cancelled")
-        return self._job_failures(job_id, job, set(ids))
+        ended_at = text(self.redis.hget(key, "ended_at"))
+        if not ended_at:
+            try:
+                job = self._job(job_id)
+            except NotFound:
+                # The platform forgot the job: upload again (an overwrite is idempotent).
+                self.redis.delete(key)
+                raise JobPending(
+                    f"upload job {job_id} is unknown to CXone: uploading again",
+                    job_id=job_id,
+                    retry_after=self.settings.cxone_job_poll_seconds,
+                ) from None
+            if job.get("isCancelled") is True:
+                self.redis.expire(key, JOB_RESULT_SECONDS)
+                return dict.fromkeys(ids, f"upload job {job_id} was cancelled")
+            if job.get("isComplete") is not True:
+                polls = int(self.redis.hincrby(key, "polls", 1))
+                wait = min(
+                    self.settings.cxone_job_poll_seconds * 2 ** (polls - 1), MAX_JOB_POLL_SECONDS
+                )
+                raise JobPending(
+                    f"upload job {job_id} is still running", job_id=job_id, retry_after=wait
+                )
+            # When this worker saw it end: a read started later shows what it did.
+            self.redis.hsetnx(key, "ended_at", self._now())
+            ended_at = text(self.redis.hget(key, "ended_at"))
+        # The job answers only its status: what landed is read from the list itself.
+        observed = self.read_back(list_id, ids, float(ended_at))
+        self.redis.expire(key, JOB_RESULT_SECONDS)
+        failures: dict[str, str] = {}
+        for cid, row in zip(ids, rows, strict=True):
+            got = observed.get(cid)
+            if got is None:
+                failures[cid] = f"upload job {job_id} ended but the record is not in the list"
+                continue
+            # Assumed: CXone may reformat a number; the same digits count as landed.
+            wrong = [c for c in self.phone_fields if _digits(row.get(c)) != _digits(got.get(c))]
+            if wrong:
+                column = wrong[0]
+                failures[cid] = (
+                    f"upload job {job_id} ended but the list holds {column}="
+                    f"{got.get(column)!r}, not {row.get(column)!r}"
+                )
+        return failures
+
+    def _expiration_date(self, list_id: str) -> str:
+        """Uploads must carry one: the list's own, else CXONE_LIST_EXPIRATION_DAYS ahead."""
+        key = f"{self._ns}:list-expiry:{list_id}"
+        own = text(self.redis.get(key))
+        if own:
+            try:
+                when = datetime.datetime.fromisoformat(own.replace("Z", "+00:00"))
+            except ValueError:
+                when = None
+            if when is not None:
+                if when.tzinfo is None:
+                    when = when.replace(tzinfo=datetime.UTC)
+                if when > datetime.datetime.now(datetime.UTC):
+                    return own
+        days = datetime.timedelta(days=self.settings.cxone_list_expiration_days)
+        # Assumed: a date in ISO form (as the open client that uploads sends it).
+        return (datetime.datetime.now(datetime.UTC) + days).date().isoformat()
 
     def _upload(self, list_id: str, rows: list[dict[str, Any]], digest: str) -> str:
         url = f"{self._list_url(list_id)}/upload"
@@ -718,7 +1067,9 @@ class CxoneBackend:
             "fileName": f"cxsweep-{list_id}-{digest[:12]}.csv",
             # Assumed: overwrite replaces the records with the same external id.
             "forceOverwrite": True,
-            # Assumed: false keeps the upload from starting the list's dialing skill.
+            "expirationDate": self._expiration_date(list_id),
+            # Not a safeguard: a skill already running dials what is uploaded to it
+            # (docs/cxone.md); false only keeps a paused skill paused.
             "startSkill": False,
             "sendEmail": False,
         }
@@ -740,24 +1091,7 @@ class CxoneBackend:
         for job in jobs:
             if str(job.get("jobId")) == job_id:
                 return job
-        return jobs[0]
-
-    @staticmethod
-    def _job_failures(job_id: str, job: Mapping[str, Any], ids: set[str]) -> dict[str, str]:
-        """Assumed: a finished job lists refused rows in ``failedRecords`` like
-        removeProspects does; a job that lists none applied every row."""
-        failures: dict[str, str] = {}
-        failed = job.get("failedRecords") or []
-        if not isinstance(failed, list):
-            raise MalformedResponse(f"upload job {job_id}: 'failedRecords' is not a list")
-        for item in failed:
-            if not isinstance(item, dict):
-                continue
-            cid = str(item.get("externalId"))
-            if cid in ids:
-                code = item.get("resultCode") or item.get("error") or "refused"
-                failures[cid] = f"upload job {job_id}: {code}"
-        return failures
+        raise MalformedResponse(f"{call}: 'uploadJobs' does not name job {job_id}")
 
     # --- plumbing ---------------------------------------------------------------------
 

@@ -227,7 +227,10 @@ class Transport:
         json_body: Any = None,
         data: Mapping[str, str] | None = None,
         auth: tuple[str, str] | None = None,
+        stream: bool = False,
     ) -> requests.Response:
+        """One request. With ``stream`` a successful answer's body is left unread for the
+        caller to consume (and close); error answers are read, capped, as always."""
         if self.limiter is not None:
             self.limiter.acquire()
         headers = {"Accept": "application/json"}
@@ -252,6 +255,8 @@ class Transport:
                 verify=(urlsplit(url).hostname or "").lower() not in self.insecure_hosts,
             )
             status = response.status_code
+            if stream and status < 300:
+                return response
             # Read the body here, capped, so that a slow or endless answer fails this call.
             response._content = self._read_capped(call, response)
             if status == 429 and self.limiter is not None:

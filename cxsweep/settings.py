@@ -113,6 +113,14 @@ class Settings:
     cxone_job_poll_seconds: float = 2.0
     cxone_skill_id: str = ""
     cxone_dnc_group_id: str = ""
+    # "password" (the registered app's OAuth password grant) or "access-key" (NICE's
+    # access-key token endpoint: no registered app); how the app authenticates.
+    cxone_auth: str = "password"
+    cxone_client_auth: str = "client_secret_basic"
+    # Uploads must carry an expiration date: the list's own, else this many days ahead.
+    cxone_list_expiration_days: int = 30
+    # Scheduled sweeps skip lists whose status is Inactive unless this is set.
+    cxone_include_inactive: bool = False
 
     @property
     def broker(self) -> str:
@@ -139,13 +147,18 @@ class Settings:
     def require_api(self) -> None:
         """Raise unless everything needed to talk to the contact-list API is set."""
         if self.backend == "cxone":
-            # The API base is discovered from the tenant, so API_URL is optional here.
+            # The API base is discovered from the tenant, so API_URL is optional here; the
+            # access-key endpoint needs no registered app, so no client id either.
             required: tuple[tuple[str, object], ...] = (
-                ("CLIENT_ID", self.client_id),
-                ("CLIENT_SECRET", self.client_secret),
                 ("CXONE_ACCESS_KEY_ID", self.cxone_access_key_id),
                 ("CXONE_ACCESS_KEY_SECRET", self.cxone_access_key_secret),
             )
+            if self.cxone_auth == "password":
+                required = (
+                    ("CLIENT_ID", self.client_id),
+                    ("CLIENT_SECRET", self.client_secret),
+                    *required,
+                )
             for name, value in required:
                 if not value:
                     raise SettingsError(f"{PREFIX}{name} is not set")
@@ -334,6 +347,20 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     dnc_group_id = get("CXONE_DNC_GROUP_ID")
     if dnc_group_id and not dnc_group_id.isdigit():
         raise SettingsError(f"{PREFIX}CXONE_DNC_GROUP_ID={dnc_group_id!r} is not a number")
+    cxone_auth = get("CXONE_AUTH", "password").lower()
+    if cxone_auth not in ("password", "access-key"):
+        raise SettingsError(f"{PREFIX}CXONE_AUTH={cxone_auth!r}: expected password or access-key")
+    client_auth = get("CXONE_CLIENT_AUTH", "client_secret_basic").lower()
+    if client_auth not in ("client_secret_basic", "client_secret_post"):
+        raise SettingsError(
+            f"{PREFIX}CXONE_CLIENT_AUTH={client_auth!r}:"
+            " expected client_secret_basic or client_secret_post"
+        )
+    include_inactive = get("CXONE_INCLUDE_INACTIVE", "false").lower()
+    if include_inactive not in ("true", "false", "1", "0", "yes", "no"):
+        raise SettingsError(
+            f"{PREFIX}CXONE_INCLUDE_INACTIVE={include_inactive!r}: expected true or false"
+        )
 
     allow_volatile = get("ALLOW_VOLATILE_REDIS", "0").lower()
     if allow_volatile not in ("0", "1", "true", "false", "yes", "no", ""):
@@ -405,6 +432,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         cxone_skill_id=skill_id,
         cxone_dnc_group_id=dnc_group_id,
+        cxone_auth=cxone_auth,
+        cxone_client_auth=client_auth,
+        cxone_list_expiration_days=int(
+            _number(
+                "CXONE_LIST_EXPIRATION_DAYS", get("CXONE_LIST_EXPIRATION_DAYS", "30"), int, 1
+            )
+        ),
+        cxone_include_inactive=include_inactive in ("true", "1", "yes"),
     )
 
 

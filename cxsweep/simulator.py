@@ -9,9 +9,12 @@ methods on ``Simulator``) seeds lists, reconfigures, scripts faults and reads st
 
 The CXone side serves the issuer (``/.well-known/openid-configuration``, ``/auth/token``
 with password and refresh-token grants, ``/.well-known/cxone-configuration``) and the Admin
-API under ``/inContactAPI/services/vNN.0/``: calling lists read with skip/top,
-removeProspects, CSV uploads whose jobs end after ``job_delay`` seconds, DNC records.
-Per-record failures can be injected with ``fail_records``.
+API under ``/inContactAPI/services/vNN.0/`` as NICE's published schema gives it: a calling
+list downloads whole in one answer, an upload without ``expirationDate`` is refused, and an
+upload job reports only its status (``job_delay`` seconds after submission it is complete);
+removeProspects, DNC records and scrubbed skills. NICE's access-key token endpoint is
+served too. Per-record failures can be injected with ``fail_records``: a refused upload row
+is skipped silently, as a status-only job would.
 
 Fault rules (``add_faults`` or ``POST /_sim/faults {"rules": [...]}``) match requests by
 ``method`` and a ``path`` regex; ``after`` lets that many matching requests through
@@ -26,12 +29,12 @@ first, ``times`` caps how often the rule fires (null: for ever). Actions:
   ``token_endpoint``, the discovery ``api_endpoint``;
 - ``redirect`` with ``origin``: answered ``307`` to the same path on that origin;
 - ``inject_contacts`` with ``contacts`` (objects, ids free: ``""``, ``"."``, ``".."``):
-  added in front of the *first* page of a v2 read (or CXone read at skip 0); later pages
-  do not match the rule. The contacts are not stored: writes to them find nothing;
+  added in front of the *first* page of a v2 read (or of a CXone list's whole answer);
+  later pages do not match the rule. The contacts are not stored: writes to them find nothing;
 - ``shift_page``: the page is served, then the list shifts under the reader as offset
   paging does. v2: the page's last contact moves to the end of the list, so it is read
-  again on the last page. CXone: the list's last record moves to the front, so the next
-  offset page starts with this page's last record again;
+  again on the last page. CXone (answered whole): the list's last record moves to the
+  front, so the next read starts with it;
 - ``edit_contact`` with ``contact`` (an id or external id) and ``fields`` (``{"phone":
   "+1..."}``; CXone columns by name): a person edits that contact just before the
   matching request is served as usual. With ``"method": "PATCH"`` it happens on the
@@ -63,7 +66,6 @@ import csv
 import hashlib
 import hmac
 import io
-import itertools
 import json
 import logging
 import math
@@ -107,9 +109,12 @@ KINDS = (
     "upload",
     "job",
     "dnc",
+    "access_key",
+    "scrubbed",
+    "skill",
 )
 # Authentication and discovery are spared the random 503s of ``fail_rate``.
-_AUTH_KINDS = frozenset({"token", "cxone_token", "oidc", "discovery"})
+_AUTH_KINDS = frozenset({"token", "cxone_token", "oidc", "discovery", "access_key"})
 _READ_KINDS = frozenset({"read", "lists", "lookup", "cxone_read", "cxone_lists"})
 MAX_REMOVE_PROSPECTS = 1000
 CXONE_PHONE_COLUMNS = ("PhoneNumber", "MobileNumber", "WorkNumber")
@@ -151,6 +156,7 @@ _ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("GET", re.compile(r"^/\.well-known/openid-configuration/?$"), "oidc"),
     ("GET", re.compile(r"^/\.well-known/cxone-configuration/?$"), "discovery"),
     ("POST", re.compile(r"^/auth/token/?$"), "cxone_token"),
+    ("POST", re.compile(r"^/authentication/v1/token/access-key/?$"), "access_key"),
     ("GET", re.compile(rf"^{_CX}/lists/call-lists/?$"), "cxone_lists"),
     ("GET", re.compile(rf"^{_CX}/lists/call-lists/jobs/(?P<job>[^/]+)/?$"), "job"),
     ("GET", re.compile(rf"^{_CX}/lists/call-lists/(?P<list>[^/]+)/?$"), "cxone_read"),
@@ -161,6 +167,8 @@ _ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
         "remove_prospects",
     ),
     ("POST", re.compile(rf"^{_CX}/dnc-groups/(?P<group>[^/]+)/records/?$"), "dnc"),
+    ("GET", re.compile(rf"^{_CX}/dnc-groups/(?P<group>[^/]+)/scrubbed-skills/?$"), "scrubbed"),
+    ("GET", re.compile(rf"^{_CX}/skills/(?P<skill>\d+)/?$"), "skill"),
 )
 
 
@@ -469,7 +477,16 @@ def _decode_cursor(token: str) -> dict[str, Any]:
 class _CallingList:
     """A CXone calling list: records keyed by the list's external id column."""
 
-    __slots__ = ("external_id_column", "list_id", "name", "phone_columns", "records")
+    __slots__ = (
+        "expiration",
+        "external_id_column",
+        "list_id",
+        "name",
+        "phone_columns",
+        "records",
+        "skill_id",
+        "status",
+    )
 
     def __init__(
         self,
@@ -478,9 +495,16 @@ class _CallingList:
         records: Iterable[Mapping[str, Any]],
         external_id_column: str = "ExternalId",
         phone_columns: Iterable[str] = CXONE_PHONE_COLUMNS,
+        *,
+        status: str = "Active",
+        skill_id: int = 4001,
+        expiration: str | None = None,
     ) -> None:
         self.list_id = list_id
         self.name = name
+        self.status = status
+        self.skill_id = skill_id
+        self.expiration = expiration
         self.external_id_column = external_id_column
         self.phone_columns = tuple(phone_columns)
         self.records: dict[str, dict[str, Any]] = {}
@@ -492,30 +516,17 @@ class _CallingList:
                 raise ValueError(f"duplicate external id {key!r}")
             self.records[key] = dict(record)
 
-    def page(self, skip: int, top: int) -> list[dict[str, Any]]:
-        return [dict(r) for r in itertools.islice(self.records.values(), skip, skip + top)]
-
     def summary(self) -> dict[str, Any]:
         return {
             "listId": int(self.list_id) if self.list_id.isdigit() else self.list_id,
             "listName": self.name,
-            "status": "Active",
+            "status": self.status,
             "totalRecords": len(self.records),
             "validRecords": len(self.records),
             "invalidRecords": 0,
             "finalizedRecords": 0,
+            "skills": [{"skillId": self.skill_id}],
         }
-
-    def mappings(self) -> list[dict[str, str]]:
-        # Destination names beyond PhoneNumber are the simulator's own invention.
-        names = ["PhoneNumber", *(f"Phone{n}" for n in range(2, len(self.phone_columns) + 1))]
-        return [
-            {"fieldName": "ExternalID", "fieldValue": self.external_id_column},
-            *(
-                {"fieldName": dest, "fieldValue": column}
-                for dest, column in zip(names, self.phone_columns, strict=True)
-            ),
-        ]
 
 
 def messy_call_records(
@@ -578,6 +589,8 @@ class _Response:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     drop: bool = False
+    #: a body sent as it is produced (chunked), instead of ``body``
+    chunks: Iterable[bytes] | None = None
 
 
 def _json(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> _Response:
@@ -643,6 +656,7 @@ def _new_stats() -> dict[str, Any]:
         "in_flight_max": 0,
         # CXone
         "password_grants": 0,
+        "access_key_grants": 0,
         "refresh_grants": 0,
         "removed_prospects": 0,
         "remove_failed": 0,
@@ -806,6 +820,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)
+        if response.chunks is not None:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for chunk in response.chunks:
+                if chunk:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            self.wfile.write(b"0\r\n\r\n")
+            return
         # RFC 9110 forbids Content-Length on 204; everything else gets one for keep-alive.
         if response.status != 204:
             self.send_header("Content-Length", str(len(response.body)))
@@ -842,6 +864,8 @@ class Simulator:
         self._jobs: dict[str, dict[str, Any]] = {}
         self._job_seq = 0
         self._dnc: dict[str, dict[str, dict[str, Any]]] = {}
+        self._scrubbed: dict[str, list[int]] = {}
+        self._running_skills: set[int] = set()
         self._remove_failures: dict[str, str] = {}
         self._upload_failures: dict[str, str] = {}
         self._jwt_key = secrets.token_bytes(32)
@@ -927,6 +951,8 @@ class Simulator:
             self._refresh_tokens.clear()
             self._jobs.clear()
             self._dnc.clear()
+            self._scrubbed.clear()
+            self._running_skills.clear()
             self._remove_failures.clear()
             self._upload_failures.clear()
             self._webhooks.clear()
@@ -1002,6 +1028,9 @@ class Simulator:
         name: str | None = None,
         external_id_column: str = "ExternalId",
         phone_columns: Sequence[str] = CXONE_PHONE_COLUMNS,
+        status: str = "Active",
+        skill_id: int = 4001,
+        expiration: str | None = None,
     ) -> int:
         """Create or replace a calling list from ``records`` or ``count`` seeded ones."""
         if records is None:
@@ -1014,6 +1043,9 @@ class Simulator:
             records,
             external_id_column,
             phone_columns,
+            status=status,
+            skill_id=skill_id,
+            expiration=expiration,
         )
         with self._lock:
             if any(
@@ -1035,14 +1067,20 @@ class Simulator:
         remove: Mapping[str, str] | None = None,
         upload: Mapping[str, str] | None = None,
     ) -> None:
-        """Make removeProspects / upload jobs refuse these external ids with these codes."""
+        """Make removeProspects / upload jobs refuse these external ids with these codes
+        (an empty code: removeProspects names the record in neither of its lists)."""
         with self._lock:
             self._remove_failures.update(remove or {})
             self._upload_failures.update(upload or {})
 
-    def add_dnc_group(self, group_id: str) -> None:
+    def add_dnc_group(self, group_id: str, scrubbed_skills: Iterable[int] = (4001,)) -> None:
         with self._lock:
             self._dnc.setdefault(str(group_id), {})
+            self._scrubbed[str(group_id)] = list(scrubbed_skills)
+
+    def set_skill_running(self, skill_id: int, running: bool = True) -> None:
+        with self._lock:
+            (self._running_skills.add if running else self._running_skills.discard)(skill_id)
 
     def dnc_numbers(self, group_id: str) -> list[str]:
         with self._lock:
@@ -1064,6 +1102,7 @@ class Simulator:
                     "listId": job["listId"],
                     "rows": len(job["rows"]),
                     "isComplete": job["done"],
+                    "expirationDate": job["expirationDate"],
                     "failedRecords": list(job["failed"]),
                 }
                 for job in self._jobs.values()
@@ -1325,7 +1364,8 @@ class Simulator:
         if action == "bad_json":
             # Reads show a real page cut short, as when a proxy truncates a response.
             if kind in _READ_KINDS:
-                body = getattr(self, f"_api_{kind}")(params, req).body
+                whole = getattr(self, f"_api_{kind}")(params, req)
+                body = whole.body or b"".join(whole.chunks or ())
             else:
                 body = json.dumps({"contacts": [{"id": "x", "phone": "+1650"}]}).encode()
             cut = body[: max(1, len(body) // 2)]
@@ -1361,6 +1401,8 @@ class Simulator:
             return response
         if rule.action not in ("foreign_link", "inject_contacts"):
             return response
+        if response.chunks is not None:  # a CXone list answer, sent as encoded
+            response = replace(response, body=b"".join(response.chunks), chunks=None)
         try:
             body = json.loads(response.body)
         except ValueError:
@@ -1689,13 +1731,14 @@ class Simulator:
 
     def _api_cxone_token(self, params: dict[str, str], req: _Request) -> _Response:
         header = req.headers.get("Authorization", "")
-        client_id = secret = ""
+        form = {k: v[0] for k, v in parse_qs(req.body.decode("utf-8", "replace")).items()}
+        # client_secret_post, unless the app authenticates with HTTP Basic.
+        client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
         if header.lower().startswith("basic "):
             try:
                 client_id, _, secret = base64.b64decode(header[6:].strip()).decode().partition(":")
             except (binascii.Error, UnicodeDecodeError):
                 return self._invalid_client()
-        form = {k: v[0] for k, v in parse_qs(req.body.decode("utf-8", "replace")).items()}
         grant_type = form.get("grant_type", "")
         with self._lock:
             cfg = self._config
@@ -1711,6 +1754,7 @@ class Simulator:
                     return _json(400, {"error": "invalid_grant"})
                 self._stats["password_grants"] += 1
                 subject = form["username"]
+
             elif grant_type == "refresh_token":
                 old = form.get("refresh_token", "")
                 expires = self._refresh_tokens.pop(old, None)
@@ -1749,6 +1793,58 @@ class Simulator:
                 self._jwt_key,
             )
         return _json(200, payload, {"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+    def _api_access_key(self, params: dict[str, str], req: _Request) -> _Response:
+        """NICE's access-key token endpoint: JSON in, no registered app."""
+        try:
+            body = json.loads(req.body)
+            key_id, key_secret = body["accessKeyId"], body["accessKeySecret"]
+            if not isinstance(key_id, str) or not isinstance(key_secret, str):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            return _json(400, {"error": "body must be {accessKeyId, accessKeySecret}"})
+        with self._lock:
+            cfg = self._config
+            expected = cfg.access_keys.get(key_id)
+            if expected is None or not secrets.compare_digest(expected, key_secret):
+                return _json(401, {"error": "invalid_access_key"})
+            token = self._grant(cfg)
+            self._stats["access_key_grants"] += 1
+            self._stats["token_grants"] += 1
+        issued = int(time.time())
+        claims = {
+            "iss": self._issuer(req),
+            "sub": f"user:{key_id}",
+            "tenantId": cfg.tenant_id,
+            "iat": issued,
+            "exp": issued + int(cfg.token_lifetime),
+        }
+        payload = {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": cfg.token_lifetime,
+            "id_token": _jwt(claims, self._jwt_key),
+        }
+        return _json(200, payload, {"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+    def _api_scrubbed(self, params: dict[str, str], req: _Request) -> _Response:
+        if not self._authorized(req):
+            return _error_response("scrubbed", 401)
+        with self._lock:
+            skills = self._scrubbed.get(params["group"])
+        if skills is None:
+            return _json(404, {"error": "dnc_group_not_found"})
+        rows = [{"skillId": skill, "skillName": f"Skill {skill}"} for skill in skills]
+        return _json(200, {"totalRecords": len(rows), "scrubbedSkills": rows})
+
+    def _api_skill(self, params: dict[str, str], req: _Request) -> _Response:
+        if not self._authorized(req):
+            return _error_response("skill", 401)
+        skill = int(params["skill"])
+        with self._lock:
+            running = skill in self._running_skills
+        row = {"skillId": skill, "skillName": f"Skill {skill}", "isRunning": running}
+        return _json(200, {"skills": [row]})
 
     @staticmethod
     def _skip_top(req: _Request, default_top: int, max_top: int) -> tuple[int, int]:
@@ -1796,27 +1892,32 @@ class Simulator:
         )
 
     def _api_cxone_read(self, params: dict[str, str], req: _Request) -> _Response:
+        """The whole list in one answer: the schema has only finalized and includeRecords.
+
+        Sent as it is encoded, a slice of records at a time: half a million records in
+        one ``json.dumps`` would hold the GIL (and every other request) for seconds."""
         if not self._authorized(req):
             return _error_response("cxone_read", 401)
-        try:
-            skip, top = self._skip_top(req, 100, self._config.page_size)
-        except ValueError as exc:
-            return _json(400, {"error": str(exc)})
         include = (req.query.get("includeRecords") or ["true"])[0].lower() != "false"
         with self._lock:
             self._settle_jobs()
             calling_list = self._call_lists.get(params["list"])
             if calling_list is None:
                 return _json(404, {"error": "not_found"})
-            total = len(calling_list.records)
-            records = calling_list.page(skip, top) if include else []
-            result: dict[str, Any] = {
-                **calling_list.summary(),
-                "externalIdColumn": calling_list.external_id_column,
-                "destinationMappings": calling_list.mappings(),
-                "contactRecords": records,
-            }
-        return _json(200, {"resultSet": result, "_links": self._links(req, skip, top, total)})
+            # Jobs replace a record's dict, never change it: the dicts can be shared.
+            records = list(calling_list.records.values()) if include else []
+            result = {**calling_list.summary(), "listExpirationDate": calling_list.expiration}
+
+        def body() -> Iterable[bytes]:
+            head = json.dumps({"resultSet": result}, separators=(",", ":"))[:-2]
+            yield (head + ',"contactRecords":[').encode()
+            for start in range(0, len(records), 2000):
+                rows = records[start : start + 2000]
+                part = ",".join(json.dumps(r, separators=(",", ":")) for r in rows)
+                yield ("," if start else "").encode() + part.encode()
+            yield b"]}}"
+
+        return _Response(200, headers={"Content-Type": "application/json"}, chunks=body())
 
     def _api_remove_prospects(self, params: dict[str, str], req: _Request) -> _Response:
         if not self._authorized(req):
@@ -1843,6 +1944,8 @@ class Simulator:
                 code = self._remove_failures.get(ext)
                 if code is None and ext not in calling_list.records:
                     code = "RecordNotFound"
+                if code == "":
+                    continue  # named in neither list: an ambiguous answer
                 if code is not None:
                     failed.append({"externalId": ext, "resultCode": code})
                     self._stats["remove_failed"] += 1
@@ -1859,11 +1962,20 @@ class Simulator:
             body = json.loads(req.body)
             if not isinstance(body, dict) or not isinstance(body.get("listFile"), str):
                 raise ValueError("body must carry 'listFile' (base64 CSV)")
+            # The fields NICE's schema requires next to listFile.
+            for required, kind in (
+                ("forceOverwrite", bool),
+                ("expirationDate", str),
+                ("startSkill", bool),
+                ("sendEmail", bool),
+            ):
+                if not isinstance(body.get(required), kind) or body.get(required) == "":
+                    raise ValueError(f"'{required}' is required")
             raw = base64.b64decode(body["listFile"], validate=True).decode("utf-8-sig")
             rows = list(csv.DictReader(io.StringIO(raw, newline="")))
         except (ValueError, binascii.Error, UnicodeDecodeError, csv.Error) as exc:
             return _json(400, {"error": f"bad upload: {exc}"})
-        force = body.get("forceOverwrite") in (True, "true", "True")
+        force = body["forceOverwrite"]
         with self._lock:
             calling_list = self._call_lists.get(params["list"])
             if calling_list is None:
@@ -1878,6 +1990,7 @@ class Simulator:
                 "listName": calling_list.name,
                 "rows": rows,
                 "force": force,
+                "expirationDate": body["expirationDate"],
                 "submitDate": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "due": time.monotonic() + self._config.job_delay,
                 "done": False,
@@ -1938,10 +2051,8 @@ class Simulator:
                 "isComplete": job["done"],
                 "isCancelled": False,
                 "completedDate": job.get("completedDate"),
-                "totalRecords": len(job["rows"]),
             }
-            if job["done"]:
-                payload["failedRecords"] = list(job["failed"])
+        # Status only: what each row did is not in the answer (NICE's schema).
         return _json(200, {"uploadJobs": [payload]})
 
     def _api_dnc(self, params: dict[str, str], req: _Request) -> _Response:

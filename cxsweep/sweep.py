@@ -469,13 +469,18 @@ def apply_update_chunk(
         store.commit_update_chunk(index, len(outcome.done))
     finally:
         store.writer_done(writer)
-    return {
+    result: dict[str, Any] = {
         "ok": not outcome.failed,
         "kind": "update",
         "chunk": index,
         "updated": len(outcome.done),
         "failed": len(outcome.failed),
     }
+    if outcome.failed:
+        # The first reason reaches the run's audit line ("N chunk(s) failed: ...").
+        cid, why = next(iter(outcome.failed.items()))
+        result["error"] = f"{len(outcome.failed)} record(s) not updated, e.g. {cid}: {why}"
+    return result
 
 
 def apply_remove_chunk(
@@ -511,4 +516,9 @@ def apply_remove_chunk(
         store.writer_done(writer)
     store.record_failures(failed)
     store.mark_chunk_done("remove", index)
-    return {"ok": not failed, "kind": "remove", "chunk": index, "failed": len(failed)}
+    result: dict[str, Any] = {"ok": not failed, "kind": "remove", "chunk": index}
+    result["failed"] = len(failed)
+    if failed:
+        cid, why = next(iter(failed.items()))
+        result["error"] = f"{len(failed)} record(s) not removed, e.g. {cid}: {why}"
+    return result

@@ -7,6 +7,7 @@ environment and clears ``get_settings``' cache before and after, so the in-proce
 
 from __future__ import annotations
 
+import datetime
 import random
 import time
 import uuid
@@ -129,11 +130,49 @@ def test_id_token_claims_hold_the_tenant(cxone: dict[str, str], simulator: Any) 
     body = response.json()
     assert response.status_code == 200 and body["refresh_token"]
     assert jwt_claims(body["id_token"])["tenantId"] == simulator.config.tenant_id
-    # Client credentials travel as HTTP Basic only.
+    # Without client credentials (Basic or client_secret_post) the grant is refused.
     refused = requests.post(
         f"{simulator.url}/auth/token", data={"grant_type": "password"}, timeout=5
     )
     assert refused.status_code == 401
+
+
+def test_client_secret_post(
+    cxone: dict[str, str],
+    simulator: Any,
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CXSWEEP_CXONE_CLIENT_AUTH", "client_secret_post")
+    list_id = new_list_id()
+    simulator.put_call_list(list_id, count=3, seed=1)
+    assert len(backend(redis_client).read_page(list_id, None).contacts) == 3
+    assert simulator.stats()["password_grants"] == 1
+
+
+def test_access_key_endpoint_needs_no_app_and_discovers_the_api(
+    cxone: dict[str, str],
+    simulator: Any,
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CXSWEEP_CXONE_AUTH", "access-key")
+    monkeypatch.delenv("CXSWEEP_CLIENT_ID")
+    monkeypatch.delenv("CXSWEEP_CLIENT_SECRET")
+    monkeypatch.delenv("CXSWEEP_API_URL")
+    list_id = new_list_id()
+    simulator.put_call_list(list_id, count=3, seed=1)
+    client = backend(redis_client)
+    assert client.api_base() == f"{simulator.url}/inContactAPI/services/v31.0"
+    assert len(client.read_page(list_id, None).contacts) == 3
+    stats = simulator.stats()
+    assert stats["access_key_grants"] == 1 and stats["password_grants"] == 0
+    assert stats["requests"]["discovery"] == 1
+
+    monkeypatch.setenv("CXSWEEP_CXONE_ACCESS_KEY_SECRET", "not-the-secret")
+    with pytest.raises(CredentialsRefused, match="CXSWEEP_CXONE_ACCESS_KEY_ID") as refused:
+        backend(redis_client).check_credentials()
+    assert "not-the-secret" not in str(refused.value)
 
 
 def test_refresh_token_then_password_grant_fallback(
@@ -188,6 +227,32 @@ def test_remove_prospects_partial_results(
     assert outcome.failed == {ids[1]: "removeProspects: ProspectLocked"}
     assert [r["ExternalId"] for r in simulator.get_call_list(list_id)] == ids[1:]
 
+    # An answer naming a record in neither list is settled by reading the list back.
+    simulator.fail_records(remove={ids[2]: ""})
+    reads = simulator.stats()["requests"]["cxone_read"]
+    outcome = client.remove_contacts(list_id, [ids[2], ids[3]])
+    assert outcome.done == [ids[3]]
+    assert outcome.failed == {
+        ids[2]: "removeProspects gave no result and the record is still in the list"
+    }
+    assert simulator.stats()["requests"]["cxone_read"] == reads + 1
+
+
+def test_number_typed_fields_go_as_numbers(
+    cxone: dict[str, str], simulator: Any, redis_client: redis.Redis
+) -> None:
+    from cxsweep.cxone import as_number
+
+    assert as_number("12345") == 12345
+    assert as_number("0123") == "0123"  # a number would lose the zero
+    assert as_number("cx-1") == "cx-1" and as_number("١٢") == "١٢"
+    list_id = new_list_id()
+    simulator.put_call_list(
+        list_id, [{"ExternalId": "501", "PhoneNumber": "x", "MobileNumber": "", "WorkNumber": ""}]
+    )
+    outcome = backend(redis_client).remove_contacts(list_id, ["501"])
+    assert outcome.done == ["501"] and simulator.get_call_list(list_id) == []
+
 
 def test_upload_is_followed_by_retries_not_repeated(
     cxone: dict[str, str], simulator: Any, redis_client: redis.Redis
@@ -197,9 +262,7 @@ def test_upload_is_followed_by_retries_not_repeated(
     records = simulator.get_call_list(list_id)
     simulator.fail_records(upload={records[1]["ExternalId"]: "InvalidRecord"})
     changes = [
-        Change(
-            r["ExternalId"], {"MobileNumber": "+16502530000"} if i == 0 else {"WorkNumber": ""}, r
-        )
+        Change(r["ExternalId"], {"MobileNumber": f"+1650253000{i}"}, r)
         for i, r in enumerate(records[:2])
     ]
     client = backend(redis_client)
@@ -209,22 +272,122 @@ def test_upload_is_followed_by_retries_not_repeated(
     with pytest.raises(JobPending):
         client.update_contacts(list_id, changes)  # polls the same job
     time.sleep(0.4)
+    # The job says only that it is complete: the list is read back, and the row the
+    # platform dropped is a failure, with what the list holds instead.
     outcome = client.update_contacts(list_id, changes)
     assert outcome.done == [records[0]["ExternalId"]]
-    assert outcome.failed == {records[1]["ExternalId"]: "upload job 1: InvalidRecord"}
+    assert outcome.failed == {
+        records[1]["ExternalId"]: "upload job 1 ended but the list holds MobileNumber="
+        f"{records[1]['MobileNumber']!r}, not '+16502530001'"
+    }
     stats = simulator.stats()
     assert stats["jobs_submitted"] == 1 and stats["requests"]["upload"] == 1
+    assert stats["requests"]["cxone_read"] == 1  # the read-back
+    # The list has no expiration date of its own: the setting's default, 30 days on.
+    expected_date = (datetime.date.today() + datetime.timedelta(days=30)).isoformat()
+    assert simulator.jobs()[0]["expirationDate"] == expected_date
     after = {r["ExternalId"]: r for r in simulator.get_call_list(list_id)}
     assert after[records[0]["ExternalId"]] == {**records[0], "MobileNumber": "+16502530000"}
     assert after[records[1]["ExternalId"]] == records[1]
 
 
-def test_unmapped_phone_column_is_refused(
+def test_upload_carries_the_lists_own_expiration_date(
     cxone: dict[str, str], simulator: Any, redis_client: redis.Redis
 ) -> None:
     list_id = new_list_id()
-    simulator.put_call_list(list_id, count=2, seed=5, phone_columns=("PhoneNumber", "FaxPhone"))
-    with pytest.raises(ApiError, match="FaxPhone"):
+    simulator.put_call_list(list_id, count=2, seed=5, expiration="2099-06-30T00:00:00Z")
+    client = backend(redis_client)
+    record = client.read_page(list_id, None).contacts[0]
+    with pytest.raises(JobPending):
+        client.update_contacts(list_id, [Change(record["ExternalId"], {"WorkNumber": ""}, record)])
+    assert simulator.jobs()[0]["expirationDate"] == "2099-06-30T00:00:00Z"
+
+
+def test_a_list_downloads_once_and_pages_from_the_spool(
+    cxone: dict[str, str],
+    simulator: Any,
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cxsweep.cxone import SPOOL_DIR
+
+    monkeypatch.setenv("CXSWEEP_CXONE_PAGE_SIZE", "40")
+    list_id = new_list_id()
+    simulator.put_call_list(list_id, count=130, seed=7)
+    original = [r["ExternalId"] for r in simulator.get_call_list(list_id)]
+    client = backend(redis_client)
+    page = client.read_page(list_id, None)
+    assert page.total == 130
+    seen = [r["ExternalId"] for r in page.contacts]
+    cursors = []
+    while page.next_cursor:
+        cursors.append(page.next_cursor)
+        page = client.read_page(list_id, page.next_cursor)
+        seen += [r["ExternalId"] for r in page.contacts]
+    assert seen == original and len(cursors) == 3
+    assert simulator.stats()["requests"]["cxone_read"] == 1
+    # The last page removed the spool. A cursor whose spool is gone (another host, say)
+    # downloads again and goes on where it was.
+    assert not (SPOOL_DIR / f"{cursors[1].split(':')[0]}.jsonl").exists()
+    resumed = client.read_page(list_id, cursors[1])
+    assert [r["ExternalId"] for r in resumed.contacts] == original[80:120]
+    assert simulator.stats()["requests"]["cxone_read"] == 2
+    assert resumed.next_cursor and not client.read_page(list_id, resumed.next_cursor).next_cursor
+    assert not (SPOOL_DIR / f"{resumed.next_cursor.split(':')[0]}.jsonl").exists()
+    with pytest.raises(ApiError, match="cursor"):
+        client.read_page(list_id, "../../etc/passwd:0:0")
+
+
+def test_warns_of_a_running_or_unscrubbed_skill(
+    cxone: dict[str, str],
+    simulator: Any,
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("CXSWEEP_CXONE_DNC_GROUP_ID", DNC_GROUP)
+    simulator.add_dnc_group(DNC_GROUP, scrubbed_skills=(4001,))
+    quiet, loud = new_list_id(), new_list_id()
+    simulator.put_call_list(quiet, count=2, seed=1, skill_id=4001)
+    simulator.put_call_list(loud, count=2, seed=1, skill_id=4002, name="loud")
+    simulator.set_skill_running(4002)
+    client = backend(redis_client)
+    with caplog.at_level("WARNING", logger="cxsweep.cxone"):
+        client.read_page(quiet, None)
+        assert not caplog.records
+        client.read_page(loud, None)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("skill 4002 is running" in m for m in messages), messages
+    assert any("4002 not scrubbed against DNC group" in m for m in messages), messages
+
+
+def test_scheduled_sweeps_skip_inactive_lists(
+    cxone: dict[str, str],
+    simulator: Any,
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    active, inactive = new_list_id(), new_list_id()
+    simulator.put_call_list(active, count=1, seed=1)
+    simulator.put_call_list(inactive, count=1, seed=1, status="Inactive", name="old")
+    assert {item["id"] for item in backend(redis_client).iter_lists()} == {active}
+    monkeypatch.setenv("CXSWEEP_CXONE_INCLUDE_INACTIVE", "true")
+    assert {item["id"] for item in backend(redis_client).iter_lists()} == {active, inactive}
+
+
+def test_oversized_record_and_short_answer_are_refused(
+    cxone: dict[str, str], simulator: Any, redis_client: redis.Redis
+) -> None:
+    list_id = new_list_id()
+    simulator.put_call_list(
+        list_id,
+        [{"ExternalId": "1", "PhoneNumber": "+16502530000", "Notes": "x" * 2000}],
+    )
+    with pytest.raises(MalformedResponse, match="CXone allows 512"):
+        backend(redis_client).read_page(list_id, None)
+    simulator.put_call_list(list_id, count=50, seed=8)
+    simulator.add_faults([{"method": "GET", "path": "/call-lists/", "action": "bad_json"}])
+    with pytest.raises(MalformedResponse, match="not valid JSON"):
         backend(redis_client).read_page(list_id, None)
 
 
@@ -292,7 +455,9 @@ def test_full_sweep_through_cxone(
     # Two records were refused by the platform: the run says so, everything else is done.
     failures = RunStore(redis_client, run_id).failures()
     assert record["status"] == "failed", record
+    assert "e.g." in record["message"], record  # a record's reason reaches the audit line
     assert set(failures) == {locked, refused}, failures
+    assert failures[refused].startswith("upload job "), failures
     assert record["failure_count"] == 2, record
     assert record["total_processed"] == len(original)
     assert record["purge_count"] == len(removed) - 1
@@ -313,7 +478,10 @@ def test_full_sweep_through_cxone(
     stats = simulator.stats()
     assert stats["requests"]["discovery"] == 1
     assert stats["password_grants"] == 1 and stats["refresh_grants"] >= 1
-    assert stats["requests"]["cxone_read"] >= 8  # 400 records, 50 a page, read in parallel
+    # One download (the faults may cost a retry), then the list read back for the uploads:
+    # far fewer reads than upload chunks, as one read serves every write waiting for it.
+    uploads = -(-len(changes) // 60)
+    assert 2 <= stats["requests"]["cxone_read"] <= 1 + uploads + 2, stats["requests"]
     assert set(stats["uploaded"]) == set(changes) - {refused}
     assert all(times == 1 for times in stats["uploaded"].values())
     assert stats["statuses"].get("429", 0) >= 1 and stats["statuses"].get("401", 0) >= 1
@@ -379,3 +547,65 @@ def test_purge_guard_counts_blanked_secondary_numbers(
     stats = simulator.stats()
     assert stats["requests"]["upload"] == 0 and stats["requests"]["remove_prospects"] == 0
     assert simulator.get_call_list(list_id) == original
+
+
+@pytest.mark.usefixtures("sweep_worker")
+def test_cxsweep_run_against_the_published_schema(
+    cxone: dict[str, str],
+    simulator: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Acceptance: `cxsweep run` against a server following NICE's schema (the list whole
+    in one answer, uploads refused without expirationDate, status-only jobs), the API
+    found by discovery: every good record corrected in place, every reject removed."""
+    import json
+
+    monkeypatch.delenv("CXSWEEP_API_URL")
+    # Small pages: many more than the reading window, so reading waits for sanitizing.
+    monkeypatch.setenv("CXSWEEP_CXONE_PAGE_SIZE", "10")
+    list_id = "4100031"
+    simulator.put_call_list(list_id, count=300, seed=31)
+    original = {r["ExternalId"]: r for r in simulator.get_call_list(list_id)}
+    get_settings.cache_clear()
+    changes, removed = expected(list(original.values()))
+    assert len(changes) >= 50 and len(removed) >= 5
+
+    code = cli.main(["run", list_id, "--json", "--quiet", "--timeout", "180"])
+    record = json.loads(capsys.readouterr().out)
+    assert code == 0 and record["status"] == "completed", record
+    assert record["success_count"] == len(changes) and record["purge_count"] == len(removed)
+
+    final = {r["ExternalId"]: r for r in simulator.get_call_list(list_id)}
+    assert set(final) == set(original) - removed
+    for cid, rec in final.items():
+        assert rec == {**original[cid], **changes.get(cid, {})}, cid
+    stats = simulator.stats()
+    assert stats["requests"]["discovery"] == 1
+    assert all(times == 1 for times in stats["uploaded"].values())
+
+
+def test_new_settings_are_validated() -> None:
+    from cxsweep.errors import SettingsError
+    from cxsweep.settings import load_settings
+
+    base = {"CXSWEEP_ENV_FILE": "/dev/null", "CXSWEEP_BACKEND": "cxone"}
+    for name, value in (
+        ("CXSWEEP_CXONE_AUTH", "token"),
+        ("CXSWEEP_CXONE_CLIENT_AUTH", "private_key_jwt"),
+        ("CXSWEEP_CXONE_LIST_EXPIRATION_DAYS", "0"),
+        ("CXSWEEP_CXONE_INCLUDE_INACTIVE", "maybe"),
+    ):
+        with pytest.raises(SettingsError, match=name.removeprefix("CXSWEEP_")):
+            load_settings({**base, name: value})
+    access_key = load_settings(
+        {
+            **base,
+            "CXSWEEP_CXONE_AUTH": "access-key",
+            "CXSWEEP_CXONE_ACCESS_KEY_ID": "k",
+            "CXSWEEP_CXONE_ACCESS_KEY_SECRET": "s",
+        }
+    )
+    access_key.require_api()  # no client id needed
+    with pytest.raises(SettingsError, match="CLIENT_ID"):
+        load_settings({**base, "CXSWEEP_CXONE_ACCESS_KEY_ID": "k"}).require_api()
