@@ -327,6 +327,7 @@ class Bench:
                         "--subprocesses",
                         "--format",
                         "raw",
+                        "--full-filenames",
                         "--rate",
                         "100",
                         "--output",
@@ -463,12 +464,20 @@ class Bench:
             store = RunStore(self.redis, run_id)
             deadline = time.monotonic() + 6 * 3600
             writing_at: float | None = None
+            commands_at_writing: dict[str, int] = {}
+            cpu_at_writing = (0.0, 0.0)
+            polls = polls_at_writing = 0  # this loop's HMGETs: not cxsweep's commands
             while True:
                 raw_status, record = self.redis.hmget(store.meta_key, ["status", "record"])
+                polls += 1
                 status = raw_status.decode() if isinstance(raw_status, bytes) else None
                 if writing_at is None and status is not None and status != "reading":
                     writing_at = time.perf_counter() - started
                     spies = self.start_py_spy(workers, sc.name)
+                    # The write phase's own share: Redis commands and CPU from here on.
+                    commands_at_writing = self.redis_commands()
+                    polls_at_writing = polls
+                    cpu_at_writing = sum(sampler.cpu_by_root().values()), self.redis_cpu()
                 if status in FINAL and record:
                     break
                 if time.monotonic() > deadline:
@@ -486,12 +495,32 @@ class Bench:
         counts = store.counts()
         info = self.redis.info("memory")
         commands = self.redis_commands()
+        commands["hmget"] -= polls
+        commands_at_writing["hmget"] = commands_at_writing.get("hmget", 0) - polls_at_writing
         stats = self.sim.stats()
         roles = self.worker_roles()
         cpu_by_role = {
             roles[i]: sampler.cpu_by_root().get(w.pid, 0.0) for i, w in enumerate(workers)
         }
         cpu_by_role["redis"] = redis_cpu
+        write_commands = {
+            k: v - commands_at_writing.get(k, 0)
+            for k, v in commands.items()
+            if v > commands_at_writing.get(k, 0)
+        }
+        workers_cpu = sum(sampler.cpu_by_root().values())
+        write_cpu = {
+            "workers": workers_cpu - cpu_at_writing[0],
+            # redis_cpu is already this run's; what it spent before the writes, subtracted
+            "redis": self.redis_cpu() - cpu_at_writing[1],
+        }
+        if self.py_spy is not None:
+            (self.py_spy / f"{sc.name}-redis.json").write_text(
+                json.dumps(
+                    {"run": commands, "write_phase": write_commands, "write_cpu": write_cpu},
+                    indent=1,
+                )
+            )
         return Result(
             system="cxsweep",
             scenario=sc,
