@@ -1,6 +1,7 @@
 """cxsweep against its floor and against the original sequential loop. Not a test.
 
-    .venv/bin/python bench/sweep.py [--quick] [--scenario throttled|unthrottled|scale|all]
+    .venv/bin/python bench/sweep.py [--quick]
+        [--scenario throttled|unthrottled|scale|nightly|fixedcost|all] [--py-spy DIR]
 
 In one run: a private redis-server, the simulator in its own process (its threads must
 not compete with this one for the GIL; it is driven over its /_sim/ control API), a
@@ -21,7 +22,14 @@ Prints per run: wall seconds, requests by kind, 429s, the minimum number of requ
 (1 token + ceil(N/500) reads + ceil(changed/100) PATCHes + one DELETE per reject), the
 floor (minimum / R), wall / floor, the speed-up over the baseline, the workers' peak RSS
 (all worker processes and their pool children, summed, sampled every 0.2 s) and Redis's
-``used_memory_peak``; then every target with PASS or FAIL.
+``used_memory_peak``, the CPU seconds per contact of cxsweep's workers (pool children
+included) and of its Redis next to the baseline's own (psutil; the ratio is the L=0
+target); then every target with PASS or FAIL.
+
+Two scenarios have no baseline: ``nightly``, one all-lists sweep of 40 seeded lists
+fired by a real ``celery -A workers beat`` (wall time from the scheduled minute to the
+last run's record, against the sweep's minimal requests / R), and ``fixedcost``, the
+real ``cxsweep run`` as a subprocess on a list of 3,000, wall minus floor, phase by phase.
 """
 
 from __future__ import annotations
