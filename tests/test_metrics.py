@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -11,6 +12,7 @@ import textwrap
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +24,7 @@ from cxsweep.errors import SettingsError
 from cxsweep.localredis import free_port
 from cxsweep.runs import RunStore
 from cxsweep.settings import load_settings
+from tests._stack import finish, make_stack, wait_until
 from workers import _metrics, _signals
 
 
@@ -158,3 +161,41 @@ def test_json_log_lines_carry_the_task_ids_with_numbers_masked(
     assert load_settings({"CXSWEEP_LOG_FORMAT": "JSON"}).log_format == "json"
     with pytest.raises(SettingsError):
         load_settings({"CXSWEEP_LOG_FORMAT": "xml"})
+
+
+@pytest.mark.parametrize("pool", ["prefork", "threads", "solo"])
+def test_a_worker_started_as_the_readme_says_exports_its_counters(
+    tmp_path: Path, pool: str
+) -> None:
+    """``celery -A workers worker`` in a process of its own, one sweep, one scrape."""
+    port = free_port()
+    stack_iter = make_stack(tmp_path, page_size=100)
+    stack = next(stack_iter)
+    try:
+        stack.extra_env["CXSWEEP_METRICS_PORT"] = str(port)
+        stack.sim.put_list("metrics-e2e", count=400, seed=3)
+        worker = stack.start_worker(pool, pool=pool)
+        url = f"http://127.0.0.1:{port}/metrics"
+
+        def serving() -> bool:
+            try:
+                scrape(url)
+            except OSError:
+                return False
+            return True
+
+        assert wait_until(serving, timeout=60, interval=0.2), stack.worker_log(pool)
+        code, record, err = finish(stack.run_cli("metrics-e2e"), timeout=120)
+        assert code == 0 and record is not None, err + stack.worker_log(pool)
+        samples = scrape(url)
+        assert total(samples, "cxsweep_contacts_processed_total") == 400
+        assert total(samples, "cxsweep_runs_total", status="completed") == 1
+        assert total(samples, "cxsweep_contacts_removed_total") == record["purge_count"] > 0
+        assert total(samples, "cxsweep_api_requests_total") == record["api_requests"]
+        assert total(samples, "cxsweep_api_request_duration_seconds_count", kind="read") >= 4
+        log = stack.worker_log(pool)
+        assert "will not be exported" not in log, log
+        assert worker.poll() is None
+    finally:
+        with contextlib.suppress(StopIteration):
+            next(stack_iter)
