@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
 import time
@@ -43,6 +44,16 @@ def _settings_for_run() -> Settings:
 # --- run ------------------------------------------------------------------------------
 
 
+def check_list_id(list_id: str) -> str:
+    """A list id is a platform key sent in URLs and logs: empty, blank or control
+    characters are an operator's slip (``cxsweep run "$LIST"`` with LIST unset)."""
+    if not list_id.strip():
+        raise SettingsError(f"list id {list_id!r} is empty")
+    if not list_id.isprintable():
+        raise SettingsError(f"list id {list_id!r} holds control or invisible characters")
+    return list_id
+
+
 def start_run(
     settings: Settings,
     list_id: str,
@@ -57,6 +68,7 @@ def start_run(
     from cxsweep.redisconn import get_redis
     from cxsweep.runs import prepare_run
 
+    check_list_id(list_id)
     if not redis_answers(settings.redis_url):
         raise SettingsError(f"no Redis answers at CXSWEEP_REDIS_URL={settings.redis_url}")
     redis_client = get_redis(settings.redis_url)
@@ -309,6 +321,7 @@ def _exit_code(record: dict[str, Any]) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    check_list_id(args.list_id)
     settings = _settings_for_run()
     if args.plan_out:
         _writable(args.plan_out)
@@ -500,6 +513,16 @@ def _ratio(value: str) -> float:
     return ratio
 
 
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a positive number of seconds")
+    return seconds
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cxsweep", description="Clean outbound-dialing contact lists on NICE CXone."
@@ -520,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write although Redis does not persist (a restart mid-run loses the plan)",
     )
-    run.add_argument("--timeout", type=float, default=None, help="give up waiting after N s")
+    run.add_argument("--timeout", type=_seconds, default=None, help="give up waiting after N s")
     run.add_argument("--plan-out", metavar="FILE", help="write the plan as JSON lines")
     _waiting_options(run)
     run.set_defaults(func=cmd_run)
@@ -529,7 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("plan", metavar="FILE")
     apply.add_argument("--allow-purge-ratio", type=_ratio, metavar="R")
     apply.add_argument("--allow-volatile-redis", action="store_true")
-    apply.add_argument("--timeout", type=float, default=None)
+    apply.add_argument("--timeout", type=_seconds, default=None)
     _waiting_options(apply)
     apply.set_defaults(func=cmd_apply)
 
@@ -542,7 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     restore = sub.add_parser("restore", help="put back what a run changed")
     restore.add_argument("run_id")
     restore.add_argument("--allow-volatile-redis", action="store_true")
-    restore.add_argument("--timeout", type=float, default=None)
+    restore.add_argument("--timeout", type=_seconds, default=None)
     _waiting_options(restore)
     restore.set_defaults(func=cmd_restore)
 
