@@ -1,6 +1,7 @@
 """``cxsweep``: the operator's command line (the one edge that also talks to workers).
 
-Exit codes: 0 completed, 1 halted or failed, 2 usage, settings or credentials error.
+Exit codes: 0 completed, 1 halted, failed or cancelled, 2 usage, settings or credentials
+error, or a run id or list id that cannot be used.
 Operator mistakes end in one line on stderr, never a traceback.
 """
 
@@ -27,6 +28,11 @@ from cxsweep.settings import Settings, get_settings
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+class OperatorError(CxsweepError):
+    """What the operator asked for cannot be done as asked (an unknown run, a blank list
+    id): exit 2, like a usage error, whichever command met it."""
+
+
 def _err(message: str) -> None:
     print(f"cxsweep: {message}", file=sys.stderr)
 
@@ -48,9 +54,9 @@ def check_list_id(list_id: str) -> str:
     """A list id is a platform key sent in URLs and logs: empty, blank or control
     characters are an operator's slip (``cxsweep run "$LIST"`` with LIST unset)."""
     if not list_id.strip():
-        raise SettingsError(f"list id {list_id!r} is empty")
+        raise OperatorError(f"list id {list_id!r} is empty")
     if not list_id.isprintable():
-        raise SettingsError(f"list id {list_id!r} holds control or invisible characters")
+        raise OperatorError(f"list id {list_id!r} holds control or invisible characters")
     return list_id
 
 
@@ -308,7 +314,13 @@ def _run_and_report(
         settings, list_id, dry_run=dry_run, options=options, before_launch=before_launch
     )
     print(f"run {run_id} started on list {list_id}", file=sys.stderr)
-    record = wait_for_run(settings, run_id, timeout=args.timeout, quiet=args.quiet)
+    try:
+        record = wait_for_run(settings, run_id, timeout=args.timeout, quiet=args.quiet)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(
+            f"interrupted: run {run_id} goes on on the workers;"
+            f" follow it with `cxsweep status {run_id}`, stop it with `cxsweep cancel {run_id}`"
+        ) from None
     if args.json:
         print(json.dumps(record, indent=2))
     else:
@@ -393,7 +405,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
     get_settings.cache_clear()
     store = RunStore(get_redis(get_settings().redis_url), args.run_id)
     if not store.exists() and not store.archive_pages():
-        raise CxsweepError(f"no run {args.run_id} (or its archive has expired)")
+        raise OperatorError(f"no run {args.run_id} (or its archive has expired)")
     count = 0
     for record in store.iter_archive():
         print(json.dumps(record))
@@ -410,9 +422,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
     source = RunStore(get_redis(settings.redis_url), args.run_id)
     meta = source.meta()
     if not meta or not source.archive_pages():
-        raise CxsweepError(f"run {args.run_id} has no archive to restore (unknown or expired)")
+        raise OperatorError(f"run {args.run_id} has no archive to restore (unknown or expired)")
     if meta.get("dry_run") == "1":
-        raise CxsweepError(f"run {args.run_id} was a dry run: it changed nothing")
+        raise OperatorError(f"run {args.run_id} was a dry run: it changed nothing")
     _, record = _run_and_report(
         args,
         settings,
@@ -421,6 +433,35 @@ def cmd_restore(args: argparse.Namespace) -> int:
         options={"restore_of": args.run_id},
     )
     return _exit_code(record)
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """Stop a run: no write starts after this, the writes in flight finish, and the run
+    is recorded ``cancelled`` (audit line, webhook, list freed) by its own workers."""
+    from cxsweep.redisconn import get_redis
+    from cxsweep.runs import FINAL, RunStore
+
+    get_settings.cache_clear()
+    store = RunStore(get_redis(get_settings().redis_url), args.run_id)
+    meta = store.meta()
+    if not meta:
+        raise OperatorError(f"no run {args.run_id}")
+    if meta.get("status") in FINAL:
+        raise OperatorError(f"run {args.run_id} has already ended: {meta['status']}")
+    if not store.cancel(
+        f"cancelled by the operator at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"
+    ):
+        print(f"run {args.run_id} was already asked to stop", file=sys.stderr)
+    else:
+        print(
+            f"run {args.run_id} asked to stop: writes in flight finish, then it is recorded"
+            " cancelled",
+            file=sys.stderr,
+        )
+    if args.wait:
+        record = wait_for_run(get_settings(), args.run_id, timeout=args.timeout, quiet=True)
+        print_summary(record)
+    return EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -569,6 +610,12 @@ def build_parser() -> argparse.ArgumentParser:
     _waiting_options(restore)
     restore.set_defaults(func=cmd_restore)
 
+    cancel = sub.add_parser("cancel", help="stop a run: no new write, then recorded cancelled")
+    cancel.add_argument("run_id")
+    cancel.add_argument("--wait", action="store_true", help="wait for the run's record")
+    cancel.add_argument("--timeout", type=_seconds, default=None)
+    cancel.set_defaults(func=cmd_cancel)
+
     status = sub.add_parser("status", help="runs in progress and recent runs")
     status.add_argument("run_id", nargs="?")
     status.add_argument("--limit", type=int, default=10)
@@ -605,14 +652,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (SettingsError, CredentialsRefused, PlanFileError) as exc:
+    except (SettingsError, CredentialsRefused, PlanFileError, OperatorError) as exc:
         _err(str(exc))
         return EXIT_USAGE
     except CxsweepError as exc:
         _err(str(exc))
         return EXIT_RUN_FAILED
-    except KeyboardInterrupt:
-        _err("interrupted (a started run goes on on the workers: `cxsweep status`)")
+    except KeyboardInterrupt as exc:
+        _err(str(exc) or "interrupted (a started run goes on on the workers: `cxsweep status`)")
         return 130
 
 

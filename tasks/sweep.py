@@ -215,6 +215,8 @@ def plan_ready(self: Any, results: list[Any], run_id: str) -> dict[str, Any]:
         # plan and sent the writes or recorded the run; doing it again would undo that.
         return {"ok": True, "repeat": True}
     meta = store.meta()
+    if meta.get("cancelled"):
+        return record_run(store, "cancelled", meta["cancelled"])
     allowed = store.options().get("allow_purge_ratio")
     max_ratio = (
         float(allowed) if allowed is not None else directive_for(meta["list_id"]).max_purge_ratio
@@ -277,6 +279,8 @@ def write_removals(self: ApiTask, run_id: str, index: int) -> dict[str, Any]:
 def finish_run(self: Any, results: list[Any], run_id: str) -> dict[str, Any]:
     store = run_store(run_id)
     meta = store.meta()
+    if meta.get("cancelled"):
+        return record_later(run_id, "cancelled", meta["cancelled"])
     halted = meta.get("halted")
     if halted:
         return record_later(run_id, "halted", halted)
@@ -472,6 +476,8 @@ def restore_archive_page(self: ApiTask, run_id: str, page_no: int) -> dict[str, 
     _keep_lock(store, list_id)
     if store.chunk_done("restore", page_no):
         return {"ok": True, "page": page_no, "repeat": True}
+    if store.halted():
+        return {"ok": False, "page": page_no, "halted": True}
     source = run_store(str(store.options()["restore_of"]))
     try:
         with api_backend(store) as backend:

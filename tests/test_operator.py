@@ -3,9 +3,12 @@ one line, the small promises of the README (issue 14)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ from cxsweep import cli
 from cxsweep.demo import worker_command
 from cxsweep.errors import SettingsError
 from cxsweep.settings import load_settings
+from tests._stack import finish, make_stack, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -98,3 +102,62 @@ def test_a_timeout_must_be_a_positive_number_of_seconds(value: str) -> None:
     with pytest.raises(SystemExit) as caught:
         cli.build_parser().parse_args(["run", "list-1", "--timeout", value])
     assert caught.value.code == 2
+
+
+def test_cancel_stops_a_long_run_mid_write(tmp_path: Path) -> None:
+    """Ctrl-C in ``cxsweep run`` says how to cancel; ``cxsweep cancel`` ends the run
+    ``cancelled``: writes in flight finish, no new one starts, one audit line, a webhook,
+    the list freed."""
+    stack_iter = make_stack(tmp_path, page_size=100, latency_ms=25.0, seed=2)
+    stack = next(stack_iter)
+    try:
+        stack.extra_env["CXSWEEP_AGGREGATOR_URL"] = f"{stack.sim.url}/_sim/webhook"
+        stack.sim.put_list("long-list", count=2000, seed=4)
+        stack.start_worker("cancel", pool="threads")
+        runner = stack.run_cli("long-list")
+        assert wait_until(lambda: len(stack.sim.deleted_ids) >= 5, timeout=120, interval=0.05)
+        (run_id,) = [raw.decode() for raw in stack.redis.zrange("cxsweep:runs", 0, -1)]
+
+        runner.send_signal(signal.SIGINT)
+        code, _, err = finish(runner, timeout=30)
+        assert code == 130
+        assert f"`cxsweep cancel {run_id}`" in err and "goes on on the workers" in err
+
+        def cxsweep(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "cxsweep.cli", *args],
+                cwd=REPO,
+                env=stack.env(),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+
+        cancelled = cxsweep("cancel", run_id, "--wait", "--timeout", "90")
+        assert cancelled.returncode == 0, cancelled.stderr
+        assert f"run {run_id} on list long-list: cancelled" in cancelled.stdout
+
+        (line,) = stack.audit_lines(run_id)
+        assert line["status"] == "cancelled"
+        assert line["message"].startswith("cancelled by the operator")
+        # Every removal that left was answered and counted; the rest never left.
+        deleted = len(stack.sim.deleted_ids)
+        assert line["purge_count"] == deleted < line["planned_removals"]
+        assert not stack.redis.exists("cxsweep:list-lock:long-list")
+        assert wait_until(
+            lambda: any(w["body"].get("run_id") == run_id for w in stack.sim.webhooks()),
+            timeout=30,
+            interval=0.1,
+        )
+        (hook,) = [w["body"] for w in stack.sim.webhooks() if w["body"].get("run_id") == run_id]
+        assert hook["event"] == "campaign.sanitization.halted"
+        assert hook["metrics"]["status"] == "cancelled"
+        time.sleep(1.0)
+        assert len(stack.sim.deleted_ids) == deleted, "a write started after the run ended"
+
+        again = cxsweep("cancel", run_id)
+        assert again.returncode == 2
+        assert again.stderr.strip() == f"cxsweep: run {run_id} has already ended: cancelled"
+    finally:
+        with contextlib.suppress(StopIteration):
+            next(stack_iter)
