@@ -70,16 +70,20 @@ def start_run(
 ) -> str:
     """Check credentials, take the list's lock, store the run and hand it to the workers."""
     from cxsweep.backend import make_backend
+    from cxsweep.latency import RequestTally
     from cxsweep.localredis import redis_answers
     from cxsweep.redisconn import get_redis
-    from cxsweep.runs import prepare_run
+    from cxsweep.runs import RunStore, prepare_run
 
     check_list_id(list_id)
     if not redis_answers(settings.redis_url):
         raise SettingsError(f"no Redis answers at CXSWEEP_REDIS_URL={settings.redis_url}")
     redis_client = get_redis(settings.redis_url)
+    # The token grant sent here belongs to the run: its request count and latency are
+    # the run's, as the platform counts them.
+    requests = RequestTally()
     try:
-        make_backend(settings, redis_client).check_credentials()
+        make_backend(settings, redis_client, observer=requests.observe).check_credentials()
     except RetryableApiError as exc:
         raise CxsweepError(f"cannot obtain a token: {exc}") from None
     run_id = prepare_run(
@@ -89,9 +93,10 @@ def start_run(
         options=options,
         deadline_seconds=settings.run_deadline_seconds,
     )
+    requests.flush_to(RunStore(redis_client, run_id))
 
     if before_launch is not None:
-        from cxsweep.runs import ListLock, RunStore
+        from cxsweep.runs import ListLock
 
         store = RunStore(redis_client, run_id)
         try:
@@ -288,6 +293,12 @@ def print_summary(record: dict[str, Any]) -> None:
         f"  api        {record.get('api_requests', 0)} requests, "
         f"{record.get('api_retries', 0)} retries, {record.get('api_429s', 0)} x 429"
     )
+    latency = (record.get("api_latency_ms") or {}).get("all")
+    if latency and latency.get("requests"):
+        print(
+            f"  latency    p50 {latency['p50']:.1f} ms, p95 {latency['p95']:.1f} ms,"
+            f" p99 {latency['p99']:.1f} ms per API request"
+        )
     if record.get("kind") == "apply":
         _print_apply_lines(record)
     print(f"  took       {record.get('duration_seconds', 0)} s")

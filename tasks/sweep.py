@@ -25,7 +25,7 @@ from celery import Signature, chord, current_app, shared_task
 from celery.exceptions import ChordError, SoftTimeLimitExceeded
 from celery.utils import uuid
 
-from cxsweep import audit, metrics, sweep, webhook
+from cxsweep import audit, latency, metrics, sweep, webhook
 from cxsweep.broker import UnackedMessages
 from cxsweep.errors import CxsweepError, RetryableApiError
 from cxsweep.runs import ListLock, RunStore, overdue_runs
@@ -216,7 +216,7 @@ def plan_ready(self: Any, results: list[Any], run_id: str) -> dict[str, Any]:
         return {"ok": True, "repeat": True}
     meta = store.meta()
     if meta.get("cancelled"):
-        return record_run(store, "cancelled", meta["cancelled"])
+        return record_later(run_id, "cancelled", meta["cancelled"])
     allowed = store.options().get("allow_purge_ratio")
     max_ratio = (
         float(allowed) if allowed is not None else directive_for(meta["list_id"]).max_purge_ratio
@@ -371,6 +371,7 @@ def record_run(store: RunStore, status: str, message: str = "", *, owner: str) -
             finished_at=finished_at,
             message=message,
             failed_records=store.failure_count(),
+            api_latency=latency.summary(latency.read_histograms(store.redis, store.prefix)),
         )
         path = audit.append_audit_line(settings().audit_log, record)
         metrics.observe_run(record)

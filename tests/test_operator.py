@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from cxsweep import cli
+from cxsweep import cli, latency
 from cxsweep.demo import worker_command
 from cxsweep.errors import SettingsError
+from cxsweep.report import render_html
 from cxsweep.settings import load_settings
 from tests._stack import finish, make_stack, wait_until
 
@@ -158,6 +159,62 @@ def test_cancel_stops_a_long_run_mid_write(tmp_path: Path) -> None:
         again = cxsweep("cancel", run_id)
         assert again.returncode == 2
         assert again.stderr.strip() == f"cxsweep: run {run_id} has already ended: cancelled"
+    finally:
+        with contextlib.suppress(StopIteration):
+            next(stack_iter)
+
+
+# --- API latency: a histogram per request kind ----------------------------------------
+
+
+def test_latency_buckets_give_percentiles_within_a_bucket() -> None:
+    edges = [latency.upper_ms(i) for i in range(latency.LAST_BUCKET + 1)]
+    assert edges == sorted(edges) and edges[-1] > 600_000, "covers the longest read time-out"
+    for ms in (0.1, 0.3, 1.0, 4.2, 17.0, 250.0, 9_999.0):
+        index = latency.bucket_of(ms / 1000)
+        assert latency.lower_ms(index) < ms <= latency.upper_ms(index) or index == 0
+    assert latency.bucket_of(float("nan")) == 0 and latency.bucket_of(-1.0) == 0
+    assert latency.bucket_of(1e9) == latency.LAST_BUCKET
+    # 900 answers at 5 ms, 90 at 40 ms, 10 at 400 ms.
+    buckets: dict[int, int] = {}
+    for ms, count in ((5.0, 900), (40.0, 90), (400.0, 10)):
+        buckets[latency.bucket_of(ms / 1000)] = count
+    found = latency.percentiles(buckets)
+    assert found["requests"] == 1000
+    width = 2 ** (1 / latency.PER_DOUBLING)
+    assert 5.0 / width <= found["p50"] <= 5.0 * width
+    assert 40.0 / width <= found["p95"] <= 40.0 * width
+    assert 40.0 / width <= found["p99"] <= 40.0 * width
+    assert latency.percentiles({}) == {"requests": 0.0}
+
+
+def test_the_audit_line_names_its_times_and_counts_every_request(tmp_path: Path) -> None:
+    """Percentiles per request kind from the run's histogram in Redis; the request count
+    of the summary is the platform's (the CLI's token grant included)."""
+    stack_iter = make_stack(tmp_path, page_size=100, latency_ms=15.0, seed=3)
+    stack = next(stack_iter)
+    try:
+        stack.sim.put_list("timed-list", count=600, seed=5)
+        stack.start_worker("timed", pool="threads")
+        code, record, err = finish(stack.run_cli("timed-list"), timeout=120)
+        assert code == 0 and record is not None, err
+        assert record["api_requests"] == stack.sim.total_requests()
+        by_kind = record["api_latency_ms"]
+        assert {"token", "read", "patch", "delete", "all"} <= set(by_kind)
+        assert by_kind["all"]["requests"] == record["api_requests"]
+        assert sum(row["requests"] for kind, row in by_kind.items() if kind != "all") == (
+            record["api_requests"]
+        )
+        for kind, row in by_kind.items():
+            # The simulator waits 15 ms before every answer.
+            assert 15.0 / 1.2 <= row["p50"] <= row["p95"] <= row["p99"], (kind, row)
+        assert record["avg_latency_ms"] >= 15.0
+        assert 0 < record["check_us_per_number"] < 15_000
+        assert "avg_latency_us" not in record
+        (line,) = stack.audit_lines(record["run_id"])
+        assert line["api_latency_ms"] == by_kind
+        page = render_html(record)
+        assert "API latency by request kind" in page and "<td>Delete</td>" in page
     finally:
         with contextlib.suppress(StopIteration):
             next(stack_iter)
