@@ -202,8 +202,9 @@ def test_the_audit_line_names_its_times_and_counts_every_request(tmp_path: Path)
         by_kind = record["api_latency_ms"]
         assert {"token", "read", "patch", "delete", "all"} <= set(by_kind)
         assert by_kind["all"]["requests"] == record["api_requests"]
-        assert sum(row["requests"] for kind, row in by_kind.items() if kind != "all") == (
-            record["api_requests"]
+        assert (
+            sum(row["requests"] for kind, row in by_kind.items() if kind != "all")
+            == (record["api_requests"])
         )
         for kind, row in by_kind.items():
             # The simulator waits 15 ms before every answer.
@@ -218,3 +219,42 @@ def test_the_audit_line_names_its_times_and_counts_every_request(tmp_path: Path)
     finally:
         with contextlib.suppress(StopIteration):
             next(stack_iter)
+
+
+# --- the README's promises --------------------------------------------------------------
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cxsweep.cli", *args],
+        cwd=REPO,
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_readme_policy_is_the_shipped_example_and_it_loads() -> None:
+    readme = (REPO / "README.md").read_text()
+    shipped = (REPO / "examples" / "policy.toml").read_text()
+    block = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    assert block.strip() in shipped and block.startswith("[default]")
+    done = run_cli(
+        "check",
+        "--list",
+        "uk-spring",
+        "+447400123456",
+        "+447400123457",
+        CXSWEEP_POLICY_FILE="examples/policy.toml",
+    )
+    assert done.returncode == 0, done.stderr
+    listed, other = done.stdout.splitlines()
+    assert "rejected: disposable" in listed and "kept" in other
+
+
+def test_check_with_a_list_but_no_policy_file_says_it_uses_the_defaults() -> None:
+    done = run_cli("check", "--list", "uk-spring", "+447400123456")
+    assert done.returncode == 0
+    assert "no policy file" in done.stderr and "settings' defaults" in done.stderr
+    assert run_cli("check", "+447400123456").stderr == ""
