@@ -529,16 +529,20 @@ def cmd_simulator(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     sim = Simulator(config, host=args.host, port=args.port)
-    for number in range(args.lists):
-        sim.put_list(f"list-{number + 1}", count=args.contacts, seed=args.seed + number)
-    for number in range(args.call_lists):
-        sim.put_call_list(str(1001 + number), count=args.contacts, seed=args.seed + number)
+    list_ids = [f"list-{number + 1}" for number in range(args.lists)]
+    call_list_ids = [str(1001 + number) for number in range(args.call_lists)]
+    for number, list_id in enumerate(list_ids):
+        sim.put_list(list_id, count=args.contacts, seed=args.seed + number)
+    for number, list_id in enumerate(call_list_ids):
+        sim.put_call_list(list_id, count=args.contacts, seed=args.seed + number)
     print(
         f"simulator on {sim.url}: {args.lists} v2 list(s) and {args.call_lists} CXone calling"
         f" list(s) of {args.contacts} contacts (client id demo-client, secret demo-secret;"
         " CXone access key demo-key-id / demo-key-secret)",
         file=sys.stderr,
     )
+    print(f"  v2 lists: {', '.join(list_ids) or '(none)'}", file=sys.stderr)
+    print(f"  CXone calling lists: {', '.join(call_list_ids) or '(none)'}", file=sys.stderr)
     with contextlib.suppress(KeyboardInterrupt):
         sim.serve_forever()
     return EXIT_OK
@@ -575,10 +579,20 @@ def _seconds(value: str) -> float:
     return seconds
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cxsweep")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cxsweep", description="Clean outbound-dialing contact lists on NICE CXone."
     )
+    parser.add_argument("--version", action="version", version=f"cxsweep {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="sweep one contact list on the workers and wait")

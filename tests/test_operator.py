@@ -6,16 +6,21 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from cxsweep import cli, latency
 from cxsweep.demo import worker_command
-from cxsweep.errors import SettingsError
+from cxsweep.errors import RetryableApiError, SettingsError
+from cxsweep.http import Transport
+from cxsweep.localredis import free_port
 from cxsweep.report import render_html
 from cxsweep.settings import load_settings
 from tests._stack import finish, make_stack, wait_until
@@ -258,3 +263,65 @@ def test_check_with_a_list_but_no_policy_file_says_it_uses_the_defaults() -> Non
     assert done.returncode == 0
     assert "no policy file" in done.stderr and "settings' defaults" in done.stderr
     assert run_cli("check", "+447400123456").stderr == ""
+
+
+def test_the_simulator_prints_its_list_ids() -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cxsweep.cli", "simulator", "--port", str(port), "--lists", "2"],
+        cwd=REPO,
+        env=clean_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        lines = [proc.stderr.readline() for _ in range(3)]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    assert f"simulator on http://127.0.0.1:{port}" in lines[0]
+    assert lines[1].strip() == "v2 lists: list-1, list-2"
+    assert lines[2].strip() == "CXone calling lists: 1001"
+
+
+def test_a_connection_failure_says_what_and_where_in_a_few_words() -> None:
+    settings = load_settings({"CXSWEEP_ENV_FILE": os.devnull, "CXSWEEP_READ_TIMEOUT": "5"})
+    transport = Transport(settings, session=requests.Session())
+    port = free_port()  # nothing listens there
+    with pytest.raises(RetryableApiError) as refused:
+        transport.send("read", "GET /lists", "GET", f"http://127.0.0.1:{port}/lists")
+    assert str(refused.value) == (
+        f"GET /lists: connection failed (ConnectionRefusedError from 127.0.0.1:{port}:"
+        " Connection refused)"
+    )
+    # A server that accepts and hangs up without an answer.
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        hang_up = threading.Thread(target=lambda: server.accept()[0].close(), daemon=True)
+        hang_up.start()
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/lists"
+        with pytest.raises(RetryableApiError) as dropped:
+            transport.send("read", "GET /lists", "GET", url)
+    message = str(dropped.value)
+    assert "HTTPConnection(" not in message and "from 127.0.0.1:" in message, message
+    assert message.endswith(")") and len(message) < 200, message
+
+
+def test_version() -> None:
+    done = run_cli("--version")
+    assert done.returncode == 0 and done.stdout.startswith("cxsweep ")
+    assert done.stdout.split()[1][0].isdigit()
+
+
+@pytest.mark.parametrize(
+    "command", [["status"], ["restore"], ["cancel"], ["archive", "export"]], ids=" ".join
+)
+def test_an_unknown_run_id_is_exit_2_for_every_command(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main([*command, "20990101T000000Z-00000000"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cxsweep: ") and "20990101T000000Z-00000000" in err
+    assert err.count("\n") == 1
