@@ -325,3 +325,50 @@ def test_an_unknown_run_id_is_exit_2_for_every_command(
     err = capsys.readouterr().err
     assert err.startswith("cxsweep: ") and "20990101T000000Z-00000000" in err
     assert err.count("\n") == 1
+
+
+def test_the_demo_starts_redis_on_the_configured_port_and_prints_no_vanishing_path(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    done = subprocess.run(
+        [sys.executable, "-m", "cxsweep.cli", "demo", "--contacts", "300", "--workers", "1"],
+        cwd=tmp_path,
+        env=clean_env(CXSWEEP_REDIS_URL=f"redis://127.0.0.1:{port}/2"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"started a private redis-server at redis://127.0.0.1:{port}/2" in done.stdout
+    printed = [word.strip("()'\",") for word in done.stdout.split() if word.startswith(("/", "("))]
+    for path in printed:
+        if path.startswith("/"):
+            assert Path(path).exists(), f"the demo printed {path}, then removed it"
+    assert (tmp_path / "sanitization_audit.log").exists()
+
+
+def test_localredis_prints_the_pid_of_a_server_it_started_for_ci_to_stop(tmp_path: Path) -> None:
+    """``.ci/run`` stops the redis-server it started (a trap on exit) by this pid."""
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    started = subprocess.run(
+        [sys.executable, "-m", "cxsweep.localredis", url],
+        env=clean_env(TMPDIR=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    pid = int(started.stdout)
+    try:
+        assert f"(pid {pid})" in started.stderr
+        again = subprocess.run(
+            [sys.executable, "-m", "cxsweep.localredis", url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert again.stdout == "", "nothing to stop when a Redis already answered"
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    ci = (REPO / ".ci" / "run").read_text()
+    assert 'trap \'kill "$REDIS_PID"' in ci
