@@ -22,7 +22,7 @@ import redis
 from cxsweep.check import add_check_parser
 from cxsweep.errors import CredentialsRefused, CxsweepError, RetryableApiError, SettingsError
 from cxsweep.planfile import PlanFileError
-from cxsweep.report import add_report_parser
+from cxsweep.report import add_report_parser, own_note
 from cxsweep.settings import Settings, get_settings
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
@@ -302,8 +302,9 @@ def print_summary(record: dict[str, Any]) -> None:
     if record.get("kind") == "apply":
         _print_apply_lines(record)
     print(f"  took       {record.get('duration_seconds', 0)} s")
-    if record.get("message"):
-        print(f"  note       {record['message']}")
+    note = own_note(record)
+    if note:
+        print(f"  note       {note}")
     if record["status"] == "halted":
         print("  the run HALTED for manual review: nothing further was removed")
 

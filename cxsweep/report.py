@@ -446,6 +446,18 @@ def _steps_table(steps: Iterable[Mapping[str, Any]]) -> str:
     return "<table><tr><th>Step</th><th>Detail</th><th>Took</th></tr>" + "".join(rows) + "</table>"
 
 
+DRY_RUN_NOTE = "dry run: nothing was written"
+
+
+def own_note(record: Mapping[str, Any]) -> str:
+    """The record's message without what a dry run's headline already says (a dry run's
+    message starts with it; a purge-guard warning may follow)."""
+    note = str(record.get("message") or "")
+    if record.get("dry_run"):
+        note = note.removeprefix(DRY_RUN_NOTE).removeprefix("; ")
+    return note
+
+
 def render_html(record: Mapping[str, Any], extras: Mapping[str, Any] | None = None) -> str:
     """One self-contained HTML page (inline CSS and SVG, no script) for a run's record.
 
@@ -498,7 +510,7 @@ def render_html(record: Mapping[str, Any], extras: Mapping[str, Any] | None = No
         f'<div><span class="pill" style="color:{fg};background:{bg}">{_e(status)}</span></div>',
         "</header>",
     ]
-    note = str(record.get("message") or "")
+    note = own_note(record)
     if note or status != "completed" or dry or kind == "restore":
         parts.append(
             f'<div class="note" style="border-color:{fg}"><b>{_e(headline)}</b>'

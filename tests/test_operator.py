@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from cxsweep import cli, latency
+from cxsweep import audit, cli, latency
 from cxsweep.demo import worker_command
 from cxsweep.errors import RetryableApiError, SettingsError
 from cxsweep.http import Transport
@@ -372,3 +372,21 @@ def test_localredis_prints_the_pid_of_a_server_it_started_for_ci_to_stop(tmp_pat
         os.kill(pid, signal.SIGTERM)
     ci = (REPO / ".ci" / "run").read_text()
     assert 'trap \'kill "$REDIS_PID"' in ci
+
+
+@pytest.mark.parametrize("guard", ["", "the plan would remove 5 of 10 contacts (50.0%)"])
+def test_a_dry_run_says_nothing_was_written_once(
+    guard: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    meta = {"run_id": "r-dry", "list_id": "l-dry", "dry_run": "1", "started_at": "1"}
+    message = "dry run: nothing was written" + (f"; {guard}" if guard else "")
+    record = audit.build_record(
+        meta, {"fetched": 10}, status="completed", removed=0, finished_at=2.0, message=message
+    )
+    page = render_html(record)
+    assert page.lower().count("nothing was written") == 1
+    assert guard in page
+    cli.print_summary(record)
+    out = capsys.readouterr().out
+    assert "(dry run)" in out and "nothing was written" not in out
+    assert ("note       " + guard in out) if guard else ("note" not in out)
