@@ -390,3 +390,57 @@ def test_a_dry_run_says_nothing_was_written_once(
     out = capsys.readouterr().out
     assert "(dry run)" in out and "nothing was written" not in out
     assert ("note       " + guard in out) if guard else ("note" not in out)
+
+
+# --- Flower: loopback unless told otherwise -------------------------------------------
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local IPv4 addresses listening on ``port``, from /proc/net/tcp."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, hex_port = local.split(":")
+        if state == "0A" and int(hex_port, 16) == port:
+            found.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+    return found
+
+
+def test_flower_as_the_readme_starts_it_listens_on_loopback_only(redis_url: str) -> None:
+    readme = (REPO / "README.md").read_text()
+    (line,) = [line for line in readme.splitlines() if "celery -A workers flower" in line]
+    assert "--address=127.0.0.1" in line
+    port = free_port()
+    env = clean_env(CXSWEEP_REDIS_URL=redis_url, FLOWER_BASIC_AUTH="ops:test-password")
+    command = ["celery", "-A", "workers", "flower", "--address=127.0.0.1", f"--port={port}"]
+    flower = subprocess.Popen(
+        [sys.executable, "-m", *command],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert wait_until(lambda: listening_addresses(port), timeout=60, interval=0.2)
+        assert listening_addresses(port) == {"127.0.0.1"}
+    finally:
+        # Flower keeps nothing worth a graceful stop here (and takes seconds to stop).
+        flower.kill()
+        flower.wait()
+
+
+def test_flower_in_containers_listens_inside_and_is_published_on_loopback() -> None:
+    import yaml
+
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    flower = compose["services"]["flower"]
+    assert "--address=0.0.0.0" in flower["command"]
+    assert flower["ports"] == ["127.0.0.1:5555:5555"]
+    docs = list(yaml.safe_load_all((REPO / "deploy/k8s/base/flower.yaml").read_text()))
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    (service,) = [d for d in docs if d["kind"] == "Service"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert "--address=0.0.0.0" in container["args"]
+    assert service["spec"]["type"] == "ClusterIP"
+    operations = (REPO / "docs/operations.md").read_text()
+    assert "**`/metrics` is unauthenticated.**" in operations
