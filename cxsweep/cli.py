@@ -20,17 +20,18 @@ from typing import Any, cast
 import redis
 
 from cxsweep.check import add_check_parser
-from cxsweep.errors import CredentialsRefused, CxsweepError, RetryableApiError, SettingsError
+from cxsweep.errors import (
+    CredentialsRefused,
+    CxsweepError,
+    OperatorError,
+    RetryableApiError,
+    SettingsError,
+)
 from cxsweep.planfile import PlanFileError
 from cxsweep.report import add_report_parser, own_note
 from cxsweep.settings import Settings, get_settings
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class OperatorError(CxsweepError):
-    """What the operator asked for cannot be done as asked (an unknown run, a blank list
-    id): exit 2, like a usage error, whichever command met it."""
 
 
 def _err(message: str) -> None:

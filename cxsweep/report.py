@@ -741,7 +741,7 @@ def extras_from_counts(counts: Mapping[str, int]) -> dict[str, Any]:
 
 
 def record_from_redis(redis_url: str, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    from cxsweep.errors import CxsweepError
+    from cxsweep.errors import CxsweepError, OperatorError
     from cxsweep.localredis import redis_answers
     from cxsweep.redisconn import get_redis, text
     from cxsweep.runs import RUN_INDEX, RunStore
@@ -757,7 +757,7 @@ def record_from_redis(redis_url: str, run_id: str) -> tuple[dict[str, Any], dict
     store = RunStore(client, run_id)
     meta = store.meta()
     if not meta:
-        raise CxsweepError(f"no run {run_id} in Redis (use --audit-log for an older run)")
+        raise OperatorError(f"no run {run_id} in Redis (use --audit-log for an older run)")
     if not meta.get("record"):
         raise CxsweepError(
             f"run {run_id} has not finished (status {meta.get('status', '?')}): no report yet"

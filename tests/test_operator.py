@@ -316,7 +316,9 @@ def test_version() -> None:
 
 
 @pytest.mark.parametrize(
-    "command", [["status"], ["restore"], ["cancel"], ["archive", "export"]], ids=" ".join
+    "command",
+    [["status"], ["restore"], ["cancel"], ["archive", "export"], ["report"]],
+    ids=" ".join,
 )
 def test_an_unknown_run_id_is_exit_2_for_every_command(
     command: list[str], capsys: pytest.CaptureFixture[str]
