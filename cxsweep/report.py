@@ -481,6 +481,7 @@ def render_html(record: Mapping[str, Any], extras: Mapping[str, Any] | None = No
         "completed": "Completed: the list was cleaned.",
         "halted": "Halted for manual review: writes stopped, nothing further was removed.",
         "failed": "Failed: see the note below.",
+        "cancelled": "Cancelled: no write started after the request; what was written stays.",
     }.get(status, status)
     if dry:
         headline = "Dry run: the list was read and judged; nothing was written."

@@ -112,6 +112,8 @@ def fetch_page(
     meta = store.meta()
     if meta.get("error"):
         return {"ok": False, "page": page_no, "error": "run already failed"}
+    if meta.get("cancelled"):  # the rest is not read: plan_ready records the run
+        return {"ok": False, "page": page_no, "error": "run cancelled"}
     list_id = meta["list_id"]
     _keep_lock(store, list_id)
     cursor = store.cursor(page_no) or legacy_cursor

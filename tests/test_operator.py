@@ -446,3 +446,45 @@ def test_flower_in_containers_listens_inside_and_is_published_on_loopback() -> N
     assert service["spec"]["type"] == "ClusterIP"
     operations = (REPO / "docs/operations.md").read_text()
     assert "**`/metrics` is unauthenticated.**" in operations
+
+
+def test_cancel_while_reading_stops_reading_and_writes_nothing(tmp_path: Path) -> None:
+    stack_iter = make_stack(tmp_path, page_size=50, latency_ms=60.0, seed=2)
+    stack = next(stack_iter)
+    try:
+        stack.sim.put_list("read-list", count=3000, seed=4)
+        stack.start_worker("cancel-read", pool="threads")
+        runner = stack.run_cli("read-list")
+
+        def run_ids() -> list[str]:
+            return [raw.decode() for raw in stack.redis.zrange("cxsweep:runs", 0, -1)]
+
+        assert wait_until(
+            lambda: any(
+                int(stack.redis.hget(f"cxsweep:run:{r}:counts", "pages_read") or 0) >= 2
+                for r in run_ids()
+            ),
+            timeout=120,
+            interval=0.05,
+        )
+        (run_id,) = run_ids()
+        cancelled = subprocess.run(
+            [sys.executable, "-m", "cxsweep.cli", "cancel", run_id],
+            cwd=REPO,
+            env=stack.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert cancelled.returncode == 0, cancelled.stderr
+        code, record, err = finish(runner, timeout=120)
+        assert code == 1 and record is not None, err
+        assert record["status"] == "cancelled"
+        assert record["pages"] < 3000 // 50, "reading stopped"
+        assert record["success_count"] == record["purge_count"] == 0
+        assert stack.sim.deleted_ids == [] and stack.sim.patch_values == {}
+        assert len(stack.audit_lines(run_id)) == 1
+        assert not stack.redis.exists("cxsweep:list-lock:read-list")
+    finally:
+        with contextlib.suppress(StopIteration):
+            next(stack_iter)
