@@ -20,8 +20,10 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from cxsweep import cli, logs
+from cxsweep.backend import make_backend
 from cxsweep.errors import SettingsError
 from cxsweep.localredis import free_port
+from cxsweep.redisconn import get_redis
 from cxsweep.runs import RunStore
 from cxsweep.settings import load_settings
 from tests._stack import finish, make_stack, wait_until
@@ -67,6 +69,10 @@ def test_metrics_endpoint_serves_the_counters_after_a_run(simulator: Any, metric
     )
     before = scrape(metrics_url)
     settings = cli._settings_for_run()
+    # A token in the fleet's cache first: the CLI's own check then sends nothing, and
+    # every request of the run is a worker's, which is what the workers export (the
+    # run's record also counts a grant the CLI sends).
+    make_backend(settings, get_redis(settings.redis_url)).check_credentials()
     run_id = cli.start_run(settings, list_id, dry_run=False)
     record = cli.wait_for_run(settings, run_id, timeout=120, quiet=True)
     assert record["status"] == "completed", record
@@ -191,7 +197,11 @@ def test_a_worker_started_as_the_readme_says_exports_its_counters(
         assert total(samples, "cxsweep_contacts_processed_total") == 400
         assert total(samples, "cxsweep_runs_total", status="completed") == 1
         assert total(samples, "cxsweep_contacts_removed_total") == record["purge_count"] > 0
-        assert total(samples, "cxsweep_api_requests_total") == record["api_requests"]
+        # The run's one token grant is the CLI's (it checks the credentials before the
+        # run starts; the worker reuses that token): in the record, not in the worker.
+        assert record["api_latency_ms"]["token"]["requests"] == 1
+        assert total(samples, "cxsweep_api_requests_total", kind="token") == 0
+        assert total(samples, "cxsweep_api_requests_total") == record["api_requests"] - 1
         assert total(samples, "cxsweep_api_request_duration_seconds_count", kind="read") >= 4
         log = stack.worker_log(pool)
         assert "will not be exported" not in log, log
