@@ -437,7 +437,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if not meta or not source.archive_pages():
         raise OperatorError(f"run {args.run_id} has no archive to restore (unknown or expired)")
     if meta.get("dry_run") == "1":
-        raise OperatorError(f"run {args.run_id} was a dry run: it changed nothing")
+        raise CxsweepError(f"run {args.run_id} was a dry run: it changed nothing")
     _, record = _run_and_report(
         args,
         settings,
