@@ -45,8 +45,8 @@ _server: Any = None
 def enable_multiprocess(directory: str | None = None) -> str:
     """Switch prometheus_client to its multiprocess store; returns the directory.
 
-    Must run before prometheus_client is first imported in this process (the store is
-    chosen at import), hence before the pool forks.
+    Must run before our metric objects are built (on first use: see the module's
+    docstring), hence before the pool forks.
     """
     global _created_dir
     directory = directory or os.environ.get(MULTIPROC_ENV)
