@@ -386,7 +386,8 @@ def test_a_dry_run_says_nothing_was_written_once(
         meta, {"fetched": 10}, status="completed", removed=0, finished_at=2.0, message=message
     )
     page = render_html(record)
-    assert page.lower().count("nothing was written") == 1
+    note_box = page.split('<div class="note"', 1)[1].split("</div>", 1)[0]
+    assert note_box.lower().count("nothing was written") == 1
     assert guard in page
     cli.print_summary(record)
     out = capsys.readouterr().out
