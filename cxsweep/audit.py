@@ -44,8 +44,15 @@ def build_record(
     failed_records: int = 0,
     stale_ids: Sequence[str] = (),
     failed_ids: Mapping[str, str] | None = None,
+    api_latency: Mapping[str, Mapping[str, float]] | None = None,
 ) -> dict[str, Any]:
-    """The audit fields of a run from its metadata and counters (all kept in Redis)."""
+    """The audit fields of a run from its metadata and counters (all kept in Redis).
+
+    Two different times, named apart: ``avg_latency_ms`` and ``api_latency_ms`` (per
+    request kind: requests, p50, p95, p99) are the contact-list API's answers, as the
+    workers waited for them; ``check_us_per_number`` is the time the workers spent
+    judging one number (CPU, no network).
+    """
     dry_run = meta.get("dry_run") == "1"
     total = counts.get("fetched", 0)
     unchanged = counts.get("unchanged", 0)
@@ -53,7 +60,9 @@ def build_record(
     planned_removals = counts.get("to_remove", 0)
     updated = counts.get("updated", 0)
     checked = counts.get("latency_n", 0)
-    avg_latency_us = counts.get("latency_us_sum", 0) / checked if checked else 0.0
+    check_us = counts.get("latency_us_sum", 0) / checked if checked else 0.0
+    requests = counts.get("api_requests", 0)
+    api_avg_ms = counts.get("api_us_sum", 0) / requests / 1000.0 if requests else 0.0
     options = json.loads(meta.get("options") or "{}")
     kind = kind_of(meta)
     restored = counts.get("restored_recreated", 0) + counts.get("restored_reverted", 0)
@@ -77,8 +86,9 @@ def build_record(
         "reject_reasons": _by_prefix(counts, REASON_PREFIX),
         "by_region": _by_prefix(counts, REGION_PREFIX),
         "by_line_type": _by_prefix(counts, TYPE_PREFIX),
-        "avg_latency_ms": round(avg_latency_us / 1000.0, 6),
-        "avg_latency_us": round(avg_latency_us, 3),
+        "avg_latency_ms": round(api_avg_ms, 3),
+        "api_latency_ms": {k: dict(v) for k, v in (api_latency or {}).items()},
+        "check_us_per_number": round(check_us, 3),
         "format_success_rate": round((unchanged + planned_updates) / total, 6) if total else 0.0,
         "pages": counts.get("pages_read", 0),
         "api_requests": counts.get("api_requests", 0),

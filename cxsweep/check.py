@@ -98,6 +98,12 @@ def run_check(numbers: Iterable[str], list_id: str | None, *, as_json: bool, out
     settings = load_settings()
     policy = load_policy(settings)
     directive = policy.default if list_id is None else policy.directive_for(list_id)
+    if list_id is not None and not settings.policy_file:
+        print(
+            f"cxsweep: note: no policy file (CXSWEEP_POLICY_FILE): list {list_id} is judged"
+            " under the settings' defaults",
+            file=sys.stderr,
+        )
     if list_id is not None and policy.excluded(list_id):
         print(f"cxsweep: note: list {list_id} is excluded from sweeps", file=sys.stderr)
     sanitizer = Sanitizer(directive, lookup=_provider(settings, directive))

@@ -1,6 +1,7 @@
 """``cxsweep``: the operator's command line (the one edge that also talks to workers).
 
-Exit codes: 0 completed, 1 halted or failed, 2 usage, settings or credentials error.
+Exit codes: 0 completed, 1 halted, failed or cancelled, 2 usage, settings or credentials
+error, or a run id or list id that cannot be used.
 Operator mistakes end in one line on stderr, never a traceback.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
 import time
@@ -18,9 +20,15 @@ from typing import Any, cast
 import redis
 
 from cxsweep.check import add_check_parser
-from cxsweep.errors import CredentialsRefused, CxsweepError, RetryableApiError, SettingsError
+from cxsweep.errors import (
+    CredentialsRefused,
+    CxsweepError,
+    OperatorError,
+    RetryableApiError,
+    SettingsError,
+)
 from cxsweep.planfile import PlanFileError
-from cxsweep.report import add_report_parser
+from cxsweep.report import add_report_parser, own_note
 from cxsweep.settings import Settings, get_settings
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
@@ -43,6 +51,16 @@ def _settings_for_run() -> Settings:
 # --- run ------------------------------------------------------------------------------
 
 
+def check_list_id(list_id: str) -> str:
+    """A list id is a platform key sent in URLs and logs: empty, blank or control
+    characters are an operator's slip (``cxsweep run "$LIST"`` with LIST unset)."""
+    if not list_id.strip():
+        raise OperatorError(f"list id {list_id!r} is empty")
+    if not list_id.isprintable():
+        raise OperatorError(f"list id {list_id!r} holds control or invisible characters")
+    return list_id
+
+
 def start_run(
     settings: Settings,
     list_id: str,
@@ -53,15 +71,20 @@ def start_run(
 ) -> str:
     """Check credentials, take the list's lock, store the run and hand it to the workers."""
     from cxsweep.backend import make_backend
+    from cxsweep.latency import RequestTally
     from cxsweep.localredis import redis_answers
     from cxsweep.redisconn import get_redis
-    from cxsweep.runs import prepare_run
+    from cxsweep.runs import RunStore, prepare_run
 
+    check_list_id(list_id)
     if not redis_answers(settings.redis_url):
         raise SettingsError(f"no Redis answers at CXSWEEP_REDIS_URL={settings.redis_url}")
     redis_client = get_redis(settings.redis_url)
+    # The token grant sent here belongs to the run: its request count and latency are
+    # the run's, as the platform counts them.
+    requests = RequestTally()
     try:
-        make_backend(settings, redis_client).check_credentials()
+        make_backend(settings, redis_client, observer=requests.observe).check_credentials()
     except RetryableApiError as exc:
         raise CxsweepError(f"cannot obtain a token: {exc}") from None
     run_id = prepare_run(
@@ -71,9 +94,10 @@ def start_run(
         options=options,
         deadline_seconds=settings.run_deadline_seconds,
     )
+    requests.flush_to(RunStore(redis_client, run_id))
 
     if before_launch is not None:
-        from cxsweep.runs import ListLock, RunStore
+        from cxsweep.runs import ListLock
 
         store = RunStore(redis_client, run_id)
         try:
@@ -270,11 +294,18 @@ def print_summary(record: dict[str, Any]) -> None:
         f"  api        {record.get('api_requests', 0)} requests, "
         f"{record.get('api_retries', 0)} retries, {record.get('api_429s', 0)} x 429"
     )
+    latency = (record.get("api_latency_ms") or {}).get("all")
+    if latency and latency.get("requests"):
+        print(
+            f"  latency    p50 {latency['p50']:.1f} ms, p95 {latency['p95']:.1f} ms,"
+            f" p99 {latency['p99']:.1f} ms per API request"
+        )
     if record.get("kind") == "apply":
         _print_apply_lines(record)
     print(f"  took       {record.get('duration_seconds', 0)} s")
-    if record.get("message"):
-        print(f"  note       {record['message']}")
+    note = own_note(record)
+    if note:
+        print(f"  note       {note}")
     if record["status"] == "halted":
         print("  the run HALTED for manual review: nothing further was removed")
 
@@ -296,7 +327,13 @@ def _run_and_report(
         settings, list_id, dry_run=dry_run, options=options, before_launch=before_launch
     )
     print(f"run {run_id} started on list {list_id}", file=sys.stderr)
-    record = wait_for_run(settings, run_id, timeout=args.timeout, quiet=args.quiet)
+    try:
+        record = wait_for_run(settings, run_id, timeout=args.timeout, quiet=args.quiet)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(
+            f"interrupted: run {run_id} goes on on the workers;"
+            f" follow it with `cxsweep status {run_id}`, stop it with `cxsweep cancel {run_id}`"
+        ) from None
     if args.json:
         print(json.dumps(record, indent=2))
     else:
@@ -309,6 +346,7 @@ def _exit_code(record: dict[str, Any]) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    check_list_id(args.list_id)
     settings = _settings_for_run()
     if args.plan_out:
         _writable(args.plan_out)
@@ -380,7 +418,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
     get_settings.cache_clear()
     store = RunStore(get_redis(get_settings().redis_url), args.run_id)
     if not store.exists() and not store.archive_pages():
-        raise CxsweepError(f"no run {args.run_id} (or its archive has expired)")
+        raise OperatorError(f"no run {args.run_id} (or its archive has expired)")
     count = 0
     for record in store.iter_archive():
         print(json.dumps(record))
@@ -397,7 +435,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     source = RunStore(get_redis(settings.redis_url), args.run_id)
     meta = source.meta()
     if not meta or not source.archive_pages():
-        raise CxsweepError(f"run {args.run_id} has no archive to restore (unknown or expired)")
+        raise OperatorError(f"run {args.run_id} has no archive to restore (unknown or expired)")
     if meta.get("dry_run") == "1":
         raise CxsweepError(f"run {args.run_id} was a dry run: it changed nothing")
     _, record = _run_and_report(
@@ -408,6 +446,35 @@ def cmd_restore(args: argparse.Namespace) -> int:
         options={"restore_of": args.run_id},
     )
     return _exit_code(record)
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """Stop a run: no write starts after this, the writes in flight finish, and the run
+    is recorded ``cancelled`` (audit line, webhook, list freed) by its own workers."""
+    from cxsweep.redisconn import get_redis
+    from cxsweep.runs import FINAL, RunStore
+
+    get_settings.cache_clear()
+    store = RunStore(get_redis(get_settings().redis_url), args.run_id)
+    meta = store.meta()
+    if not meta:
+        raise OperatorError(f"no run {args.run_id}")
+    if meta.get("status") in FINAL:
+        raise OperatorError(f"run {args.run_id} has already ended: {meta['status']}")
+    if not store.cancel(
+        f"cancelled by the operator at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"
+    ):
+        print(f"run {args.run_id} was already asked to stop", file=sys.stderr)
+    else:
+        print(
+            f"run {args.run_id} asked to stop: writes in flight finish, then it is recorded"
+            " cancelled",
+            file=sys.stderr,
+        )
+    if args.wait:
+        record = wait_for_run(get_settings(), args.run_id, timeout=args.timeout, quiet=True)
+        print_summary(record)
+    return EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -464,16 +531,20 @@ def cmd_simulator(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     sim = Simulator(config, host=args.host, port=args.port)
-    for number in range(args.lists):
-        sim.put_list(f"list-{number + 1}", count=args.contacts, seed=args.seed + number)
-    for number in range(args.call_lists):
-        sim.put_call_list(str(1001 + number), count=args.contacts, seed=args.seed + number)
+    list_ids = [f"list-{number + 1}" for number in range(args.lists)]
+    call_list_ids = [str(1001 + number) for number in range(args.call_lists)]
+    for number, list_id in enumerate(list_ids):
+        sim.put_list(list_id, count=args.contacts, seed=args.seed + number)
+    for number, list_id in enumerate(call_list_ids):
+        sim.put_call_list(list_id, count=args.contacts, seed=args.seed + number)
     print(
         f"simulator on {sim.url}: {args.lists} v2 list(s) and {args.call_lists} CXone calling"
         f" list(s) of {args.contacts} contacts (client id demo-client, secret demo-secret;"
         " CXone access key demo-key-id / demo-key-secret)",
         file=sys.stderr,
     )
+    print(f"  v2 lists: {', '.join(list_ids) or '(none)'}", file=sys.stderr)
+    print(f"  CXone calling lists: {', '.join(call_list_ids) or '(none)'}", file=sys.stderr)
     with contextlib.suppress(KeyboardInterrupt):
         sim.serve_forever()
     return EXIT_OK
@@ -500,10 +571,30 @@ def _ratio(value: str) -> float:
     return ratio
 
 
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a positive number of seconds")
+    return seconds
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cxsweep")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cxsweep", description="Clean outbound-dialing contact lists on NICE CXone."
     )
+    parser.add_argument("--version", action="version", version=f"cxsweep {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="sweep one contact list on the workers and wait")
@@ -520,7 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write although Redis does not persist (a restart mid-run loses the plan)",
     )
-    run.add_argument("--timeout", type=float, default=None, help="give up waiting after N s")
+    run.add_argument("--timeout", type=_seconds, default=None, help="give up waiting after N s")
     run.add_argument("--plan-out", metavar="FILE", help="write the plan as JSON lines")
     _waiting_options(run)
     run.set_defaults(func=cmd_run)
@@ -529,7 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("plan", metavar="FILE")
     apply.add_argument("--allow-purge-ratio", type=_ratio, metavar="R")
     apply.add_argument("--allow-volatile-redis", action="store_true")
-    apply.add_argument("--timeout", type=float, default=None)
+    apply.add_argument("--timeout", type=_seconds, default=None)
     _waiting_options(apply)
     apply.set_defaults(func=cmd_apply)
 
@@ -542,9 +633,15 @@ def build_parser() -> argparse.ArgumentParser:
     restore = sub.add_parser("restore", help="put back what a run changed")
     restore.add_argument("run_id")
     restore.add_argument("--allow-volatile-redis", action="store_true")
-    restore.add_argument("--timeout", type=float, default=None)
+    restore.add_argument("--timeout", type=_seconds, default=None)
     _waiting_options(restore)
     restore.set_defaults(func=cmd_restore)
+
+    cancel = sub.add_parser("cancel", help="stop a run: no new write, then recorded cancelled")
+    cancel.add_argument("run_id")
+    cancel.add_argument("--wait", action="store_true", help="wait for the run's record")
+    cancel.add_argument("--timeout", type=_seconds, default=None)
+    cancel.set_defaults(func=cmd_cancel)
 
     status = sub.add_parser("status", help="runs in progress and recent runs")
     status.add_argument("run_id", nargs="?")
@@ -582,14 +679,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (SettingsError, CredentialsRefused, PlanFileError) as exc:
+    except (SettingsError, CredentialsRefused, PlanFileError, OperatorError) as exc:
         _err(str(exc))
         return EXIT_USAGE
     except CxsweepError as exc:
         _err(str(exc))
         return EXIT_RUN_FAILED
-    except KeyboardInterrupt:
-        _err("interrupted (a started run goes on on the workers: `cxsweep status`)")
+    except KeyboardInterrupt as exc:
+        _err(str(exc) or "interrupted (a started run goes on on the workers: `cxsweep status`)")
         return 130
 
 

@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cxsweep.errors import CxsweepError
 from cxsweep.localredis import LocalRedis, redis_answers
@@ -105,8 +106,14 @@ def run_demo(contacts: int = 5000, workers: int = 2, keep: bool = False) -> int:
     if redis_answers(redis_url):
         print(f"using the Redis at {redis_url}")
     else:
-        private_redis = LocalRedis(directory=str(work_dir / "redis")).start()
-        redis_url = private_redis.url
+        # On this machine's address, where the operator asked for it; elsewhere we cannot
+        # start one, so a private one on a free port.
+        parts = urlsplit(redis_url)
+        local = parts.hostname in ("127.0.0.1", "localhost") and parts.scheme == "redis"
+        private_redis = LocalRedis(
+            port=(parts.port or 6379) if local else None, directory=str(work_dir / "redis")
+        ).start()
+        redis_url = redis_url if local else private_redis.url
         print(f"no Redis answered; started a private redis-server at {redis_url}")
 
     sim = Simulator(SimConfig(page_size=500, token_lifetime=600, seed=7, rate_limit=300)).start()
@@ -151,7 +158,8 @@ def run_demo(contacts: int = 5000, workers: int = 2, keep: bool = False) -> int:
         print(f"simulator at {sim.url} serving list {DEMO_LIST!r} with {contacts} messy contacts")
         worker_procs = start_workers(env, workers, work_dir)
         wait_for_workers(len(worker_procs))
-        print(f"{len(worker_procs)} worker process(es) up (logs in {work_dir})")
+        logs = f" (logs in {work_dir})" if keep else " (--keep keeps their logs)"
+        print(f"{len(worker_procs)} worker process(es) up{logs}")
         settings = cli._settings_for_run()
         started = time.monotonic()
         run_id = cli.start_run(settings, DEMO_LIST, dry_run=False)

@@ -11,6 +11,11 @@ class SettingsError(CxsweepError):
     """A setting is missing or malformed; raised before any call is made."""
 
 
+class OperatorError(CxsweepError):
+    """What the operator asked for cannot be done as asked (an unknown run, a blank list
+    id): exit 2, like a usage error, whichever command met it."""
+
+
 class ListBusy(CxsweepError):
     """Another run holds the list's lock."""
 

@@ -133,9 +133,37 @@ def certificate_refused(exc: BaseException) -> bool:
     return "CERTIFICATE_VERIFY_FAILED" in str(exc)
 
 
-def short(exc: Exception) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:160]
+def _root_cause(exc: BaseException) -> BaseException:
+    """The failure under requests' and urllib3's wrappers: MaxRetryError keeps it in
+    ``reason``, NewConnectionError in ``__cause__``, ProtocolError as its last arg."""
+    seen: set[int] = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        inner = getattr(exc, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = exc.__cause__
+        if inner is None and exc.args and isinstance(exc.args[-1], BaseException):
+            inner = exc.args[-1]
+        if inner is None:
+            break
+        exc = inner
+    return exc
+
+
+def short(exc: Exception, url: str = "") -> str:
+    """What failed and where, in a few words: ``ConnectionRefusedError from
+    127.0.0.1:9: Connection refused``, rather than the head of urllib3's nested repr."""
+    root = _root_cause(exc)
+    if isinstance(root, OSError) and root.strerror:
+        text = root.strerror
+    else:
+        text = str(root).splitlines()[0] if str(root) else ""
+    try:
+        _, host, port = origin_of(url)
+        where = f" from {host}:{port}"
+    except ValueError:
+        where = ""
+    return f"{type(root).__name__}{where}" + (f": {text[:120]}" if text else "")
 
 
 def error_field(response: requests.Response) -> str:
@@ -264,7 +292,7 @@ class Transport:
             return response
         except requests.exceptions.SSLError as exc:
             if not certificate_refused(exc):
-                raise RetryableApiError(f"{call}: TLS failed ({short(exc)})") from None
+                raise RetryableApiError(f"{call}: TLS failed ({short(exc, url)})") from None
             # A certificate that does not verify will not verify on the next try either.
             raise TlsRefused(
                 f"{call}: the TLS certificate of {show_origin(url)} did not verify; fix the"
@@ -273,9 +301,9 @@ class Transport:
         except requests.Timeout as exc:
             raise RetryableApiError(f"{call}: timed out ({type(exc).__name__})") from None
         except requests.ConnectionError as exc:
-            raise RetryableApiError(f"{call}: connection failed ({short(exc)})") from None
+            raise RetryableApiError(f"{call}: connection failed ({short(exc, url)})") from None
         except requests.RequestException as exc:
-            raise RetryableApiError(f"{call}: {type(exc).__name__} ({short(exc)})") from None
+            raise RetryableApiError(f"{call}: {type(exc).__name__} ({short(exc, url)})") from None
         finally:
             elapsed = time.perf_counter() - started
             log.debug("%s -> %s in %.1f ms", call, status, elapsed * 1000)

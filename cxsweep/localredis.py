@@ -148,7 +148,8 @@ class LocalRedis:
 def main() -> None:
     """``python -m cxsweep.localredis URL``: ensure a Redis answers there; start one if not.
 
-    Used by ``.ci/run``. Prints nothing when one already answers.
+    Used by ``.ci/run``. Prints nothing when one already answers; else the pid of the
+    server it started on stdout (for the caller to stop it) and a line on stderr.
     """
     import sys
     from urllib.parse import urlsplit
@@ -164,7 +165,11 @@ def main() -> None:
     server.start()
     with contextlib.suppress(Exception):
         assert server.process is not None
-        print(f"started redis-server (pid {server.process.pid}) on port {server.port}")
+        print(
+            f"started redis-server (pid {server.process.pid}) on port {server.port}",
+            file=sys.stderr,
+        )
+        print(server.process.pid)
 
 
 if __name__ == "__main__":

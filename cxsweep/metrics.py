@@ -83,6 +83,11 @@ def _metrics() -> _Metrics:
     )
 
 
+def built() -> bool:
+    """Whether the metric objects exist (their value store is fixed from then on)."""
+    return _metrics.cache_info().currsize > 0
+
+
 def observe_api(kind: str, status: int | None, seconds: float) -> None:
     """One API response (``status`` None: no answer: time-out, connection failure)."""
     metrics = _metrics()

@@ -412,6 +412,28 @@ def _latency_table(percentiles: Mapping[str, Any]) -> str:
     return f"<table><tr><th>Percentile</th><th>API latency</th></tr>{rows}</table>"
 
 
+def _latency_by_kind_table(by_kind: Mapping[str, Any]) -> str:
+    def cell(row: Mapping[str, Any], name: str) -> str:
+        value = row.get(name)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return '<td class="num">\u2013</td>'
+        shown = _num(int(value)) if name == "requests" else f"{float(value):,.1f}"
+        return f'<td class="num">{_e(shown)}</td>'
+
+    rows = "".join(
+        f"<tr><td>{_e('All kinds' if kind == 'all' else _humanize(str(kind)))}</td>"
+        + "".join(cell(row, name) for name in ("requests", "p50", "p95", "p99"))
+        + "</tr>"
+        for kind, row in by_kind.items()
+        if isinstance(row, Mapping)
+    )
+    return (
+        "<table><tr><th>Kind</th><th>Requests</th><th>p50</th><th>p95</th><th>p99</th></tr>"
+        + rows
+        + "</table>"
+    )
+
+
 def _steps_table(steps: Iterable[Mapping[str, Any]]) -> str:
     rows = []
     for step in steps:
@@ -422,6 +444,18 @@ def _steps_table(steps: Iterable[Mapping[str, Any]]) -> str:
             f'<td class="num">{_e(_duration(seconds))}</td></tr>'
         )
     return "<table><tr><th>Step</th><th>Detail</th><th>Took</th></tr>" + "".join(rows) + "</table>"
+
+
+DRY_RUN_NOTE = "dry run: nothing was written"
+
+
+def own_note(record: Mapping[str, Any]) -> str:
+    """The record's message without what a dry run's headline already says (a dry run's
+    message starts with it; a purge-guard warning may follow)."""
+    note = str(record.get("message") or "")
+    if record.get("dry_run"):
+        note = note.removeprefix(DRY_RUN_NOTE).removeprefix("; ")
+    return note
 
 
 def render_html(record: Mapping[str, Any], extras: Mapping[str, Any] | None = None) -> str:
@@ -447,6 +481,7 @@ def render_html(record: Mapping[str, Any], extras: Mapping[str, Any] | None = No
         "completed": "Completed: the list was cleaned.",
         "halted": "Halted for manual review: writes stopped, nothing further was removed.",
         "failed": "Failed: see the note below.",
+        "cancelled": "Cancelled: no write started after the request; what was written stays.",
     }.get(status, status)
     if dry:
         headline = "Dry run: the list was read and judged; nothing was written."
@@ -476,7 +511,7 @@ def render_html(record: Mapping[str, Any], extras: Mapping[str, Any] | None = No
         f'<div><span class="pill" style="color:{fg};background:{bg}">{_e(status)}</span></div>',
         "</header>",
     ]
-    note = str(record.get("message") or "")
+    note = own_note(record)
     if note or status != "completed" or dry or kind == "restore":
         parts.append(
             f'<div class="note" style="border-color:{fg}"><b>{_e(headline)}</b>'
@@ -600,17 +635,17 @@ def render_html(record: Mapping[str, Any], extras: Mapping[str, Any] | None = No
             "server asked to slow down" if throttled else "never throttled",
         )
     )
-    if extra.get("api_avg_ms") is not None:
+    # Records before check_us_per_number held the check time in avg_latency_ms/_us.
+    check_us = record.get("check_us_per_number", record.get("avg_latency_us"))
+    api_avg_ms = extra.get("api_avg_ms")
+    if api_avg_ms is None and "check_us_per_number" in record:
+        api_avg_ms = record.get("avg_latency_ms")
+    if isinstance(api_avg_ms, int | float):
+        shown = f"{api_avg_ms:,.0f}" if api_avg_ms >= 10 else f"{api_avg_ms:.1f}"
+        parts.append(_tile("Avg API latency", f"{shown} ms", "per request"))
+    if isinstance(check_us, int | float):
         parts.append(
-            _tile("Avg API latency", f"{float(extra['api_avg_ms']):,.0f} ms", "per request")
-        )
-    if record.get("avg_latency_us") is not None:
-        parts.append(
-            _tile(
-                "Check time",
-                f"{float(record['avg_latency_us']):,.0f} \u00b5s",
-                "per number, on the workers",
-            )
+            _tile("Check time", f"{float(check_us):,.0f} \u00b5s", "per number, on the workers")
         )
     parts.append("</section>")
 
@@ -649,6 +684,15 @@ def render_html(record: Mapping[str, Any], extras: Mapping[str, Any] | None = No
     percentiles = extra.get("api_latency_ms")
     if isinstance(percentiles, Mapping) and percentiles:
         parts.append(_card("API latency", "", _latency_table(percentiles)))
+    by_kind = record.get("api_latency_ms")
+    if isinstance(by_kind, Mapping) and by_kind:
+        parts.append(
+            _card(
+                "API latency by request kind",
+                "time to a complete answer, in ms, from a histogram of every request",
+                _latency_by_kind_table(by_kind),
+            )
+        )
     steps = extra.get("slowest_steps")
     if isinstance(steps, list) and steps:
         parts.append(_card("Slowest steps", "", _steps_table(steps)))
@@ -692,13 +736,13 @@ def extras_from_counts(counts: Mapping[str, int]) -> dict[str, Any]:
             k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("status:")
         },
     }
-    if counts.get("api_requests") and "api_ms_sum" in counts:
-        extras["api_avg_ms"] = counts["api_ms_sum"] / counts["api_requests"]
+    if counts.get("api_requests") and "api_us_sum" in counts:
+        extras["api_avg_ms"] = counts["api_us_sum"] / counts["api_requests"] / 1000.0
     return extras
 
 
 def record_from_redis(redis_url: str, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    from cxsweep.errors import CxsweepError
+    from cxsweep.errors import CxsweepError, OperatorError
     from cxsweep.localredis import redis_answers
     from cxsweep.redisconn import get_redis, text
     from cxsweep.runs import RUN_INDEX, RunStore
@@ -714,7 +758,7 @@ def record_from_redis(redis_url: str, run_id: str) -> tuple[dict[str, Any], dict
     store = RunStore(client, run_id)
     meta = store.meta()
     if not meta:
-        raise CxsweepError(f"no run {run_id} in Redis (use --audit-log for an older run)")
+        raise OperatorError(f"no run {run_id} in Redis (use --audit-log for an older run)")
     if not meta.get("record"):
         raise CxsweepError(
             f"run {run_id} has not finished (status {meta.get('status', '?')}): no report yet"

@@ -34,7 +34,7 @@ RUN_INDEX = "cxsweep:runs"
 STILL_PRESENT = "still present after DELETE"
 
 ACTIVE = ("reading", "writing")
-FINAL = ("completed", "halted", "failed")
+FINAL = ("completed", "halted", "failed", "cancelled")
 
 
 # What a run does, stored in its metadata when it is created: the progress, the summary,
@@ -164,6 +164,8 @@ return repeated
 _WRITE_PERMIT = """
 local halted = redis.call('HGET', KEYS[2], 'halted')
 if halted then return 'halted: ' .. halted end
+local cancelled = redis.call('HGET', KEYS[2], 'cancelled')
+if cancelled then return 'cancelled: ' .. cancelled end
 local failed = redis.call('HGET', KEYS[2], 'error')
 if failed then return 'failed: ' .. failed end
 local holder = redis.call('GET', KEYS[1])
@@ -715,7 +717,13 @@ class RunStore:
     # --- the breaker ----------------------------------------------------------------
 
     def halted(self) -> bool:
-        return self.redis.hget(self.meta_key, "halted") is not None
+        """Whether writes must stop: the breaker tripped, or an operator cancelled."""
+        return any(v is not None for v in self.redis.hmget(self.meta_key, "halted", "cancelled"))
+
+    def cancel(self, message: str) -> bool:
+        """Ask the run to stop: no write starts after this (``halted``); the writes in
+        flight finish. False when it was cancelled already."""
+        return bool(self.redis.hsetnx(self.meta_key, "cancelled", message[:500]))
 
     def note_write_outcome(self, server_error: bool, threshold: int) -> bool:
         """Track consecutive 5xx answers to this run's writes; True once it trips."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -22,6 +23,8 @@ from cxsweep.errors import SettingsError
 from cxsweep.phone import TYPE_BY_NAME, Directive
 
 PREFIX = "CXSWEEP_"
+# A run's keys live a week (cxsweep.runs.DATA_TTL): no run time-out may outlast them.
+WEEK = 7 * 24 * 3600
 
 
 class Secret:
@@ -241,13 +244,23 @@ def _types(name: str, value: str) -> frozenset[str]:
     return names
 
 
-def _number(name: str, value: str, kind: type[int] | type[float], minimum: float) -> float:
+def _number(
+    name: str,
+    value: str,
+    kind: type[int] | type[float],
+    minimum: float,
+    maximum: float,
+) -> float:
     try:
         number = kind(value)
     except ValueError:
         raise SettingsError(f"{PREFIX}{name}={value!r} is not a number") from None
-    if number < minimum:
-        raise SettingsError(f"{PREFIX}{name} must be at least {minimum}")
+    # float() takes "nan" and "inf": nan compares false with every bound (a NaN rate
+    # limit would pass a lone minimum check and throttle nothing).
+    if not math.isfinite(number):
+        raise SettingsError(f"{PREFIX}{name}={value!r} is not a finite number")
+    if not minimum <= number <= maximum:
+        raise SettingsError(f"{PREFIX}{name}={value!r} must be between {minimum:g} and {maximum:g}")
     return number
 
 
@@ -317,9 +330,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     log_format = get("LOG_FORMAT", "text").lower() or "text"
     if log_format not in ("text", "json"):
         raise SettingsError(f"{PREFIX}LOG_FORMAT={log_format!r}: expected text or json")
-    metrics_port = int(_number("METRICS_PORT", get("METRICS_PORT", "9808"), int, 0))
-    if metrics_port > 65535:
-        raise SettingsError(f"{PREFIX}METRICS_PORT={metrics_port}: not a port (0 for none)")
+    metrics_port = int(_number("METRICS_PORT", get("METRICS_PORT", "9808"), int, 0, 65535))
 
     backend = get("BACKEND", "v2").lower()
     if backend not in ("v2", "cxone"):
@@ -385,33 +396,41 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         lookup_url=lookup_url,
         twilio_account_sid=get("TWILIO_ACCOUNT_SID"),
         twilio_auth_token=Secret(get("TWILIO_AUTH_TOKEN")),
-        connect_timeout=_number("CONNECT_TIMEOUT", get("CONNECT_TIMEOUT", "5"), float, 0.1),
-        read_timeout=_number("READ_TIMEOUT", get("READ_TIMEOUT", "30"), float, 0.1),
+        connect_timeout=_number("CONNECT_TIMEOUT", get("CONNECT_TIMEOUT", "5"), float, 0.1, 300),
+        read_timeout=_number("READ_TIMEOUT", get("READ_TIMEOUT", "30"), float, 0.1, 600),
         max_response_bytes=int(
             _number(
-                "MAX_RESPONSE_BYTES", get("MAX_RESPONSE_BYTES", str(20 * 1024 * 1024)), int, 1024
+                "MAX_RESPONSE_BYTES",
+                get("MAX_RESPONSE_BYTES", str(20 * 1024 * 1024)),
+                int,
+                1024,
+                2**30,
             )
         ),
-        breaker_threshold=int(_number("BREAKER_THRESHOLD", get("BREAKER_THRESHOLD", "5"), int, 1)),
+        breaker_threshold=int(
+            _number("BREAKER_THRESHOLD", get("BREAKER_THRESHOLD", "5"), int, 1, 1000)
+        ),
         run_deadline_seconds=int(
-            _number("RUN_DEADLINE_SECONDS", get("RUN_DEADLINE_SECONDS", str(6 * 3600)), int, 10)
+            _number(
+                "RUN_DEADLINE_SECONDS", get("RUN_DEADLINE_SECONDS", str(6 * 3600)), int, 10, WEEK
+            )
         ),
         sweep_schedule=get("SWEEP_SCHEDULE"),
         max_concurrent_runs=int(
-            _number("MAX_CONCURRENT_RUNS", get("MAX_CONCURRENT_RUNS", "4"), int, 1)
+            _number("MAX_CONCURRENT_RUNS", get("MAX_CONCURRENT_RUNS", "4"), int, 1, 1000)
         ),
         metrics_port=metrics_port,
         log_format=log_format,
         tls_insecure_hosts=_insecure_hosts(get("TLS_INSECURE_HOSTS")),
-        rate_limit=_number("RATE_LIMIT", get("RATE_LIMIT", "10"), float, 0),
-        rate_burst=int(_number("RATE_BURST", get("RATE_BURST", "0"), int, 0)),
+        rate_limit=_number("RATE_LIMIT", get("RATE_LIMIT", "10"), float, 0, 100_000),
+        rate_burst=int(_number("RATE_BURST", get("RATE_BURST", "0"), int, 0, 1_000_000)),
         run_stall_seconds=int(
-            _number("RUN_STALL_SECONDS", get("RUN_STALL_SECONDS", str(15 * 60)), int, 60)
+            _number("RUN_STALL_SECONDS", get("RUN_STALL_SECONDS", str(15 * 60)), int, 60, WEEK)
         ),
         visibility_timeout=int(
-            _number("VISIBILITY_TIMEOUT", get("VISIBILITY_TIMEOUT", "3600"), int, 1020)
+            _number("VISIBILITY_TIMEOUT", get("VISIBILITY_TIMEOUT", "3600"), int, 1020, WEEK)
         ),
-        http_pool_size=int(_number("HTTP_POOL_SIZE", get("HTTP_POOL_SIZE", "32"), int, 1)),
+        http_pool_size=int(_number("HTTP_POOL_SIZE", get("HTTP_POOL_SIZE", "32"), int, 1, 1024)),
         cxone_auth_url=_url(
             "CXONE_AUTH_URL", get("CXONE_AUTH_URL", "https://cxone.niceincontact.com")
         ),
@@ -420,15 +439,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         cxone_api_version=api_version,
         cxone_external_id_column=external_id_column,
         cxone_phone_columns=phone_columns,
-        cxone_page_size=int(_number("CXONE_PAGE_SIZE", get("CXONE_PAGE_SIZE", "500"), int, 1)),
+        cxone_page_size=int(
+            _number("CXONE_PAGE_SIZE", get("CXONE_PAGE_SIZE", "500"), int, 1, 10_000)
+        ),
         cxone_upload_batch=int(
-            _number("CXONE_UPLOAD_BATCH", get("CXONE_UPLOAD_BATCH", "1000"), int, 1)
+            _number("CXONE_UPLOAD_BATCH", get("CXONE_UPLOAD_BATCH", "1000"), int, 1, 100_000)
         ),
         cxone_remove_batch=int(
-            _number("CXONE_REMOVE_BATCH", get("CXONE_REMOVE_BATCH", "100"), int, 1)
+            _number("CXONE_REMOVE_BATCH", get("CXONE_REMOVE_BATCH", "100"), int, 1, 10_000)
         ),
         cxone_job_poll_seconds=_number(
-            "CXONE_JOB_POLL_SECONDS", get("CXONE_JOB_POLL_SECONDS", "2"), float, 0.1
+            "CXONE_JOB_POLL_SECONDS", get("CXONE_JOB_POLL_SECONDS", "2"), float, 0.1, 300
         ),
         cxone_skill_id=skill_id,
         cxone_dnc_group_id=dnc_group_id,
@@ -436,7 +457,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         cxone_client_auth=client_auth,
         cxone_list_expiration_days=int(
             _number(
-                "CXONE_LIST_EXPIRATION_DAYS", get("CXONE_LIST_EXPIRATION_DAYS", "30"), int, 1
+                "CXONE_LIST_EXPIRATION_DAYS",
+                get("CXONE_LIST_EXPIRATION_DAYS", "30"),
+                int,
+                1,
+                3650,
             )
         ),
         cxone_include_inactive=include_inactive in ("true", "1", "yes"),

@@ -539,6 +539,13 @@ def check_compose(root: Path, ctx: Context, report: Report) -> dict[str, list[st
             "flower: basic auth from FLOWER_BASIC_AUTH",
             "flower: FLOWER_BASIC_AUTH not set",
         )
+        # Its /metrics answers without auth: published on the host's loopback only.
+        published = [str(p) for p in flower.get("ports") or []]
+        report.check(
+            bool(published) and all(p.startswith("127.0.0.1:") for p in published),
+            "flower: port published on 127.0.0.1 only",
+            f"flower: port published beyond 127.0.0.1: {published}",
+        )
     check_prometheus(root, services, report)
     return worker_queues_by_service
 

@@ -9,7 +9,6 @@ import contextlib
 import functools
 import logging
 import random
-from collections import Counter
 from collections.abc import Iterator
 from typing import Literal, TypedDict
 
@@ -20,6 +19,7 @@ from celery.utils.time import get_exponential_backoff_interval
 from cxsweep import metrics
 from cxsweep.backend import Backend, make_backend
 from cxsweep.errors import NotYet, RateLimited, RetryableApiError
+from cxsweep.latency import RequestTally
 from cxsweep.lookup import build_provider
 from cxsweep.phone import Directive, Sanitizer
 from cxsweep.policy import Policy, load_policy
@@ -54,41 +54,38 @@ def failures_key(run: RunStore, task_id: str) -> str:
     return f"{run.prefix}:failures:{task_id}"
 
 
-class RequestCounts:
-    """A task's API requests, counted in memory and added to the run's counters once,
-    when the task ends: a write step is one Redis round trip per request cheaper.
+class RequestCounts(RequestTally):
+    """A task's API requests, counted in memory and added to the run's counters and
+    latency histogram once, when the task ends: a write step is one Redis round trip per
+    request cheaper. Each is also counted live for Prometheus.
 
     A task attempt that got an answer for its work (2xx, or a 404 for a contact already
     gone) made progress: its failures so far are forgiven, so that a task of many
     requests is not failed by a few 5xx spread over its whole life."""
 
     def __init__(self, store: RunStore, tag: str = "") -> None:
+        super().__init__()
         self.store = store
         self.tag = tag
-        self.counts: Counter[str] = Counter()
         self.progressed = False
 
     def observe(self, kind: str, status: int | None, seconds: float) -> None:
         if status is not None and (200 <= status < 300 or status == 404):
             self.progressed = self.progressed or kind not in _AUTH_KINDS
-        self.counts["api_requests"] += 1
         if self.tag:
             self.counts[f"{self.tag}_requests"] += 1
-        self.counts[f"calls:{kind}"] += 1
-        self.counts[f"status:{status or 'error'}"] += 1
-        self.counts["api_ms_sum"] += round(seconds * 1000)
+        super().observe(kind, status, seconds)
         metrics.observe_api(kind, status, seconds)
 
     def flush(self) -> None:
-        counts, self.counts = self.counts, Counter()
         progressed, self.progressed = self.progressed, False
         task_id = current_task.request.id if current_task else None
-        if counts or (progressed and task_id):
-            pipe = self.store.redis.pipeline(transaction=False)
-            for field, amount in counts.items():
-                pipe.hincrby(self.store.counts_key, field, amount)
-            if progressed and task_id:
-                pipe.delete(failures_key(self.store, task_id))
+        pipe = self.store.redis.pipeline(transaction=False)
+        pending = self.add_to(pipe, self.store)
+        if progressed and task_id:
+            pipe.delete(failures_key(self.store, task_id))
+            pending = True
+        if pending:
             pipe.execute()
 
 

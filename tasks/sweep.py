@@ -25,7 +25,7 @@ from celery import Signature, chord, current_app, shared_task
 from celery.exceptions import ChordError, SoftTimeLimitExceeded
 from celery.utils import uuid
 
-from cxsweep import audit, metrics, sweep, webhook
+from cxsweep import audit, latency, metrics, sweep, webhook
 from cxsweep.broker import UnackedMessages
 from cxsweep.errors import CxsweepError, RetryableApiError
 from cxsweep.runs import ListLock, RunStore, overdue_runs
@@ -112,6 +112,8 @@ def fetch_page(
     meta = store.meta()
     if meta.get("error"):
         return {"ok": False, "page": page_no, "error": "run already failed"}
+    if meta.get("cancelled"):  # the rest is not read: plan_ready records the run
+        return {"ok": False, "page": page_no, "error": "run cancelled"}
     list_id = meta["list_id"]
     _keep_lock(store, list_id)
     cursor = store.cursor(page_no) or legacy_cursor
@@ -215,6 +217,8 @@ def plan_ready(self: Any, results: list[Any], run_id: str) -> dict[str, Any]:
         # plan and sent the writes or recorded the run; doing it again would undo that.
         return {"ok": True, "repeat": True}
     meta = store.meta()
+    if meta.get("cancelled"):
+        return record_later(run_id, "cancelled", meta["cancelled"])
     allowed = store.options().get("allow_purge_ratio")
     max_ratio = (
         float(allowed) if allowed is not None else directive_for(meta["list_id"]).max_purge_ratio
@@ -381,6 +385,8 @@ def write_removals(self: ApiTask, run_id: str, index: int) -> dict[str, Any]:
 def finish_run(self: Any, results: list[Any], run_id: str) -> dict[str, Any]:
     store = run_store(run_id)
     meta = store.meta()
+    if meta.get("cancelled"):
+        return record_later(run_id, "cancelled", meta["cancelled"])
     halted = meta.get("halted")
     if halted:
         return record_later(run_id, "halted", halted)
@@ -473,6 +479,7 @@ def record_run(store: RunStore, status: str, message: str = "", *, owner: str) -
             failed_records=store.failure_count(),
             stale_ids=store.stale_ids(20),
             failed_ids=store.failures_sample(20),
+            api_latency=latency.summary(latency.read_histograms(store.redis, store.prefix)),
         )
         path = audit.append_audit_line(settings().audit_log, record)
         metrics.observe_run(record)
@@ -578,6 +585,8 @@ def restore_archive_page(self: ApiTask, run_id: str, page_no: int) -> dict[str, 
     _keep_lock(store, list_id)
     if store.chunk_done("restore", page_no):
         return {"ok": True, "page": page_no, "repeat": True}
+    if store.halted():
+        return {"ok": False, "page": page_no, "halted": True}
     source = run_store(str(store.options()["restore_of"]))
     try:
         with api_backend(store) as backend:

@@ -111,6 +111,9 @@ class Stack:
                 "CXSWEEP_CLIENT_SECRET": CLIENT_SECRET,
                 "CXSWEEP_AUDIT_LOG": str(self.audit_log),
                 "CXSWEEP_READ_TIMEOUT": "5",
+                # Parallel stacks would race for the default metrics port; a test that
+                # scrapes a worker names its own.
+                "CXSWEEP_METRICS_PORT": "0",
                 "PYTHONUNBUFFERED": "1",
             }
         )

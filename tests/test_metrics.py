@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -11,6 +12,7 @@ import textwrap
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,10 +20,13 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from cxsweep import cli, logs
+from cxsweep.backend import make_backend
 from cxsweep.errors import SettingsError
 from cxsweep.localredis import free_port
+from cxsweep.redisconn import get_redis
 from cxsweep.runs import RunStore
 from cxsweep.settings import load_settings
+from tests._stack import finish, make_stack, wait_until
 from workers import _metrics, _signals
 
 
@@ -64,6 +69,10 @@ def test_metrics_endpoint_serves_the_counters_after_a_run(simulator: Any, metric
     )
     before = scrape(metrics_url)
     settings = cli._settings_for_run()
+    # A token in the fleet's cache first: the CLI's own check then sends nothing, and
+    # every request of the run is a worker's, which is what the workers export (the
+    # run's record also counts a grant the CLI sends).
+    make_backend(settings, get_redis(settings.redis_url)).check_credentials()
     run_id = cli.start_run(settings, list_id, dry_run=False)
     record = cli.wait_for_run(settings, run_id, timeout=120, quiet=True)
     assert record["status"] == "completed", record
@@ -158,3 +167,45 @@ def test_json_log_lines_carry_the_task_ids_with_numbers_masked(
     assert load_settings({"CXSWEEP_LOG_FORMAT": "JSON"}).log_format == "json"
     with pytest.raises(SettingsError):
         load_settings({"CXSWEEP_LOG_FORMAT": "xml"})
+
+
+@pytest.mark.parametrize("pool", ["prefork", "threads", "solo"])
+def test_a_worker_started_as_the_readme_says_exports_its_counters(
+    tmp_path: Path, pool: str
+) -> None:
+    """``celery -A workers worker`` in a process of its own, one sweep, one scrape."""
+    port = free_port()
+    stack_iter = make_stack(tmp_path, page_size=100)
+    stack = next(stack_iter)
+    try:
+        stack.extra_env["CXSWEEP_METRICS_PORT"] = str(port)
+        stack.sim.put_list("metrics-e2e", count=400, seed=3)
+        worker = stack.start_worker(pool, pool=pool)
+        url = f"http://127.0.0.1:{port}/metrics"
+
+        def serving() -> bool:
+            try:
+                scrape(url)
+            except OSError:
+                return False
+            return True
+
+        assert wait_until(serving, timeout=60, interval=0.2), stack.worker_log(pool)
+        code, record, err = finish(stack.run_cli("metrics-e2e"), timeout=120)
+        assert code == 0 and record is not None, err + stack.worker_log(pool)
+        samples = scrape(url)
+        assert total(samples, "cxsweep_contacts_processed_total") == 400
+        assert total(samples, "cxsweep_runs_total", status="completed") == 1
+        assert total(samples, "cxsweep_contacts_removed_total") == record["purge_count"] > 0
+        # The run's one token grant is the CLI's (it checks the credentials before the
+        # run starts; the worker reuses that token): in the record, not in the worker.
+        assert record["api_latency_ms"]["token"]["requests"] == 1
+        assert total(samples, "cxsweep_api_requests_total", kind="token") == 0
+        assert total(samples, "cxsweep_api_requests_total") == record["api_requests"] - 1
+        assert total(samples, "cxsweep_api_request_duration_seconds_count", kind="read") >= 4
+        log = stack.worker_log(pool)
+        assert "will not be exported" not in log, log
+        assert worker.poll() is None
+    finally:
+        with contextlib.suppress(StopIteration):
+            next(stack_iter)

@@ -14,6 +14,13 @@ Pools:
   (``max_tasks_per_child``) must not make a counter go down. The directory is chosen
   before the pool forks, and wiped at start so a restarted worker does not re-export
   the previous one's totals.
+
+prometheus_client reads ``PROMETHEUS_MULTIPROC_DIR`` once, when it is first imported, to
+choose its value store. In a worker it always is imported before our code runs: the
+``celery`` command loads its plugins' subcommands (Flower's imports prometheus_client)
+before it imports the ``-A`` app. So the store is switched after the fact, through the
+library's own ``values.get_value_class``; metric objects read ``values.ValueClass``
+when they are built, and ours are built on first use (``cxsweep.metrics``), after this.
 """
 
 from __future__ import annotations
@@ -38,15 +45,10 @@ _server: Any = None
 def enable_multiprocess(directory: str | None = None) -> str:
     """Switch prometheus_client to its multiprocess store; returns the directory.
 
-    Must run before prometheus_client is first imported in this process (the store is
-    chosen at import), hence before the pool forks.
+    Must run before our metric objects are built (on first use: see the module's
+    docstring), hence before the pool forks.
     """
     global _created_dir
-    if "prometheus_client" in sys.modules and MULTIPROC_ENV not in os.environ:
-        log.warning(
-            "prometheus_client was imported before the worker chose its metrics store: "
-            "prefork children's metrics will not be exported"
-        )
     directory = directory or os.environ.get(MULTIPROC_ENV)
     if directory:
         path = Path(directory)
@@ -58,6 +60,17 @@ def enable_multiprocess(directory: str | None = None) -> str:
         directory = tempfile.mkdtemp(prefix="cxsweep-metrics-")
         _created_dir = directory
     os.environ[MULTIPROC_ENV] = directory
+    if "prometheus_client" in sys.modules:
+        from prometheus_client import values
+
+        values.ValueClass = values.get_value_class()
+    from cxsweep import metrics
+
+    if metrics.built():
+        log.warning(
+            "metrics were built before the worker chose its metrics store: "
+            "prefork children's metrics will not be exported"
+        )
     return directory
 
 
