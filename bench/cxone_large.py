@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from sweep import RssSampler  # noqa: E402
 
-from cxsweep.demo import stop_workers, worker_command  # noqa: E402
-from cxsweep.localredis import LocalRedis, free_port  # noqa: E402
+from console.demo import stop_workers, worker_command  # noqa: E402
+from devtools.localredis import LocalRedis, free_port  # noqa: E402
 
 LIST_ID = "7000001"
 TARGET_MB = 300.0
@@ -46,7 +46,7 @@ def start_simulator(work: Path, count: int) -> tuple[subprocess.Popen[bytes], st
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = open(work / "simulator.log", "wb")  # noqa: SIM115 - lives with the child
-    command = [sys.executable, "-m", "cxsweep.simulator", "--port", str(port)]
+    command = [sys.executable, "-m", "devtools.simulator", "--port", str(port)]
     command += ["--call-list", f"{LIST_ID}:{count}:7", "--job-delay", "1"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 900  # seeding half a million records takes a while
@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             if any(w.poll() is not None for w in workers):
                 raise SystemExit(f"a worker exited; see {work}/worker-*.log")
 
-        from cxsweep import cli
-        from cxsweep.runs import FINAL, RunStore
+        from console import cli
+        from cxsweep.runs.store import FINAL, RunStore
 
         client = redis.Redis.from_url(redis_server.url)
         client.config_resetstat()

@@ -102,21 +102,21 @@ def build_corpus(count: int, seed: int, generator: str) -> tuple[list[str], str]
     """``own`` (the default) spans every region libphonenumber knows: the issue's
     "many countries" corpus, the one on which the as-shipped library keeps recompiling
     its patterns (~1,200 of them through re's 512-entry cache). ``seed`` is
-    cxsweep.seed's dialing-list-style strings (22 regions: the patterns fit re's cache,
+    devtools.seed's dialing-list-style strings (22 regions: the patterns fit re's cache,
     so the as-shipped library is already fast there); ``mix`` is half of each."""
     if generator in ("mix", "seed"):
         try:
-            from cxsweep.seed import messy_numbers
+            from devtools.seed import messy_numbers
         except ImportError:
             if generator == "seed":
                 raise
         else:
             if generator == "seed":
-                return messy_numbers(count, seed), "cxsweep.seed.messy_numbers"
+                return messy_numbers(count, seed), "devtools.seed.messy_numbers"
             half = count // 2
             corpus = messy_numbers(half, seed) + _own_corpus(count - half, seed)
             random.Random(seed).shuffle(corpus)
-            return corpus, "cxsweep.seed.messy_numbers + bench's own generator, 50/50"
+            return corpus, "devtools.seed.messy_numbers + bench's own generator, 50/50"
     return _own_corpus(count, seed), "bench's own generator (every region)"
 
 
@@ -173,7 +173,7 @@ def run_reference(corpus: list[str]) -> tuple[float, list[Outcome]]:
 
 
 def run_cxsweep(corpus: list[str], *, enrich: bool = True) -> tuple[float, list]:
-    from cxsweep.phone import Directive, Sanitizer
+    from cxsweep.phone.numbers import Directive, Sanitizer
 
     # Every region and type allowed, extensions kept: judged only on what the
     # reference judges, so the verdicts are comparable one for one.

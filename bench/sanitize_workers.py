@@ -22,9 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cxsweep.demo import worker_command  # noqa: E402
-from cxsweep.localredis import LocalRedis  # noqa: E402
-from cxsweep.seed import messy_contacts  # noqa: E402
+from console.demo import worker_command  # noqa: E402
+from devtools.localredis import LocalRedis  # noqa: E402
+from devtools.seed import messy_contacts  # noqa: E402
 
 
 def run_once(processes: int, pages: int, page_size: int, work: Path, server: LocalRedis) -> float:
@@ -40,7 +40,7 @@ def run_once(processes: int, pages: int, page_size: int, work: Path, server: Loc
     }
     os.environ.update(env)
     from cxsweep.redisconn import get_redis
-    from cxsweep.runs import RunStore, prepare_run
+    from cxsweep.runs.store import RunStore, prepare_run
 
     client = get_redis(server.url)
     client.flushall()

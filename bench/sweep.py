@@ -60,8 +60,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from cxsweep.demo import stop_workers, worker_command  # noqa: E402
-from cxsweep.localredis import LocalRedis, free_port  # noqa: E402
+from console.demo import stop_workers, worker_command  # noqa: E402
+from devtools.localredis import LocalRedis, free_port  # noqa: E402
 
 LIST_ID = "bench-list"
 CLIENT_ID, CLIENT_SECRET = "demo-client", "demo-secret"
@@ -73,7 +73,7 @@ SEED = 7
 
 
 class SimProcess:
-    """``python -m cxsweep.simulator`` in a child process, driven over /_sim/."""
+    """``python -m devtools.simulator`` in a child process, driven over /_sim/."""
 
     def __init__(self, log_dir: Path) -> None:
         self.port = free_port()
@@ -83,7 +83,7 @@ class SimProcess:
             [
                 sys.executable,
                 "-m",
-                "cxsweep.simulator",
+                "devtools.simulator",
                 "--port",
                 str(self.port),
                 "--page-size",
@@ -459,8 +459,8 @@ class Bench:
         raise SystemExit(f"the workers did not come up; see {self.work}/worker-*.log")
 
     def run_cxsweep(self, sc: Scenario) -> Result:
-        from cxsweep import cli
-        from cxsweep.runs import FINAL, RunStore
+        from console import cli
+        from cxsweep.runs.store import FINAL, RunStore
         from cxsweep.settings import get_settings
 
         self.fresh_state(sc)
@@ -610,7 +610,7 @@ class Bench:
         beat start, and the wall time runs from that minute to the last run's record."""
         from redbeat.schedulers import RedBeatSchedulerEntry, ensure_conf
 
-        from cxsweep.runs import RunStore
+        from cxsweep.runs.store import RunStore
         from cxsweep.settings import get_settings
         from tasks.schedule import SWEEP_INDEX, SweepStore
         from workers import app
@@ -728,7 +728,7 @@ class Bench:
         """``cxsweep run`` as an operator types it, timed from before its process starts
         to after it exits; the run's phases are timestamped by watching its Redis state
         every 10 ms meanwhile."""
-        from cxsweep.runs import FINAL, RUN_INDEX, RunStore
+        from cxsweep.runs.store import FINAL, RUN_INDEX, RunStore
         from cxsweep.settings import get_settings
 
         self.fresh_state(sc)
@@ -738,7 +738,7 @@ class Bench:
         workers = self.start_workers(env)
         sampler = RssSampler([w.pid for w in workers])
         cli = Path(sys.executable).with_name("cxsweep")
-        command = [str(cli)] if cli.exists() else [sys.executable, "-m", "cxsweep.cli"]
+        command = [str(cli)] if cli.exists() else [sys.executable, "-m", "console.cli"]
         marks: dict[str, float] = {}
         store: RunStore | None = None
         sampler.start()

@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from cxsweep.runs import DATA_TTL, RunStore
+from cxsweep.runs.store import DATA_TTL, RunStore
 
 # Upper bound of bucket i: FIRST_UPPER_MS * 2 ** (i / PER_DOUBLING); the last bucket
 # takes everything slower (a read time-out is at most 600 s).

@@ -1,29 +1,35 @@
 """Settings from ``CXSWEEP_*`` environment variables, optionally added to by a ``.env`` file.
 
-Validated once, up front: a bad value raises ``SettingsError`` with a one-line message
-that names the variable, before any network call is made.
+Each setting is declared once, below: its type, default, bounds and help text. The
+loader, the README's table (``python -m cxsweep.settings --markdown``, checked by a
+test) and the error messages all come from that declaration. Validated once, up front:
+a bad value raises ``SettingsError`` with a one-line message naming the variable, before
+any network call is made.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import ipaddress
 import math
 import os
 import re
-from collections.abc import Mapping
+import sys
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import phonenumbers
-from kombu.utils.url import sanitize_url
 
 from cxsweep.errors import SettingsError
-from cxsweep.phone import TYPE_BY_NAME, Directive
+from cxsweep.phone.numbers import TYPE_BY_NAME
 
 PREFIX = "CXSWEEP_"
-# A run's keys live a week (cxsweep.runs.DATA_TTL): no run time-out may outlast them.
+# A run's keys live a week (cxsweep.runs.store.DATA_TTL): no run time-out may outlast them.
 WEEK = 7 * 24 * 3600
 
 
@@ -53,77 +59,332 @@ class Secret:
     __str__ = __repr__
 
 
+NO_SECRET = Secret("")
+
+
+def masked_url(url: str) -> str:
+    """``url`` with its password masked, for messages and logs (the domain does not load
+    kombu for its ``sanitize_url``; this is the same rule)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:  # nothing of it is safe to show
+        return "(not a URL)"
+    if "://" not in url:
+        return "(not a URL)"
+    if parts.password is None:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    return parts._replace(netloc=f"{user.split(':', 1)[0]}:**@{host}").geturl()
+
+
+# --- how one value is checked ---------------------------------------------------------
+
+Check = Callable[[str, Any], Any]  # (variable name, parsed value) -> value, or raises
+
+
+def _url(*schemes: str) -> Check:
+    def check(name: str, value: str) -> str:
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in schemes or not parts.netloc:
+            raise SettingsError(f"{name}={value!r} is not a URL ({'/'.join(schemes)}://host...)")
+        return value.rstrip("/") if "http" in schemes else value
+
+    return check
+
+
+def _regions(name: str, codes: frozenset[str]) -> frozenset[str]:
+    codes = frozenset(code.upper() for code in codes)
+    unknown = sorted(codes - phonenumbers.SUPPORTED_REGIONS)
+    if unknown:
+        raise SettingsError(f"{name}: unknown region code(s) {', '.join(unknown)}")
+    return codes
+
+
+def _region(name: str, code: str | None) -> str | None:
+    if code is None:
+        return None
+    code = code.upper()
+    if code not in phonenumbers.SUPPORTED_REGIONS:
+        raise SettingsError(f"{name}: unknown region code {code}")
+    return code
+
+
+def _line_types(name: str, names: frozenset[str]) -> frozenset[str]:
+    names = frozenset(n.upper() for n in names)
+    unknown = sorted(names - set(TYPE_BY_NAME))
+    if unknown:
+        raise SettingsError(
+            f"{name}: unknown line type(s) {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(TYPE_BY_NAME))})"
+        )
+    return names
+
+
+def _existing_file(name: str, path: str) -> str:
+    if path and not Path(path).is_file():
+        raise SettingsError(f"{name}: no such file {path}")
+    return path
+
+
+def _pattern(regex: str, example: str) -> Check:
+    def check(name: str, value: str) -> str:
+        if value and not re.fullmatch(regex, value):
+            raise SettingsError(f"{name}={value!r}: expected like {example}")
+        return value
+
+    return check
+
+
+_HOST_NAME = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$")
+
+
+def _host_names(name: str, entries: frozenset[str]) -> frozenset[str]:
+    """Hosts whose certificates are not verified, compared with a URL's bare host: an
+    entry with a scheme, port, path or wildcard would never match, so it is refused."""
+    hosts: set[str] = set()
+    for raw in entries:
+        entry = raw.lower()
+        bare = entry[1:-1] if entry.startswith("[") and entry.endswith("]") else entry
+        try:
+            hosts.add(str(ipaddress.ip_address(bare)))
+            continue
+        except ValueError:
+            pass
+        if not _HOST_NAME.match(entry):
+            raise SettingsError(
+                f"{name}: {raw!r} is not a bare host name (no scheme, port, path or"
+                " wildcard), e.g. lab.example or 10.0.0.5"
+            )
+        hosts.add(entry)
+    return frozenset(hosts)
+
+
+def _broker_url(name: str, value: str) -> str:
+    if not value:
+        return value
+    schemes = ("amqp", "amqps", "redis", "rediss")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        parts = urlsplit("")
+    if parts.scheme not in schemes or not parts.hostname:
+        raise SettingsError(
+            f"{name}={masked_url(value)!r} is not a broker URL ({'/'.join(schemes)}://host...)"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What the declaration says of one setting, beyond its type and default."""
+
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+    check: Check | None = None
+    #: how the README shows the default when the value itself says too little
+    shown_default: str | None = None
+
+
+def setting(
+    default: Any,
+    help: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    choices: tuple[str, ...] = (),
+    check: Check | None = None,
+    shown_default: str | None = None,
+) -> Any:
+    spec = Spec(help, minimum, maximum, choices, check, shown_default)
+    return field(default=default, metadata={"spec": spec})
+
+
 @dataclass(frozen=True)
 class Settings:
-    backend: str = "v2"
-    api_url: str = ""
-    token_url: str = ""
-    client_id: str = ""
-    client_secret: Secret = field(default_factory=lambda: Secret(""))
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    # Where task messages go ("": CXSWEEP_REDIS_URL). amqp:// for a fleet: RabbitMQ hands
-    # a dead worker's messages back when its connection drops, not after the visibility
-    # timeout. Redis keeps results, locks, tokens, the rate limit and run state either way.
-    broker_url: str = ""
-    aggregator_url: str = ""
-    webhook_secret: Secret = field(default_factory=lambda: Secret(""))
-    audit_log: str = "sanitization_audit.log"
-    allowed_regions: frozenset[str] = frozenset({"US", "GB", "CA"})
-    blocked_types: frozenset[str] = frozenset({"VOIP", "TOLL_FREE"})
-    default_region: str | None = "US"
-    policy_file: str = ""
-    # Line-type look-up (optional, paid): used only when both credentials are set.
-    lookup_url: str = "https://lookups.twilio.com"
-    twilio_account_sid: str = ""
-    twilio_auth_token: Secret = field(default_factory=lambda: Secret(""))
-    connect_timeout: float = 5.0
-    read_timeout: float = 30.0
-    max_response_bytes: int = 20 * 1024 * 1024
-    breaker_threshold: int = 5
-    run_deadline_seconds: int = 6 * 3600
-    # A run whose counters have not moved for this long is failed by the watchdog (a
-    # chord lost to a Redis restart; celery#4207).
-    run_stall_seconds: int = 15 * 60
-    # After this long, the message of a worker that died is delivered again. Must exceed
-    # the longest task (time limit) plus the longest retry countdown.
-    visibility_timeout: int = 3600
-    # Let runs write although Redis neither persists nor refuses to evict (a lab's Redis):
-    # a restart mid-write then loses the run's plan and archive.
-    allow_volatile_redis: bool = False
-    http_pool_size: int = 32
-    # Beat's sweep of every list ("" : the policy's [default] schedule, else nightly).
-    sweep_schedule: str = ""
-    max_concurrent_runs: int = 4
-    metrics_port: int = 9808
-    log_format: str = "text"
-    # Hosts whose TLS certificates are not verified (a lab's self-signed proxy): named
-    # one by one, never a blanket switch.
-    tls_insecure_hosts: frozenset[str] = frozenset()
-    # The tenant's request rate, shared by every worker (0: no limit of ours).
-    rate_limit: float = 10.0
-    rate_burst: int = 0  # 0: one second's worth
-    # NICE CXone Admin API (CXSWEEP_BACKEND=cxone; docs/cxone.md). The app's client id and
-    # secret are CLIENT_ID / CLIENT_SECRET; the API user's access key is below.
-    cxone_auth_url: str = "https://cxone.niceincontact.com"
-    cxone_access_key_id: str = ""
-    cxone_access_key_secret: Secret = field(default_factory=lambda: Secret(""))
-    cxone_api_version: str = "v31.0"
-    cxone_external_id_column: str = "ExternalId"
-    cxone_phone_columns: tuple[str, ...] = ("PhoneNumber",)
-    cxone_page_size: int = 500
-    cxone_upload_batch: int = 1000
-    cxone_remove_batch: int = 100
-    cxone_job_poll_seconds: float = 2.0
-    cxone_skill_id: str = ""
-    cxone_dnc_group_id: str = ""
-    # "password" (the registered app's OAuth password grant) or "access-key" (NICE's
-    # access-key token endpoint: no registered app); how the app authenticates.
-    cxone_auth: str = "password"
-    cxone_client_auth: str = "client_secret_basic"
-    # Uploads must carry an expiration date: the list's own, else this many days ahead.
-    cxone_list_expiration_days: int = 30
-    # Scheduled sweeps skip lists whose status is Inactive unless this is set.
-    cxone_include_inactive: bool = False
+    """Every setting of the service; the variable is ``CXSWEEP_`` + the upper-case name."""
+
+    backend: str = setting(
+        "v2", "`v2` (the campaign contract) or `cxone` (docs/cxone.md)", choices=("v2", "cxone")
+    )
+    api_url: str = setting("", "base URL of the contact-list API", check=_url("http", "https"))
+    token_url: str = setting(
+        "",
+        "OAuth token endpoint",
+        check=_url("http", "https"),
+        shown_default="`{API_URL}/oauth/token`",
+    )
+    client_id: str = setting("", "OAuth client id")
+    client_secret: Secret = setting(NO_SECRET, "OAuth client secret")
+    redis_url: str = setting(
+        "redis://127.0.0.1:6379/0",
+        "results, token cache, locks, rate limit and run state (and the broker by default)",
+        check=_url("redis", "rediss", "unix"),
+    )
+    broker_url: str = setting(
+        "",
+        "where task messages go: `amqp://...` (RabbitMQ) for a fleet; a dead worker's"
+        " messages come back when its connection drops (README: Brokers)",
+        check=_broker_url,
+        shown_default="`CXSWEEP_REDIS_URL`",
+    )
+    allow_volatile_redis: bool = setting(
+        False,
+        "`1`: runs write although Redis neither persists nor refuses eviction",
+    )
+    aggregator_url: str = setting(
+        "", "webhook receiver; no webhook when unset", check=_url("http", "https")
+    )
+    webhook_secret: Secret = setting(
+        NO_SECRET,
+        "signs the webhook: `X-Cxsweep-Signature: sha256=HMAC(timestamp.body)`; unset, webhooks"
+        " go out unsigned and the worker warns once",
+    )
+    audit_log: str = setting(
+        "sanitization_audit.log", "JSON-lines audit log, on the worker that records the run"
+    )
+    allowed_regions: frozenset[str] = setting(
+        frozenset({"US", "GB", "CA"}),
+        "regions a number may belong to (from the number itself)",
+        check=_regions,
+        shown_default="`US,GB,CA`",
+    )
+    blocked_types: frozenset[str] = setting(
+        frozenset({"VOIP", "TOLL_FREE"}),
+        "libphonenumber line types to reject",
+        check=_line_types,
+        shown_default="`VOIP,TOLL_FREE`",
+    )
+    default_region: str | None = setting(
+        "US",
+        "region for numbers written without a country code (empty: reject them)",
+        check=_region,
+    )
+    policy_file: str = setting(
+        "", "TOML policy with per-list directives (README: Phone policy)", check=_existing_file
+    )
+    lookup_url: str = setting(
+        "https://lookups.twilio.com",
+        "line-type look-up service (optional, paid)",
+        check=_url("http", "https"),
+    )
+    twilio_account_sid: str = setting("", "look-up account; the look-up is used when both are set")
+    twilio_auth_token: Secret = setting(NO_SECRET, "look-up token")
+    connect_timeout: float = setting(
+        5.0, "seconds to connect, per request", minimum=0.1, maximum=300
+    )
+    read_timeout: float = setting(30.0, "seconds to wait for an answer", minimum=0.1, maximum=600)
+    max_response_bytes: int = setting(
+        20 * 1024 * 1024,
+        "larger answers fail the step (a CXone list download is streamed, with its own caps)",
+        minimum=1024,
+        maximum=2**30,
+    )
+    breaker_threshold: int = setting(
+        5, "consecutive 5xx on writes that halt a run", minimum=1, maximum=1000
+    )
+    run_deadline_seconds: int = setting(
+        6 * 3600, "the watchdog fails runs older than this", minimum=10, maximum=WEEK
+    )
+    run_stall_seconds: int = setting(
+        15 * 60,
+        "... and runs whose counters have not moved for this long",
+        minimum=60,
+        maximum=WEEK,
+    )
+    visibility_timeout: int = setting(
+        3600,
+        "Redis broker: when the messages of a dead worker are delivered again",
+        minimum=1020,
+        maximum=WEEK,
+    )
+    http_pool_size: int = setting(
+        32, "pooled connections per worker process", minimum=1, maximum=1024
+    )
+    sweep_schedule: str = setting(
+        "",
+        "crontab of beat's sweep of every list",
+        shown_default="policy's `[default]` schedule, else `0 2 * * *`",
+    )
+    max_concurrent_runs: int = setting(
+        4, "runs a scheduled sweep keeps going at once", minimum=1, maximum=1000
+    )
+    metrics_port: int = setting(
+        9808, "Prometheus metrics of each worker (0: none)", minimum=0, maximum=65535
+    )
+    log_format: str = setting(
+        "text", "`json` for JSON lines with run, list and task ids", choices=("text", "json")
+    )
+    tls_insecure_hosts: frozenset[str] = setting(
+        frozenset(),
+        "hosts whose TLS certificates are not verified, named one by one (bare names or"
+        " addresses); elsewhere a certificate that does not verify fails the step at once",
+        check=_host_names,
+    )
+    rate_limit: float = setting(
+        10.0,
+        "requests/s for the whole fleet, shared through Redis (0: none of ours)",
+        minimum=0,
+        maximum=100_000,
+    )
+    rate_burst: int = setting(
+        0, "requests allowed at once (0: half a second's worth)", minimum=0, maximum=1_000_000
+    )
+    cxone_auth_url: str = setting(
+        "https://cxone.niceincontact.com",
+        "CXone: where the token endpoint and tenant discovery are found",
+        check=_url("http", "https"),
+    )
+    cxone_access_key_id: str = setting("", "CXone: the API user's access key id")
+    cxone_access_key_secret: Secret = setting(NO_SECRET, "CXone: the access key's secret")
+    cxone_api_version: str = setting(
+        "v31.0", "CXone: Admin API version", check=_pattern(r"v\d+\.\d+", "v31.0")
+    )
+    cxone_external_id_column: str = setting(
+        "ExternalId", "CXone: the calling list's unique-id column"
+    )
+    cxone_phone_columns: tuple[str, ...] = setting(
+        ("PhoneNumber",), "CXone: the columns holding phone numbers", shown_default="`PhoneNumber`"
+    )
+    cxone_page_size: int = setting(500, "CXone: records per page", minimum=1, maximum=10_000)
+    cxone_upload_batch: int = setting(
+        1000, "CXone: records per correction upload", minimum=1, maximum=100_000
+    )
+    cxone_remove_batch: int = setting(
+        100, "CXone: records per removeProspects call", minimum=1, maximum=10_000
+    )
+    cxone_job_poll_seconds: float = setting(
+        2.0, "CXone: how often a running upload job is asked after", minimum=0.1, maximum=300
+    )
+    cxone_skill_id: str = setting("", "CXone: skill of uploads", check=_pattern(r"\d+", "12345"))
+    cxone_dnc_group_id: str = setting(
+        "", "CXone: DNC group removed numbers are pushed to", check=_pattern(r"\d+", "12345")
+    )
+
+    cxone_auth: str = setting(
+        "password",
+        "CXone: `password` (a registered app's password grant) or `access-key` (no app)",
+        choices=("password", "access-key"),
+    )
+    cxone_client_auth: str = setting(
+        "client_secret_basic",
+        "CXone: how the app presents its secret",
+        choices=("client_secret_basic", "client_secret_post"),
+    )
+    cxone_list_expiration_days: int = setting(
+        30,
+        "CXone: uploads carry the list's expiration date, else this many days ahead",
+        minimum=1,
+        maximum=3650,
+    )
+    cxone_include_inactive: bool = setting(
+        False, "CXone: scheduled sweeps also sweep lists whose status is Inactive"
+    )
 
     @property
     def broker(self) -> str:
@@ -135,23 +396,14 @@ class Settings:
         return urlsplit(self.broker).scheme in ("amqp", "amqps")
 
     @property
-    def directive(self) -> Directive:
-        """The default phone directive, built from the plain settings."""
-        return Directive(
-            allowed_regions=self.allowed_regions,
-            blocked_types=self.blocked_types,
-            default_region=self.default_region,
-        )
-
-    @property
     def twilio_configured(self) -> bool:
         return bool(self.twilio_account_sid and self.twilio_auth_token)
 
     def require_api(self) -> None:
         """Raise unless everything needed to talk to the contact-list API is set."""
         if self.backend == "cxone":
-            # The API base is discovered from the tenant, so API_URL is optional here; the
-            # access-key endpoint needs no registered app, so no client id either.
+            # The API base is discovered from the tenant, so API_URL is optional here.
+            # The access-key endpoint needs no registered app, so no client id either.
             required: tuple[tuple[str, object], ...] = (
                 ("CXONE_ACCESS_KEY_ID", self.cxone_access_key_id),
                 ("CXONE_ACCESS_KEY_SECRET", self.cxone_access_key_secret),
@@ -162,28 +414,71 @@ class Settings:
                     ("CLIENT_SECRET", self.client_secret),
                     *required,
                 )
-            for name, value in required:
-                if not value:
-                    raise SettingsError(f"{PREFIX}{name} is not set")
-            return
-        for name, value in (
-            ("API_URL", self.api_url),
-            ("CLIENT_ID", self.client_id),
-            ("CLIENT_SECRET", self.client_secret),
-        ):
+        else:
+            required = (
+                ("API_URL", self.api_url),
+                ("CLIENT_ID", self.client_id),
+                ("CLIENT_SECRET", self.client_secret),
+            )
+        for name, value in required:
             if not value:
                 raise SettingsError(f"{PREFIX}{name} is not set")
 
 
-def _read_env_file(path: Path) -> dict[str, str]:
+def variable(name: str) -> str:
+    return PREFIX + name.upper()
+
+
+# --- parsing by declared type ------------------------------------------------------------
+
+
+def _parse(name: str, raw: str, kind: Any) -> Any:
+    """The text of one variable as the declared type (before the spec's own checks)."""
+    if kind is Secret:
+        return Secret(raw)
+    if kind is bool:
+        flag = raw.lower()
+        if flag not in ("1", "0", "true", "false", "yes", "no"):
+            raise SettingsError(f"{name}={raw!r}: expected 1 or 0")
+        return flag in ("1", "true", "yes")
+    if kind in (frozenset[str], tuple[str, ...]):
+        items = [item.strip() for item in raw.split(",") if item.strip()]
+        return frozenset(items) if kind == frozenset[str] else tuple(dict.fromkeys(items))
+    if kind == str | None:
+        return raw or None
+    if kind in (int, float):
+        try:
+            number = kind(raw)
+        except ValueError:
+            raise SettingsError(
+                f"{name}={raw!r} is not {'a whole' if kind is int else 'a'} number"
+            ) from None
+        if not math.isfinite(number):
+            raise SettingsError(f"{name}={raw!r} is not a finite number")
+        return number
+    return raw
+
+
+def _checked(name: str, value: Any, spec: Spec) -> Any:
+    if spec.choices:
+        value = value.lower()
+        if value not in spec.choices:
+            raise SettingsError(f"{name}={value!r}: expected {' or '.join(spec.choices)}")
+    if spec.minimum is not None and not spec.minimum <= value <= (spec.maximum or math.inf):
+        raise SettingsError(
+            f"{name}={value:g} must be between {spec.minimum:g} and {spec.maximum:g}"
+        )
+    return spec.check(name, value) if spec.check else value
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``NAME=value`` lines (``export`` and quotes allowed, ``#`` comments)."""
     values: dict[str, str] = {}
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        if line.startswith("export "):
-            line = line[len("export ") :]
-        key, sep, value = line.partition("=")
+        key, sep, value = line.removeprefix("export ").partition("=")
         if not sep:
             raise SettingsError(f"{path}:{number}: expected NAME=value")
         value = value.strip()
@@ -193,101 +488,9 @@ def _read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-def _url(name: str, value: str, schemes: tuple[str, ...] = ("http", "https")) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in schemes or not parts.netloc:
-        raise SettingsError(
-            f"{PREFIX}{name}={value!r} is not a URL ({'/'.join(schemes)}://host...)"
-        )
-    return value.rstrip("/") if schemes != ("redis", "rediss", "unix") else value
-
-
-def masked_url(url: str) -> str:
-    """``url`` with its password masked, for messages and logs (kombu's own masking)."""
-    try:
-        return sanitize_url(url) if "://" in url else "(not a URL)"
-    except ValueError:  # a port that is not a number: nothing of it is safe to show
-        return "(not a URL)"
-
-
-def _broker_url(value: str) -> str:
-    schemes = ("amqp", "amqps", "redis", "rediss")
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises on a port that is not a number
-    except ValueError:
-        parts = urlsplit("")
-    if parts.scheme not in schemes or not parts.hostname:
-        raise SettingsError(
-            f"{PREFIX}BROKER_URL={masked_url(value)!r} is not a broker URL"
-            f" ({'/'.join(schemes)}://host...)"
-        )
-    return value
-
-
-def _regions(name: str, value: str) -> frozenset[str]:
-    codes = frozenset(code.strip().upper() for code in value.split(",") if code.strip())
-    unknown = sorted(codes - phonenumbers.SUPPORTED_REGIONS)
-    if unknown:
-        raise SettingsError(f"{PREFIX}{name}: unknown region code(s) {', '.join(unknown)}")
-    return codes
-
-
-def _types(name: str, value: str) -> frozenset[str]:
-    names = frozenset(t.strip().upper() for t in value.split(",") if t.strip())
-    unknown = sorted(names - set(TYPE_BY_NAME))
-    if unknown:
-        raise SettingsError(
-            f"{PREFIX}{name}: unknown line type(s) {', '.join(unknown)} "
-            f"(known: {', '.join(sorted(TYPE_BY_NAME))})"
-        )
-    return names
-
-
-def _number(
-    name: str,
-    value: str,
-    kind: type[int] | type[float],
-    minimum: float,
-    maximum: float,
-) -> float:
-    try:
-        number = kind(value)
-    except ValueError:
-        raise SettingsError(f"{PREFIX}{name}={value!r} is not a number") from None
-    # float() takes "nan" and "inf": nan compares false with every bound (a NaN rate
-    # limit would pass a lone minimum check and throttle nothing).
-    if not math.isfinite(number):
-        raise SettingsError(f"{PREFIX}{name}={value!r} is not a finite number")
-    if not minimum <= number <= maximum:
-        raise SettingsError(f"{PREFIX}{name}={value!r} must be between {minimum:g} and {maximum:g}")
-    return number
-
-
-_HOST_NAME = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$")
-
-
-def _insecure_hosts(value: str) -> frozenset[str]:
-    """Hosts whose certificates are not verified, compared with a URL's bare host: an
-    entry with a scheme, port, path or wildcard would never match, so it is refused."""
-    hosts: set[str] = set()
-    for raw in value.split(","):
-        entry = raw.strip().lower()
-        if not entry:
-            continue
-        bare = entry[1:-1] if entry.startswith("[") and entry.endswith("]") else entry
-        try:
-            hosts.add(str(ipaddress.ip_address(bare)))
-            continue
-        except ValueError:
-            pass
-        if not _HOST_NAME.match(entry):
-            raise SettingsError(
-                f"{PREFIX}TLS_INSECURE_HOSTS: {raw.strip()!r} is not a bare host name (no"
-                " scheme, port, path or wildcard), e.g. lab.example or 10.0.0.5"
-            )
-        hosts.add(entry)
-    return frozenset(hosts)
+def _declared() -> list[tuple[dataclasses.Field[Any], Any, Spec]]:
+    hints = typing.get_type_hints(Settings, globalns=globals())
+    return [(f, hints[f.name], f.metadata["spec"]) for f in dataclasses.fields(Settings)]
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -295,180 +498,71 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = dict(os.environ if environ is None else environ)
     env_file = Path(env.get(f"{PREFIX}ENV_FILE", ".env"))
     if env_file.is_file():
-        for key, value in _read_env_file(env_file).items():
+        for key, value in read_env_file(env_file).items():
             env.setdefault(key, value)
+    values: dict[str, Any] = {}
+    for declared, kind, spec in _declared():
+        name = variable(declared.name)
+        if name not in env:
+            continue
+        raw = env[name].strip()
+        if not raw and kind in (int, float, bool):
+            continue  # an empty number means "the default", as an unset one does
+        values[declared.name] = _checked(name, _parse(name, raw, kind), spec)
+    settings = Settings(**values)
+    return _cross_checked(settings)
 
-    def get(name: str, default: str = "") -> str:
-        return env.get(PREFIX + name, default).strip()
 
-    api_url = get("API_URL")
-    if api_url:
-        api_url = _url("API_URL", api_url)
-    token_url = get("TOKEN_URL")
-    token_url = (
-        _url("TOKEN_URL", token_url) if token_url else (f"{api_url}/oauth/token" if api_url else "")
-    )
-    redis_url = _url(
-        "REDIS_URL", get("REDIS_URL", "redis://127.0.0.1:6379/0"), ("redis", "rediss", "unix")
-    )
-    broker_url = get("BROKER_URL")
-    if broker_url:
-        broker_url = _broker_url(broker_url)
-    aggregator_url = get("AGGREGATOR_URL")
-    if aggregator_url:
-        aggregator_url = _url("AGGREGATOR_URL", aggregator_url)
-    lookup_url = _url("LOOKUP_URL", get("LOOKUP_URL", "https://lookups.twilio.com"))
-
-    default_region: str | None = get("DEFAULT_REGION", "US").upper() or None
-    if default_region is not None and default_region not in phonenumbers.SUPPORTED_REGIONS:
-        raise SettingsError(f"{PREFIX}DEFAULT_REGION: unknown region code {default_region}")
-
-    policy_file = get("POLICY_FILE")
-    if policy_file and not Path(policy_file).is_file():
-        raise SettingsError(f"{PREFIX}POLICY_FILE: no such file {policy_file}")
-
-    log_format = get("LOG_FORMAT", "text").lower() or "text"
-    if log_format not in ("text", "json"):
-        raise SettingsError(f"{PREFIX}LOG_FORMAT={log_format!r}: expected text or json")
-    metrics_port = int(_number("METRICS_PORT", get("METRICS_PORT", "9808"), int, 0, 65535))
-
-    backend = get("BACKEND", "v2").lower()
-    if backend not in ("v2", "cxone"):
-        raise SettingsError(f"{PREFIX}BACKEND={backend!r}: expected v2 or cxone")
-
-    phone_columns = tuple(
-        dict.fromkeys(c.strip() for c in get("CXONE_PHONE_COLUMNS", "PhoneNumber").split(","))
-    )
-    phone_columns = tuple(c for c in phone_columns if c)
-    if not phone_columns:
+def _cross_checked(settings: Settings) -> Settings:
+    """Rules between settings, and defaults derived from others."""
+    if not settings.token_url and settings.api_url:
+        settings = dataclasses.replace(settings, token_url=f"{settings.api_url}/oauth/token")
+    if not settings.cxone_phone_columns:
         raise SettingsError(f"{PREFIX}CXONE_PHONE_COLUMNS names no column")
-    external_id_column = get("CXONE_EXTERNAL_ID_COLUMN", "ExternalId")
-    if not external_id_column:
+    if not settings.cxone_external_id_column:
         raise SettingsError(f"{PREFIX}CXONE_EXTERNAL_ID_COLUMN is empty")
-    if external_id_column in phone_columns:
+    if settings.cxone_external_id_column in settings.cxone_phone_columns:
         raise SettingsError(
-            f"{PREFIX}CXONE_EXTERNAL_ID_COLUMN={external_id_column!r} is also a phone column"
+            f"{PREFIX}CXONE_EXTERNAL_ID_COLUMN={settings.cxone_external_id_column!r}"
+            " is also a phone column"
         )
-    api_version = get("CXONE_API_VERSION", "v31.0")
-    if not re.fullmatch(r"v\d+\.\d+", api_version):
-        raise SettingsError(f"{PREFIX}CXONE_API_VERSION={api_version!r}: expected like v31.0")
-    skill_id = get("CXONE_SKILL_ID")
-    if skill_id and not skill_id.isdigit():
-        raise SettingsError(f"{PREFIX}CXONE_SKILL_ID={skill_id!r} is not a number")
-    dnc_group_id = get("CXONE_DNC_GROUP_ID")
-    if dnc_group_id and not dnc_group_id.isdigit():
-        raise SettingsError(f"{PREFIX}CXONE_DNC_GROUP_ID={dnc_group_id!r} is not a number")
-    cxone_auth = get("CXONE_AUTH", "password").lower()
-    if cxone_auth not in ("password", "access-key"):
-        raise SettingsError(f"{PREFIX}CXONE_AUTH={cxone_auth!r}: expected password or access-key")
-    client_auth = get("CXONE_CLIENT_AUTH", "client_secret_basic").lower()
-    if client_auth not in ("client_secret_basic", "client_secret_post"):
-        raise SettingsError(
-            f"{PREFIX}CXONE_CLIENT_AUTH={client_auth!r}:"
-            " expected client_secret_basic or client_secret_post"
-        )
-    include_inactive = get("CXONE_INCLUDE_INACTIVE", "false").lower()
-    if include_inactive not in ("true", "false", "1", "0", "yes", "no"):
-        raise SettingsError(
-            f"{PREFIX}CXONE_INCLUDE_INACTIVE={include_inactive!r}: expected true or false"
-        )
-
-    allow_volatile = get("ALLOW_VOLATILE_REDIS", "0").lower()
-    if allow_volatile not in ("0", "1", "true", "false", "yes", "no", ""):
-        raise SettingsError(f"{PREFIX}ALLOW_VOLATILE_REDIS={allow_volatile!r}: expected 1 or 0")
-
-    return Settings(
-        backend=backend,
-        allow_volatile_redis=allow_volatile in ("1", "true", "yes"),
-        api_url=api_url,
-        token_url=token_url,
-        client_id=get("CLIENT_ID"),
-        client_secret=Secret(get("CLIENT_SECRET")),
-        redis_url=redis_url,
-        broker_url=broker_url,
-        aggregator_url=aggregator_url,
-        webhook_secret=Secret(get("WEBHOOK_SECRET")),
-        audit_log=get("AUDIT_LOG", "sanitization_audit.log"),
-        allowed_regions=_regions("ALLOWED_REGIONS", get("ALLOWED_REGIONS", "US,GB,CA")),
-        blocked_types=_types("BLOCKED_TYPES", get("BLOCKED_TYPES", "VOIP,TOLL_FREE")),
-        default_region=default_region,
-        policy_file=policy_file,
-        lookup_url=lookup_url,
-        twilio_account_sid=get("TWILIO_ACCOUNT_SID"),
-        twilio_auth_token=Secret(get("TWILIO_AUTH_TOKEN")),
-        connect_timeout=_number("CONNECT_TIMEOUT", get("CONNECT_TIMEOUT", "5"), float, 0.1, 300),
-        read_timeout=_number("READ_TIMEOUT", get("READ_TIMEOUT", "30"), float, 0.1, 600),
-        max_response_bytes=int(
-            _number(
-                "MAX_RESPONSE_BYTES",
-                get("MAX_RESPONSE_BYTES", str(20 * 1024 * 1024)),
-                int,
-                1024,
-                2**30,
-            )
-        ),
-        breaker_threshold=int(
-            _number("BREAKER_THRESHOLD", get("BREAKER_THRESHOLD", "5"), int, 1, 1000)
-        ),
-        run_deadline_seconds=int(
-            _number(
-                "RUN_DEADLINE_SECONDS", get("RUN_DEADLINE_SECONDS", str(6 * 3600)), int, 10, WEEK
-            )
-        ),
-        sweep_schedule=get("SWEEP_SCHEDULE"),
-        max_concurrent_runs=int(
-            _number("MAX_CONCURRENT_RUNS", get("MAX_CONCURRENT_RUNS", "4"), int, 1, 1000)
-        ),
-        metrics_port=metrics_port,
-        log_format=log_format,
-        tls_insecure_hosts=_insecure_hosts(get("TLS_INSECURE_HOSTS")),
-        rate_limit=_number("RATE_LIMIT", get("RATE_LIMIT", "10"), float, 0, 100_000),
-        rate_burst=int(_number("RATE_BURST", get("RATE_BURST", "0"), int, 0, 1_000_000)),
-        run_stall_seconds=int(
-            _number("RUN_STALL_SECONDS", get("RUN_STALL_SECONDS", str(15 * 60)), int, 60, WEEK)
-        ),
-        visibility_timeout=int(
-            _number("VISIBILITY_TIMEOUT", get("VISIBILITY_TIMEOUT", "3600"), int, 1020, WEEK)
-        ),
-        http_pool_size=int(_number("HTTP_POOL_SIZE", get("HTTP_POOL_SIZE", "32"), int, 1, 1024)),
-        cxone_auth_url=_url(
-            "CXONE_AUTH_URL", get("CXONE_AUTH_URL", "https://cxone.niceincontact.com")
-        ),
-        cxone_access_key_id=get("CXONE_ACCESS_KEY_ID"),
-        cxone_access_key_secret=Secret(get("CXONE_ACCESS_KEY_SECRET")),
-        cxone_api_version=api_version,
-        cxone_external_id_column=external_id_column,
-        cxone_phone_columns=phone_columns,
-        cxone_page_size=int(
-            _number("CXONE_PAGE_SIZE", get("CXONE_PAGE_SIZE", "500"), int, 1, 10_000)
-        ),
-        cxone_upload_batch=int(
-            _number("CXONE_UPLOAD_BATCH", get("CXONE_UPLOAD_BATCH", "1000"), int, 1, 100_000)
-        ),
-        cxone_remove_batch=int(
-            _number("CXONE_REMOVE_BATCH", get("CXONE_REMOVE_BATCH", "100"), int, 1, 10_000)
-        ),
-        cxone_job_poll_seconds=_number(
-            "CXONE_JOB_POLL_SECONDS", get("CXONE_JOB_POLL_SECONDS", "2"), float, 0.1, 300
-        ),
-        cxone_skill_id=skill_id,
-        cxone_dnc_group_id=dnc_group_id,
-        cxone_auth=cxone_auth,
-        cxone_client_auth=client_auth,
-        cxone_list_expiration_days=int(
-            _number(
-                "CXONE_LIST_EXPIRATION_DAYS",
-                get("CXONE_LIST_EXPIRATION_DAYS", "30"),
-                int,
-                1,
-                3650,
-            )
-        ),
-        cxone_include_inactive=include_inactive in ("true", "1", "yes"),
-    )
+    return settings
 
 
 @functools.lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings (workers read them once; tests call ``cache_clear``)."""
+    """The process-wide settings, read once (tests that change the environment call
+    ``get_settings.cache_clear()``)."""
     return load_settings()
+
+
+# --- the README's table ------------------------------------------------------------------
+
+
+def _shown(default: Any, spec: Spec) -> str:
+    if spec.shown_default is not None:
+        return spec.shown_default
+    if isinstance(default, Secret) or default in ("", None, frozenset(), ()):
+        return "(none)"
+    if isinstance(default, frozenset | tuple):
+        return "`" + ",".join(sorted(default)) + "`"
+    if isinstance(default, float) and default.is_integer():
+        default = int(default)
+    return f"`{default}`"
+
+
+def markdown_table() -> str:
+    """The settings table of the README, made from the declaration."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for declared, _, spec in _declared():
+        rows.append(
+            f"| `{variable(declared.name)}` | {_shown(declared.default, spec)} | {spec.help} |"
+        )
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--markdown"]:
+        print(markdown_table())
+    else:
+        sys.exit("usage: python -m cxsweep.settings --markdown")

@@ -7,7 +7,7 @@ What it checks:
 * ``docker-compose.yml`` parses; every service's command (and health check) built from
   ``deploy/Dockerfile`` names an executable the image installs, and its arguments are
   known to that program: ``celery -A workers <subcommand>`` with that subcommand's
-  options, ``cxsweep <subcommand>`` through ``cxsweep.cli.build_parser()``, module paths
+  options, ``cxsweep <subcommand>`` through ``console.cli.build_parser()``, module paths
   and ``python -c`` code; bind-mounted files exist; ``depends_on`` names services;
   Redis keeps its data and never evicts; Prometheus scrapes services that exist; the
   celery services share one valid ``CXSWEEP_BROKER_URL`` and, for RabbitMQ, depend on
@@ -320,7 +320,7 @@ def check_celery(argv: list[str], ctx: Context) -> list[str]:
 
 
 def check_cxsweep(argv: list[str], ctx: Context) -> list[str]:
-    from cxsweep.cli import build_parser
+    from console.cli import build_parser
 
     parser = build_parser()
     stderr = io.StringIO()

@@ -17,14 +17,14 @@ from celery import Task, current_task
 from celery.utils.time import get_exponential_backoff_interval
 
 from cxsweep import metrics
-from cxsweep.backend import Backend, make_backend
 from cxsweep.errors import NotYet, RateLimited, RetryableApiError
 from cxsweep.latency import RequestTally
-from cxsweep.lookup import build_provider
-from cxsweep.phone import Directive, Sanitizer
-from cxsweep.policy import Policy, load_policy
+from cxsweep.phone.lookup import build_provider
+from cxsweep.phone.numbers import Directive, Sanitizer
+from cxsweep.phone.policy import Policy, load_policy
+from cxsweep.platforms.base import Backend, make_backend
 from cxsweep.redisconn import get_redis
-from cxsweep.runs import RunStore
+from cxsweep.runs.store import RunStore
 from cxsweep.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)

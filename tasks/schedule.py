@@ -35,11 +35,11 @@ from celery.schedules import ParseException, crontab
 from redbeat import RedBeatSchedulerEntry
 
 from cxsweep import metrics
-from cxsweep.backend import make_backend
 from cxsweep.errors import ListBusy, RetryableApiError
-from cxsweep.policy import Policy
+from cxsweep.phone.policy import Policy
+from cxsweep.platforms.base import make_backend
 from cxsweep.redisconn import text
-from cxsweep.runs import ACTIVE, DATA_TTL, RunStore, new_run_id, prepare_run
+from cxsweep.runs.store import ACTIVE, DATA_TTL, RunStore, new_run_id, prepare_run
 from tasks._deps import policy, redis_client, settings
 from tasks.sweep import begin_run
 

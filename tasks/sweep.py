@@ -25,10 +25,12 @@ from celery import Signature, chord, current_app, shared_task
 from celery.exceptions import ChordError, SoftTimeLimitExceeded
 from celery.utils import uuid
 
-from cxsweep import audit, latency, metrics, sweep, webhook
-from cxsweep.broker import UnackedMessages
+from cxsweep import latency, metrics
 from cxsweep.errors import CxsweepError, RetryableApiError
-from cxsweep.runs import ListLock, RunStore, overdue_runs
+from cxsweep.runs import audit, webhook
+from cxsweep.runs import steps as sweep
+from cxsweep.runs.redelivery import UnackedMessages
+from cxsweep.runs.store import ListLock, RunStore, overdue_runs
 from tasks._deps import (
     ApiTask,
     api_backend,

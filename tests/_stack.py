@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 import redis
 
-from cxsweep.demo import worker_command
-from cxsweep.localredis import LocalRedis
-from cxsweep.simulator import SimConfig, Simulator, _Request, _Response
+from console.demo import worker_command
+from devtools.localredis import LocalRedis
+from devtools.simulator import SimConfig, Simulator, _Request, _Response
 from tests import _amqp
 
 REPO = Path(__file__).resolve().parent.parent
@@ -165,9 +165,9 @@ class Stack:
         localhost) instead of the configured Redis (see test_cli_alone_reaches_the_workers).
         """
         if plain:
-            python = [sys.executable, "-m", "cxsweep.cli"]
+            python = [sys.executable, "-m", "console.cli"]
         else:
-            code = "import sys, workers; from cxsweep.cli import main; sys.exit(main(sys.argv[1:]))"
+            code = "import sys, workers; from console.cli import main; sys.exit(main(sys.argv[1:]))"
             python = [sys.executable, "-c", code]
         proc = subprocess.Popen(
             [*python, command, *args, "--json", "--quiet"],

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import redis
 
-from cxsweep.localredis import LocalRedis, free_port, redis_answers
-from cxsweep.runs import persistence_problem
+from cxsweep.runs.store import persistence_problem
+from devtools.localredis import LocalRedis, free_port, redis_answers
 from tests import _amqp
 
 _private_redis: LocalRedis | None = None
@@ -107,7 +107,7 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture(scope="session")
 def session_simulator() -> Iterator[Any]:
-    from cxsweep.simulator import SimConfig, Simulator
+    from devtools.simulator import SimConfig, Simulator
 
     sim = Simulator(SimConfig(clients={CLIENT_ID: CLIENT_SECRET}), port=_sim_port).start()
     yield sim

@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from cxsweep import seed as seed_data
-from cxsweep.broker import UnackedMessages
-from cxsweep.runs import RunStore, overdue_runs
+from cxsweep.runs.redelivery import UnackedMessages
+from cxsweep.runs.store import RunStore, overdue_runs
+from devtools import seed as seed_data
 from tests._stack import Stack, child_pids, finish, make_stack, wait_until
 
 CONTACTS = 1200
@@ -305,7 +305,7 @@ def test_redis_restart_mid_run_completes_or_fails_never_a_wrong_removal(stack: S
 
 
 def test_cli_alone_reaches_the_workers(stack: Stack) -> None:
-    """``python -m cxsweep.cli run`` exactly as an operator types it, nothing imported first."""
+    """``python -m console.cli run`` exactly as an operator types it, nothing imported first."""
     stack.sim.put_list("plain", count=100, seed=3)
     stack.start_worker("a")
     # The worker's start-up counts in the CLI's time, and so does the shipped rate limit.
@@ -361,7 +361,7 @@ def test_racing_threads_take_a_list_once(redis_client: Any) -> None:
     import uuid
 
     from cxsweep.errors import ListBusy
-    from cxsweep.runs import ListLock, prepare_run
+    from cxsweep.runs.store import ListLock, prepare_run
 
     list_id = f"race-{uuid.uuid4().hex[:8]}"
     barrier = threading.Barrier(16)

@@ -17,12 +17,13 @@ from typing import Any
 import pytest
 import redis
 
-from cxsweep import cli
-from cxsweep.backend import Change, make_backend
-from cxsweep.cxone import CxoneBackend, JobPending, jwt_claims
+from console import cli
 from cxsweep.errors import ApiError, CredentialsRefused, CxsweepError, MalformedResponse
-from cxsweep.phone import Sanitizer
-from cxsweep.runs import RunStore
+from cxsweep.phone.numbers import Sanitizer
+from cxsweep.phone.policy import settings_directive
+from cxsweep.platforms.base import Change, make_backend
+from cxsweep.platforms.cxone import CxoneBackend, JobPending, jwt_claims
+from cxsweep.runs.store import RunStore
 from cxsweep.settings import get_settings
 
 PHONES = ("PhoneNumber", "MobileNumber", "WorkNumber")
@@ -68,7 +69,7 @@ def backend(redis_client: redis.Redis) -> CxoneBackend:
 
 def expected(records: list[dict[str, Any]]) -> tuple[dict[str, dict[str, str]], set[str]]:
     """What the pipeline must do: id -> new phone values for changed records, removed ids."""
-    sanitizer = Sanitizer(get_settings().directive)
+    sanitizer = Sanitizer(settings_directive(get_settings()))
     changes: dict[str, dict[str, str]] = {}
     removed: set[str] = set()
     for record in records:
@@ -241,7 +242,7 @@ def test_remove_prospects_partial_results(
 def test_number_typed_fields_go_as_numbers(
     cxone: dict[str, str], simulator: Any, redis_client: redis.Redis
 ) -> None:
-    from cxsweep.cxone import as_number
+    from cxsweep.platforms.cxone import as_number
 
     assert as_number("12345") == 12345
     assert as_number("0123") == "0123"  # a number would lose the zero
@@ -309,7 +310,7 @@ def test_a_list_downloads_once_and_pages_from_the_spool(
     redis_client: redis.Redis,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from cxsweep.cxone import SPOOL_DIR
+    from cxsweep.platforms.cxone import SPOOL_DIR
 
     monkeypatch.setenv("CXSWEEP_CXONE_PAGE_SIZE", "40")
     list_id = new_list_id()
@@ -352,7 +353,7 @@ def test_warns_of_a_running_or_unscrubbed_skill(
     simulator.put_call_list(loud, count=2, seed=1, skill_id=4002, name="loud")
     simulator.set_skill_running(4002)
     client = backend(redis_client)
-    with caplog.at_level("WARNING", logger="cxsweep.cxone"):
+    with caplog.at_level("WARNING", logger="cxsweep.platforms.cxone"):
         client.read_page(quiet, None)
         assert not caplog.records
         client.read_page(loud, None)

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from cxsweep import cli
-from cxsweep.backend import make_backend
+from console import cli
 from cxsweep.errors import CxsweepError
+from cxsweep.platforms.base import make_backend
 from cxsweep.redisconn import get_redis
-from cxsweep.runs import RunStore
+from cxsweep.runs.steps import fresh_entries
+from cxsweep.runs.store import RunStore
 from cxsweep.settings import get_settings
-from cxsweep.sweep import fresh_entries
 from tests.conftest import audit_lines
 
 pytestmark = pytest.mark.usefixtures("sweep_worker")
@@ -197,7 +197,7 @@ def test_a_failed_re_read_writes_nothing(simulator: Any) -> None:
 
 
 def test_no_write_before_the_re_read_ends(redis_client: Any) -> None:
-    from cxsweep.runs import PlanEntry
+    from cxsweep.runs.store import PlanEntry
 
     store = RunStore(redis_client, f"unit-{uuid.uuid4().hex[:8]}")
     entry = PlanEntry("c1", {"phone": "12"}, None, "invalid_number")

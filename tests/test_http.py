@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cxsweep import cli, webhook
+from console import cli
 from cxsweep.errors import (
     ApiError,
     MalformedResponse,
@@ -22,7 +22,8 @@ from cxsweep.errors import (
     SettingsError,
     TlsRefused,
 )
-from cxsweep.http import Transport, parse_json, raise_for_status
+from cxsweep.platforms.http import Transport, parse_json, raise_for_status
+from cxsweep.runs import webhook
 from cxsweep.settings import Secret, get_settings, load_settings
 
 

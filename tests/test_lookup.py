@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from cxsweep.errors import CredentialsRefused, MalformedResponse, RateLimited, RetryableApiError
-from cxsweep.lookup import (
+from cxsweep.phone.lookup import (
     DEFAULT_TTL,
     CachedProvider,
     LineTypeAnswer,
@@ -21,9 +21,9 @@ from cxsweep.lookup import (
     answer_from_twilio,
     build_provider,
 )
-from cxsweep.phone import Directive, Reason, Sanitizer
+from cxsweep.phone.numbers import Directive, Reason, Sanitizer
 from cxsweep.settings import Secret, Settings
-from cxsweep.simulator import Simulator, lookup_line_type
+from devtools.simulator import Simulator, lookup_line_type
 
 SID, TOKEN = "ACsimulator", Secret("sim-token")
 

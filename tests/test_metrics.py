@@ -19,13 +19,14 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from cxsweep import cli, logs
-from cxsweep.backend import make_backend
+from console import cli
+from cxsweep import logs
 from cxsweep.errors import SettingsError
-from cxsweep.localredis import free_port
+from cxsweep.platforms.base import make_backend
 from cxsweep.redisconn import get_redis
-from cxsweep.runs import RunStore
+from cxsweep.runs.store import RunStore
 from cxsweep.settings import load_settings
+from devtools.localredis import free_port
 from tests._stack import finish, make_stack, wait_until
 from workers import _metrics, _signals
 

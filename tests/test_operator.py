@@ -16,13 +16,15 @@ from pathlib import Path
 import pytest
 import requests
 
-from cxsweep import audit, cli, latency
-from cxsweep.demo import worker_command
+from console import cli
+from console.demo import worker_command
+from console.report import render_html
+from cxsweep import latency
 from cxsweep.errors import RetryableApiError, SettingsError
-from cxsweep.http import Transport
-from cxsweep.localredis import free_port
-from cxsweep.report import render_html
+from cxsweep.platforms.http import Transport
+from cxsweep.runs import audit
 from cxsweep.settings import load_settings
+from devtools.localredis import free_port
 from tests._stack import finish, make_stack, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -72,7 +74,7 @@ def test_numeric_settings_in_range_still_load() -> None:
 def test_a_nan_rate_limit_stops_the_cli_and_the_worker_naming_the_variable() -> None:
     env = clean_env(CXSWEEP_RATE_LIMIT="nan")
     done = subprocess.run(
-        [sys.executable, "-m", "cxsweep.cli", "run", "list-1"],
+        [sys.executable, "-m", "console.cli", "run", "list-1"],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -131,7 +133,7 @@ def test_cancel_stops_a_long_run_mid_write(tmp_path: Path) -> None:
 
         def cxsweep(*args: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
-                [sys.executable, "-m", "cxsweep.cli", *args],
+                [sys.executable, "-m", "console.cli", *args],
                 cwd=REPO,
                 env=stack.env(),
                 capture_output=True,
@@ -231,7 +233,7 @@ def test_the_audit_line_names_its_times_and_counts_every_request(tmp_path: Path)
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cxsweep.cli", *args],
+        [sys.executable, "-m", "console.cli", *args],
         cwd=REPO,
         env=clean_env(**env),
         capture_output=True,
@@ -268,7 +270,7 @@ def test_check_with_a_list_but_no_policy_file_says_it_uses_the_defaults() -> Non
 def test_the_simulator_prints_its_list_ids() -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cxsweep.cli", "simulator", "--port", str(port), "--lists", "2"],
+        [sys.executable, "-m", "console.cli", "simulator", "--port", str(port), "--lists", "2"],
         cwd=REPO,
         env=clean_env(),
         stderr=subprocess.PIPE,
@@ -334,7 +336,7 @@ def test_the_demo_starts_redis_on_the_configured_port_and_prints_no_vanishing_pa
 ) -> None:
     port = free_port()
     done = subprocess.run(
-        [sys.executable, "-m", "cxsweep.cli", "demo", "--contacts", "300", "--workers", "1"],
+        [sys.executable, "-m", "console.cli", "demo", "--contacts", "300", "--workers", "1"],
         cwd=tmp_path,
         env=clean_env(CXSWEEP_REDIS_URL=f"redis://127.0.0.1:{port}/2"),
         capture_output=True,
@@ -354,7 +356,7 @@ def test_localredis_prints_the_pid_of_a_server_it_started_for_ci_to_stop(tmp_pat
     """``.ci/run`` stops the redis-server it started (a trap on exit) by this pid."""
     url = f"redis://127.0.0.1:{free_port()}/0"
     started = subprocess.run(
-        [sys.executable, "-m", "cxsweep.localredis", url],
+        [sys.executable, "-m", "devtools.localredis", url],
         env=clean_env(TMPDIR=str(tmp_path)),
         capture_output=True,
         text=True,
@@ -364,7 +366,7 @@ def test_localredis_prints_the_pid_of_a_server_it_started_for_ci_to_stop(tmp_pat
     try:
         assert f"(pid {pid})" in started.stderr
         again = subprocess.run(
-            [sys.executable, "-m", "cxsweep.localredis", url],
+            [sys.executable, "-m", "devtools.localredis", url],
             capture_output=True,
             text=True,
             timeout=60,
@@ -470,7 +472,7 @@ def test_cancel_while_reading_stops_reading_and_writes_nothing(tmp_path: Path) -
         )
         (run_id,) = run_ids()
         cancelled = subprocess.run(
-            [sys.executable, "-m", "cxsweep.cli", "cancel", run_id],
+            [sys.executable, "-m", "console.cli", "cancel", run_id],
             cwd=REPO,
             env=stack.env(),
             capture_output=True,

@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from phonenumbers import carrier, timezone
 
-from cxsweep.disposable import DisposableList, disposable_list, load_numbers
 from cxsweep.errors import SettingsError
-from cxsweep.lookup import LineTypeAnswer
-from cxsweep.phone import (
+from cxsweep.phone.disposable import DisposableList, disposable_list, load_numbers
+from cxsweep.phone.lookup import LineTypeAnswer
+from cxsweep.phone.numbers import (
     TYPE_NAMES,
     Directive,
     Reason,
@@ -104,7 +104,7 @@ def test_fast_classification_matches_the_public_calls(code: int, digits: str) ->
 
 
 def test_enrichment_matches_the_stock_calls_on_a_messy_list() -> None:
-    from cxsweep.seed import messy_numbers
+    from devtools.seed import messy_numbers
 
     raws = messy_numbers(3000, seed=11)
     for raw, verdict in zip(raws, Sanitizer(OPEN).check_many(raws), strict=True):

@@ -18,8 +18,8 @@ import pytest
 import redis
 from celery.signals import before_task_publish
 
-from cxsweep import cli
-from cxsweep.runs import ListLock, RunStore, lock_key
+from console import cli
+from cxsweep.runs.store import ListLock, RunStore, lock_key
 from cxsweep.settings import get_settings
 from tests._stack import Stack, finish, make_stack, wait_until
 from tests.conftest import audit_lines
@@ -270,7 +270,7 @@ def test_chunks_are_counted_once(redis_client: redis.Redis) -> None:
 
 
 def test_permit_refuses_a_run_without_its_lock(redis_client: redis.Redis) -> None:
-    from cxsweep.runs import prepare_run
+    from cxsweep.runs.store import prepare_run
 
     list_id = f"permit-{uuid.uuid4().hex[:8]}"
     run_id = prepare_run(redis_client, list_id, dry_run=False)
@@ -339,8 +339,8 @@ def test_no_write_on_a_redis_that_would_forget_the_run(tmp_path: Path) -> None:
 def test_persistence_is_read_from_config_or_else_info(
     tmp_path: Path, args: tuple[str, ...], problem: str
 ) -> None:
-    from cxsweep.localredis import LocalRedis
-    from cxsweep.runs import persistence_problem
+    from cxsweep.runs.store import persistence_problem
+    from devtools.localredis import LocalRedis
 
     server = LocalRedis(directory=str(tmp_path / "redis"), extra_args=args).start()
     try:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cxsweep import cli
+from console import cli
 from tests.conftest import audit_lines
 
 pytestmark = pytest.mark.usefixtures("sweep_worker")
@@ -84,7 +84,7 @@ def test_plan_review_apply_then_restore(
 def test_a_malformed_plan_file_is_one_clear_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], redis_client: Any
 ) -> None:
-    from cxsweep.runs import ListLock
+    from cxsweep.runs.store import ListLock
 
     list_id = f"plan-{uuid.uuid4().hex[:8]}"
     bad = tmp_path / "plan.jsonl"
@@ -126,7 +126,7 @@ def _dry_plan(
 def test_a_plan_cut_short_or_altered_is_refused_whole(
     simulator: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], redis_client: Any
 ) -> None:
-    from cxsweep.runs import ListLock
+    from cxsweep.runs.store import ListLock
 
     list_id, _, lines = _dry_plan(simulator, tmp_path, capsys, count=300, seed=33)
     end = json.loads(lines[-1])
@@ -207,9 +207,9 @@ def test_a_plan_applied_twice_reports_what_it_found_done(
 def test_a_restore_shows_its_own_progress_report_and_status(
     simulator: Any, capsys: pytest.CaptureFixture[str], redis_client: Any
 ) -> None:
-    from cxsweep.progress import Progress
-    from cxsweep.report import record_from_redis, render_html
-    from cxsweep.runs import RunStore
+    from console.progress import Progress
+    from console.report import record_from_redis, render_html
+    from cxsweep.runs.store import RunStore
 
     list_id = f"restore-{uuid.uuid4().hex[:8]}"
     simulator.put_list(list_id, count=400, seed=35)
@@ -277,9 +277,9 @@ def test_a_restore_shows_its_own_progress_report_and_status(
 def test_a_dry_run_says_what_it_would_do(
     simulator: Any, capsys: pytest.CaptureFixture[str], redis_client: Any
 ) -> None:
-    from cxsweep.progress import Progress
-    from cxsweep.report import render_html
-    from cxsweep.runs import RunStore
+    from console.progress import Progress
+    from console.report import render_html
+    from cxsweep.runs.store import RunStore
 
     list_id = f"dry-{uuid.uuid4().hex[:8]}"
     simulator.put_list(list_id, count=200, seed=36)
@@ -304,8 +304,8 @@ def test_a_plan_changed_between_check_and_load_frees_the_list(
 ) -> None:
     """The file is read twice (checked whole, then loaded): an edit in between is caught
     while loading, before anything reaches the workers, and the list is freed at once."""
-    from cxsweep.planfile import PlanFileError, read_plan
-    from cxsweep.runs import RUN_INDEX, ListLock, RunStore
+    from cxsweep.runs.planfile import PlanFileError, read_plan
+    from cxsweep.runs.store import RUN_INDEX, ListLock, RunStore
 
     list_id, plan, lines = _dry_plan(simulator, tmp_path, capsys, count=120, seed=37)
     started: list[str] = []

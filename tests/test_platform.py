@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 import redis
 
-from cxsweep import cli
-from cxsweep.backend import Change, contact_id_problem
-from cxsweep.client import V2Client
-from cxsweep.cxone import CxoneBackend
+from console import cli
 from cxsweep.errors import ApiError, ForeignOrigin, MalformedResponse
-from cxsweep.http import require_same_origin
+from cxsweep.platforms.base import Change, contact_id_problem
+from cxsweep.platforms.cxone import CxoneBackend
+from cxsweep.platforms.http import require_same_origin
+from cxsweep.platforms.v2 import V2Client
 from cxsweep.settings import get_settings, load_settings
-from cxsweep.simulator import Simulator
+from devtools.simulator import Simulator
 from tests.conftest import audit_lines
 
 CONTACTS = "/api/v2/campaigns/contactlists"

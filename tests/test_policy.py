@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from cxsweep.errors import SettingsError
-from cxsweep.phone import Directive, Reason, Sanitizer
-from cxsweep.policy import Policy, load_policy
+from cxsweep.phone.numbers import Directive, Reason, Sanitizer
+from cxsweep.phone.policy import Policy, load_policy, settings_directive
 from cxsweep.settings import Secret, Settings
 
 BASE = Settings(
@@ -38,8 +38,8 @@ def load_error(tmp_path: Path, text: str, settings: Settings = BASE) -> str:
 
 def test_without_a_file_every_list_gets_the_settings_directive() -> None:
     policy = load_policy(BASE)
-    assert policy.default == BASE.directive
-    assert policy.directive_for("anything") == BASE.directive
+    assert policy.default == settings_directive(BASE)
+    assert policy.directive_for("anything") == settings_directive(BASE)
     assert policy.schedule_for("anything") is None
     assert not policy.excluded("anything")
 
@@ -200,7 +200,7 @@ def test_directive_stays_constructible_from_keywords() -> None:
 def _run_check(argv: list[str]) -> int:
     import argparse
 
-    from cxsweep.check import add_check_parser
+    from console.check import add_check_parser
 
     parser = argparse.ArgumentParser(prog="cxsweep")
     add_check_parser(parser.add_subparsers())

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import redis
 
-from cxsweep import cli
+from console import cli
 from cxsweep.errors import NotYet
-from cxsweep.ratelimit import RateLimiter
+from cxsweep.platforms.ratelimit import RateLimiter
 from cxsweep.settings import get_settings
 
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from cxsweep import audit
-from cxsweep.report import add_report_parser, render_html, report_command
+from console.report import add_report_parser, render_html, report_command
+from cxsweep.runs import audit
 
 STARTED = 1_764_300_000.0
 
@@ -168,7 +168,7 @@ def test_report_command_reads_the_audit_log(tmp_path: Path) -> None:
 def test_report_command_reads_redis(tmp_path: Path, redis_url: str) -> None:
     import redis
 
-    from cxsweep.runs import RunStore
+    from cxsweep.runs.store import RunStore
     from cxsweep.settings import get_settings
 
     get_settings.cache_clear()

@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 import redis
 
-from cxsweep import cli
-from cxsweep import sweep as sweep_module
+from console import cli
 from cxsweep.errors import CxsweepError
-from cxsweep.localredis import LocalRedis
-from cxsweep.runs import ListLock, RunStore, prepare_run
+from cxsweep.runs import steps as sweep_module
+from cxsweep.runs.store import ListLock, RunStore, prepare_run
 from cxsweep.settings import get_settings
+from devtools.localredis import LocalRedis
 from tests.conftest import audit_lines
 from tests.test_sweep import new_list, wait_for_webhooks
 
@@ -297,8 +297,8 @@ def test_a_task_that_progresses_between_failures_keeps_its_budget(
     """Each attempt of a removal chunk removes one contact, then meets a 503: ten
     failures for a chunk of ten, more than the budget of 8, yet never two in a row
     without progress. The run completes."""
-    from cxsweep.client import V2Client
     from cxsweep.errors import RetryableApiError
+    from cxsweep.platforms.v2 import V2Client
 
     attempt = threading.local()
     real_chunk, real_delete = sweep_module.apply_remove_chunk, V2Client.delete_contact

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cxsweep import audit, cli
-from cxsweep.report import render_html
+from console import cli
+from console.report import render_html
+from cxsweep.runs import audit
 from tests.test_report import STARTED, _text
 
 

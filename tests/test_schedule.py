@@ -18,7 +18,7 @@ from redbeat import RedBeatSchedulerEntry
 
 import tasks._deps
 from cxsweep.errors import SettingsError
-from cxsweep.runs import ACTIVE, RUN_INDEX, ListLock, RunStore
+from cxsweep.runs.store import ACTIVE, RUN_INDEX, ListLock, RunStore
 from cxsweep.settings import get_settings, load_settings
 from tasks import schedule
 from tasks.schedule import CURRENT_SWEEP, SweepStore, advance_sweep, sweep_all_lists

@@ -21,7 +21,7 @@ import pytest
 import redis
 from celery.signals import before_task_publish
 
-from cxsweep import cli
+from console import cli
 from tests._stack import CLIENT_SECRET as STACK_SECRET
 from tests._stack import Stack, finish, make_stack, wait_until
 from tests.conftest import CLIENT_SECRET

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import requests
 
-from cxsweep.phone import Directive, Sanitizer
-from cxsweep.seed import messy_contacts, messy_numbers
-from cxsweep.simulator import SimConfig, Simulator
+from cxsweep.phone.numbers import Directive, Sanitizer
+from devtools.seed import messy_contacts, messy_numbers
+from devtools.simulator import SimConfig, Simulator
 
 CONTACTS = "/api/v2/campaigns/contactlists"
 

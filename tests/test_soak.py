@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from cxsweep import seed as seed_data
+from devtools import seed as seed_data
 from tests._stack import Stack, finish, make_stack
 from tests.test_sweep import expected_outcome
 

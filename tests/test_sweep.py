@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from cxsweep import cli
-from cxsweep.phone import Sanitizer
+from console import cli
+from cxsweep.phone.numbers import Sanitizer
+from cxsweep.phone.policy import settings_directive
 from cxsweep.settings import get_settings
 from tests.conftest import audit_lines
 
@@ -27,7 +28,7 @@ def sweep(list_id: str, *, dry_run: bool = False, timeout: float = 120) -> dict[
 
 def expected_outcome(contacts: list[dict[str, Any]]) -> tuple[dict[str, str], set[str]]:
     """What the list must hold afterwards: id -> E.164 for keepers, and the removed ids."""
-    sanitizer = Sanitizer(get_settings().directive)
+    sanitizer = Sanitizer(settings_directive(get_settings()))
     kept: dict[str, str] = {}
     removed: set[str] = set()
     for contact in contacts:
@@ -272,7 +273,7 @@ def test_purge_guard_halts_a_mostly_garbage_list(
 def test_watchdog_fails_an_overdue_run_and_frees_its_list(
     simulator: Any, redis_client: Any, audit_log_path: Path
 ) -> None:
-    from cxsweep.runs import ListLock, RunStore, prepare_run
+    from cxsweep.runs.store import ListLock, RunStore, prepare_run
     from tasks.sweep import watchdog
 
     list_id = f"stuck-{uuid.uuid4().hex[:8]}"
@@ -341,7 +342,7 @@ def test_keep_first_removes_later_duplicates_in_list_order(
 
 
 def test_watchdog_fails_a_run_that_stopped_moving(redis_client: Any) -> None:
-    from cxsweep.runs import RunStore, overdue_runs, prepare_run
+    from cxsweep.runs.store import RunStore, overdue_runs, prepare_run
 
     list_id = f"stall-{uuid.uuid4().hex[:8]}"
     run_id = prepare_run(redis_client, list_id, dry_run=True)

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import redis
 
-from cxsweep import cli
-from cxsweep.runs import ListLock, RunStore
-from cxsweep.sweepreport import ListRow, render_sweep_html
+from console import cli
+from console.sweepreport import ListRow, render_sweep_html
+from cxsweep.runs.store import ListLock, RunStore
 from tasks.schedule import CURRENT_SWEEP, SweepStore, sweep_all_lists
 from tests.test_report import _chromium, _console_messages, _run_chromium, _text
 

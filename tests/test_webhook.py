@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 import redis
 
-from cxsweep import cli, webhook
+from console import cli
 from cxsweep.errors import RetryableApiError
-from cxsweep.localredis import free_port
+from cxsweep.runs import webhook
 from cxsweep.settings import Secret, get_settings
-from cxsweep.simulator import Simulator
+from devtools.localredis import free_port
+from devtools.simulator import Simulator
 
 PAYLOAD = {"event": webhook.EVENT_COMPLETE, "run_id": "r1", "metrics": {}}
 
@@ -224,7 +225,7 @@ def test_an_unsigned_webhook_goes_out_with_one_warning(
     receiver_env.setenv("CXSWEEP_WEBHOOK_SECRET", "")
     receiver_env.setattr(webhook, "_unsigned_warned", threading.Event())
     get_settings.cache_clear()
-    with caplog.at_level(logging.WARNING, logger="cxsweep.webhook"):
+    with caplog.at_level(logging.WARNING, logger="cxsweep.runs.webhook"):
         runs = [_sweep(simulator) for _ in range(2)]
         for run_id in runs:
             _wait_for(outbox, run_id, lambda e: e.get("state") == webhook.DELIVERED)

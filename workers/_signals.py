@@ -26,7 +26,7 @@ from celery.signals import (
 
 from cxsweep import logs, metrics
 from cxsweep.redisconn import get_redis, text
-from cxsweep.runs import RunStore
+from cxsweep.runs.store import RunStore
 from cxsweep.settings import get_settings
 from workers import _metrics
 

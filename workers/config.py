@@ -6,7 +6,7 @@ from celery.schedules import crontab
 from kombu import Exchange, Queue
 
 from cxsweep.errors import SettingsError
-from cxsweep.policy import load_policy
+from cxsweep.phone.policy import load_policy
 from cxsweep.settings import get_settings
 from tasks.schedule import parse_crontab
 
@@ -25,7 +25,7 @@ result_backend = _settings.redis_url
 broker_connection_retry_on_startup = True
 
 # A message stays unacknowledged until its task finishes; a worker that dies mid-task
-# has its message delivered again. Redelivered steps are idempotent (see cxsweep.runs).
+# has its message delivered again. Redelivered steps are idempotent (see cxsweep.runs.store).
 task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1

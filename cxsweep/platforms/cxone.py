@@ -1,4 +1,4 @@
-"""NICE CXone's Admin API as a ``cxsweep.backend.Backend`` (docs/cxone-api.md §2).
+"""NICE CXone's Admin API as a ``cxsweep.platforms.base.Backend`` (docs/cxone-api.md §2).
 
 Like ``V2Client`` it makes one attempt per call and turns every answer into a value or a
 typed error; it never sleeps and never loops on the platform's behalf. The one place the
@@ -39,8 +39,6 @@ import ijson
 import redis
 import requests
 
-from cxsweep.auth import TokenCache
-from cxsweep.backend import Change, Page, WriteOutcome, contact_id_problem, writable_ids
 from cxsweep.errors import (
     ApiError,
     CredentialsRefused,
@@ -50,7 +48,8 @@ from cxsweep.errors import (
     NotYet,
     RetryableApiError,
 )
-from cxsweep.http import (
+from cxsweep.platforms.base import Change, Page, WriteOutcome, contact_id_problem, writable_ids
+from cxsweep.platforms.http import (
     ResponseObserver,
     Transport,
     error_field,
@@ -62,7 +61,8 @@ from cxsweep.http import (
     short,
     show_origin,
 )
-from cxsweep.ratelimit import RateLimiter
+from cxsweep.platforms.ratelimit import RateLimiter
+from cxsweep.platforms.token import TokenCache
 from cxsweep.redisconn import text
 from cxsweep.settings import Settings
 

@@ -25,7 +25,7 @@ import redis
 import requests
 
 from cxsweep.errors import ApiError, RetryableApiError
-from cxsweep.http import certificate_refused
+from cxsweep.platforms.http import certificate_refused
 from cxsweep.redisconn import text
 from cxsweep.settings import Secret
 

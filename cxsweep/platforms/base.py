@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import redis
 
-    from cxsweep.client import ResponseObserver
+    from cxsweep.platforms.v2 import ResponseObserver
     from cxsweep.settings import Settings
 
 
@@ -125,7 +125,7 @@ def make_backend(
 ) -> Backend:
     """The backend ``CXSWEEP_BACKEND`` names, sharing its token and the tenant's request
     rate (``CXSWEEP_RATE_LIMIT``) through ``redis_client``."""
-    from cxsweep.ratelimit import RateLimiter
+    from cxsweep.platforms.ratelimit import RateLimiter
 
     limiter = None
     if settings.rate_limit > 0:
@@ -134,9 +134,9 @@ def make_backend(
             redis_client, tenant, settings.rate_limit, settings.rate_burst or None
         )
     if settings.backend == "cxone":
-        from cxsweep.cxone import CxoneBackend
+        from cxsweep.platforms.cxone import CxoneBackend
 
         return CxoneBackend(settings, redis_client, observer=observer, limiter=limiter)
-    from cxsweep.client import V2Client
+    from cxsweep.platforms.v2 import V2Client
 
     return V2Client(settings, redis_client, observer=observer, limiter=limiter)

@@ -18,8 +18,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from cxsweep.errors import CxsweepError
-from cxsweep.localredis import LocalRedis, redis_answers
 from cxsweep.settings import get_settings
+from devtools.localredis import LocalRedis, redis_answers
 
 DEMO_LIST = "demo-list"
 CLIENT_ID, CLIENT_SECRET = "demo-client", "demo-secret"
@@ -96,8 +96,8 @@ def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
 
 
 def run_demo(contacts: int = 5000, workers: int = 2, keep: bool = False) -> int:
-    from cxsweep import cli
-    from cxsweep.simulator import SimConfig, Simulator
+    from console import cli
+    from devtools.simulator import SimConfig, Simulator
 
     work_dir = Path(tempfile.mkdtemp(prefix="cxsweep-demo-"))
     private_redis: LocalRedis | None = None

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any, TextIO
 import redis
 
 from cxsweep.errors import CxsweepError, SettingsError
-from cxsweep.phone import Sanitizer, Verdict
+from cxsweep.phone.numbers import Sanitizer, Verdict
 
 if TYPE_CHECKING:
-    from cxsweep.lookup import LineTypeProvider
-    from cxsweep.phone import Directive
+    from cxsweep.phone.lookup import LineTypeProvider
+    from cxsweep.phone.numbers import Directive
     from cxsweep.settings import Settings
 
 
@@ -86,13 +86,13 @@ def format_verdict(verdict: Verdict) -> str:
 def _provider(settings: Settings, directive: Directive) -> LineTypeProvider | None:
     if directive.lookup != "twilio":
         return None
-    from cxsweep.lookup import build_provider
+    from cxsweep.phone.lookup import build_provider
 
     return build_provider(settings, directive, redis.Redis.from_url(settings.redis_url))
 
 
 def run_check(numbers: Iterable[str], list_id: str | None, *, as_json: bool, out: TextIO) -> int:
-    from cxsweep.policy import load_policy
+    from cxsweep.phone.policy import load_policy
     from cxsweep.settings import load_settings
 
     settings = load_settings()

@@ -17,11 +17,11 @@ from typing import Any
 
 import redis
 
-from cxsweep.audit import REASON_PREFIX, REGION_PREFIX, TYPE_PREFIX
-from cxsweep.backend import Backend, Change, Page, WriteOutcome
 from cxsweep.errors import CxsweepError, RetryableApiError
-from cxsweep.phone import Sanitizer
-from cxsweep.runs import PlanEntry, RunStore, persistence_problem
+from cxsweep.phone.numbers import Sanitizer
+from cxsweep.platforms.base import Backend, Change, Page, WriteOutcome
+from cxsweep.runs.audit import REASON_PREFIX, REGION_PREFIX, TYPE_PREFIX
+from cxsweep.runs.store import PlanEntry, RunStore, persistence_problem
 
 # DELETE-style removals (one contact a request) are grouped this many to a task: enough
 # to spread a task's overhead, few enough that the last tasks do not leave a long tail.

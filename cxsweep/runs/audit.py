@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cxsweep.runs import kind_of
+from cxsweep.runs.store import kind_of
 
 _append_lock = threading.Lock()
 

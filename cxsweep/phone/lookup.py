@@ -26,7 +26,7 @@ from cxsweep.errors import (
     RateLimited,
     RetryableApiError,
 )
-from cxsweep.phone import TYPE_NAMES, Directive
+from cxsweep.phone.numbers import TYPE_NAMES, Directive
 
 if TYPE_CHECKING:
     import redis

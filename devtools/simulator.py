@@ -52,7 +52,7 @@ first, ``times`` caps how often the rule fires (null: for ever). Actions:
 Every request that reaches the server, routed or not, is logged (method, path as sent,
 whether it carried an Authorization header): ``requests_seen()``, ``GET /_sim/requests``.
 
-Run it stand-alone with ``python -m cxsweep.simulator --port 8080 --list demo:10000``.
+Run it stand-alone with ``python -m devtools.simulator --port 8080 --list demo:10000``.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 import phonenumbers
 from phonenumbers import PhoneNumberType as T
 
-from cxsweep import seed as seed_data
+from devtools import seed as seed_data
 
 log = logging.getLogger(__name__)
 

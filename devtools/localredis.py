@@ -146,7 +146,7 @@ class LocalRedis:
 
 
 def main() -> None:
-    """``python -m cxsweep.localredis URL``: ensure a Redis answers there; start one if not.
+    """``python -m devtools.localredis URL``: ensure a Redis answers there; start one if not.
 
     Used by ``.ci/run``. Prints nothing when one already answers; else the pid of the
     server it started on stdout (for the caller to stop it) and a line on stderr.

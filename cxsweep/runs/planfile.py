@@ -25,9 +25,9 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from cxsweep.audit import iso, now
 from cxsweep.errors import CxsweepError
-from cxsweep.runs import PlanEntry, RunStore
+from cxsweep.runs.audit import iso, now
+from cxsweep.runs.store import PlanEntry, RunStore
 
 FORMAT_VERSION = 2
 END_KEY = "cxsweep_plan_end"

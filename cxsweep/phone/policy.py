@@ -33,9 +33,9 @@ from typing import Any
 
 import phonenumbers
 
-from cxsweep.disposable import load_numbers
 from cxsweep.errors import SettingsError
-from cxsweep.phone import (
+from cxsweep.phone.disposable import load_numbers
+from cxsweep.phone.numbers import (
     DUPLICATE_MODES,
     EXTENSION_MODES,
     LOOKUP_MODES,
@@ -208,6 +208,15 @@ class _Reader:
             raise SettingsError(f"policy file {self.path}: {self.entry}: {exc}") from None
 
 
+def settings_directive(settings: Settings) -> Directive:
+    """The directive of every list when no policy file says otherwise: the plain settings."""
+    return Directive(
+        allowed_regions=settings.allowed_regions,
+        blocked_types=settings.blocked_types,
+        default_region=settings.default_region,
+    )
+
+
 def _check_lookup(settings: Settings, reader: _Reader, directive: Directive) -> None:
     if directive.lookup == "twilio" and not settings.twilio_configured:
         raise reader.fail(
@@ -219,7 +228,7 @@ def _check_lookup(settings: Settings, reader: _Reader, directive: Directive) -> 
 def load_policy(settings: Settings) -> Policy:
     """The policy in ``settings.policy_file``, or the plain settings' directive for all lists."""
     if not settings.policy_file:
-        return Policy(default=settings.directive)
+        return Policy(default=settings_directive(settings))
     path = Path(settings.policy_file)
     try:
         with path.open("rb") as handle:
@@ -238,7 +247,7 @@ def load_policy(settings: Settings) -> Policy:
             )
     reader = _Reader(path, "[default]")
     default, default_extra = reader.table(
-        data.get("default", {}), settings.directive, is_list=False
+        data.get("default", {}), settings_directive(settings), is_list=False
     )
     if default_extra.get("exclude"):
         raise reader.fail("exclude", "the default cannot be excluded; exclude lists instead")

@@ -7,7 +7,7 @@ import time
 from collections import deque
 from collections.abc import Mapping
 
-from cxsweep.runs import kind_of
+from cxsweep.runs.store import kind_of
 
 BAR = 24
 WORDS = {"sweep": "run", "dry_run": "dry run", "apply": "apply", "restore": "restore"}

@@ -19,7 +19,8 @@ from typing import Any, cast
 
 import redis
 
-from cxsweep.check import add_check_parser
+from console.check import add_check_parser
+from console.report import add_report_parser, own_note
 from cxsweep.errors import (
     CredentialsRefused,
     CxsweepError,
@@ -27,8 +28,7 @@ from cxsweep.errors import (
     RetryableApiError,
     SettingsError,
 )
-from cxsweep.planfile import PlanFileError
-from cxsweep.report import add_report_parser, own_note
+from cxsweep.runs.planfile import PlanFileError
 from cxsweep.settings import Settings, get_settings
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
@@ -39,7 +39,7 @@ def _err(message: str) -> None:
 
 
 def _settings_for_run() -> Settings:
-    from cxsweep.policy import load_policy
+    from cxsweep.phone.policy import load_policy
 
     get_settings.cache_clear()
     settings = get_settings()
@@ -70,11 +70,11 @@ def start_run(
     before_launch: Any = None,
 ) -> str:
     """Check credentials, take the list's lock, store the run and hand it to the workers."""
-    from cxsweep.backend import make_backend
     from cxsweep.latency import RequestTally
-    from cxsweep.localredis import redis_answers
+    from cxsweep.platforms.base import make_backend
     from cxsweep.redisconn import get_redis
-    from cxsweep.runs import RunStore, prepare_run
+    from cxsweep.runs.store import RunStore, prepare_run
+    from devtools.localredis import redis_answers
 
     check_list_id(list_id)
     if not redis_answers(settings.redis_url):
@@ -97,7 +97,7 @@ def start_run(
     requests.flush_to(RunStore(redis_client, run_id))
 
     if before_launch is not None:
-        from cxsweep.runs import ListLock
+        from cxsweep.runs.store import ListLock
 
         store = RunStore(redis_client, run_id)
         try:
@@ -124,7 +124,7 @@ KIND_WORDS = {"sweep": "sweep", "dry_run": "dry run", "apply": "apply", "restore
 
 
 def _progress_line(meta: dict[str, str], counts: dict[str, int], elapsed: float) -> str:
-    from cxsweep.runs import kind_of
+    from cxsweep.runs.store import kind_of
 
     kind = kind_of(meta)
     head = f"[{meta.get('status', '?'):>9}] {elapsed:6.1f}s  "
@@ -165,9 +165,9 @@ def wait_for_run(
     settings: Settings, run_id: str, *, timeout: float | None = None, quiet: bool = False
 ) -> dict[str, Any]:
     """Follow a run until it is recorded; returns its audit record."""
-    from cxsweep.progress import Progress
+    from console.progress import Progress
     from cxsweep.redisconn import get_redis
-    from cxsweep.runs import FINAL, RunStore
+    from cxsweep.runs.store import FINAL, RunStore
 
     store = RunStore(get_redis(settings.redis_url), run_id)
     started = time.monotonic()
@@ -352,9 +352,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         _writable(args.plan_out)
     run_id, record = _run_and_report(args, settings, args.list_id, dry_run=args.dry_run, options={})
     if args.plan_out:
-        from cxsweep.planfile import write_plan
         from cxsweep.redisconn import get_redis
-        from cxsweep.runs import RunStore
+        from cxsweep.runs.planfile import write_plan
+        from cxsweep.runs.store import RunStore
 
         store = RunStore(get_redis(settings.redis_url), run_id)
         with open(args.plan_out, "w", encoding="utf-8") as out:
@@ -373,9 +373,9 @@ def _writable(path: str) -> None:
 
 def cmd_apply(args: argparse.Namespace) -> int:
     """Execute a reviewed plan; contacts changed on the platform since are skipped."""
-    from cxsweep.planfile import read_plan, verify_plan
     from cxsweep.redisconn import get_redis
-    from cxsweep.runs import PlanEntry, RunStore
+    from cxsweep.runs.planfile import read_plan, verify_plan
+    from cxsweep.runs.store import PlanEntry, RunStore
 
     settings = _settings_for_run()
     # The whole file is checked (count and digest) before the list is locked and
@@ -413,7 +413,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 def cmd_archive(args: argparse.Namespace) -> int:
     from cxsweep.redisconn import get_redis
-    from cxsweep.runs import RunStore
+    from cxsweep.runs.store import RunStore
 
     get_settings.cache_clear()
     store = RunStore(get_redis(get_settings().redis_url), args.run_id)
@@ -429,7 +429,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     from cxsweep.redisconn import get_redis
-    from cxsweep.runs import RunStore
+    from cxsweep.runs.store import RunStore
 
     settings = _settings_for_run()
     source = RunStore(get_redis(settings.redis_url), args.run_id)
@@ -452,7 +452,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     """Stop a run: no write starts after this, the writes in flight finish, and the run
     is recorded ``cancelled`` (audit line, webhook, list freed) by its own workers."""
     from cxsweep.redisconn import get_redis
-    from cxsweep.runs import FINAL, RunStore
+    from cxsweep.runs.store import FINAL, RunStore
 
     get_settings.cache_clear()
     store = RunStore(get_redis(get_settings().redis_url), args.run_id)
@@ -479,11 +479,11 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from cxsweep.redisconn import get_redis, text
-    from cxsweep.runs import RUN_INDEX, RunStore, kind_of
-    from cxsweep.webhook import Outbox
+    from cxsweep.runs.store import RUN_INDEX, RunStore, kind_of
+    from cxsweep.runs.webhook import Outbox
 
     if args.sweep:
-        from cxsweep.sweepreport import sweep_status_lines
+        from console.sweepreport import sweep_status_lines
 
         print("\n".join(sweep_status_lines(args.sweep)))
         return EXIT_OK
@@ -520,7 +520,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_simulator(args: argparse.Namespace) -> int:
-    from cxsweep.simulator import SimConfig, Simulator
+    from devtools.simulator import SimConfig, Simulator
 
     config = SimConfig(
         page_size=args.page_size,
@@ -551,7 +551,7 @@ def cmd_simulator(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from cxsweep.demo import run_demo
+    from console.demo import run_demo
 
     return run_demo(contacts=args.contacts, workers=args.workers, keep=args.keep)
 

@@ -25,8 +25,7 @@ import redis
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from cxsweep.errors import CxsweepError, SettingsError
-from cxsweep.report import (
+from console.report import (
     _CSS,
     OUTCOME_COLOURS,
     STATUS_COLOURS,
@@ -37,6 +36,7 @@ from cxsweep.report import (
     extras_from_counts,
     render_html,
 )
+from cxsweep.errors import CxsweepError, SettingsError
 
 EXIT_OK = 0
 # Only ids like the ones cxsweep makes become file names and links.
@@ -117,7 +117,7 @@ def collect(client: redis.Redis, sweep_id: str) -> tuple[dict[str, str], list[Li
     meta = store.meta()
     if not meta:
         raise CxsweepError(f"no sweep {sweep_id} in Redis (sweeps are kept 7 days)")
-    from cxsweep.runs import RunStore
+    from cxsweep.runs.store import RunStore
 
     rows = [
         _row(list_id, run_id, RunStore(client, run_id).meta())
@@ -134,7 +134,7 @@ def collect(client: redis.Redis, sweep_id: str) -> tuple[dict[str, str], list[Li
 
 def _templates() -> Environment:
     return Environment(
-        loader=PackageLoader("cxsweep", "templates"),
+        loader=PackageLoader("console", "templates"),
         autoescape=select_autoescape(["html"]),
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -287,9 +287,9 @@ def _resolve(client: redis.Redis, sweep_id: str) -> str:
 
 
 def _client() -> redis.Redis:
-    from cxsweep.localredis import redis_answers
     from cxsweep.redisconn import get_redis
     from cxsweep.settings import get_settings
+    from devtools.localredis import redis_answers
 
     get_settings.cache_clear()
     url = get_settings().redis_url
@@ -316,7 +316,7 @@ def sweep_report_command(args: argparse.Namespace) -> int:
     target.write_text(page, encoding="utf-8")
     written = 0
     if args.with_runs:
-        from cxsweep.runs import RunStore
+        from cxsweep.runs.store import RunStore
 
         for row in rows:
             if row.record is not None and row.link:

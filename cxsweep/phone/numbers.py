@@ -2,7 +2,7 @@
 
 Plain Python (phonenumbers only): the pipeline calls ``Sanitizer.check_many`` on a page
 of raw strings and gets one ``Verdict`` per string, in order. An optional live
-line-type provider (``cxsweep.lookup``) is consulted, in one batch per page, only for
+line-type provider (``cxsweep.phone.lookup``) is consulted, in one batch per page, only for
 the numbers that already passed every offline check.
 """
 
@@ -22,8 +22,8 @@ from phonenumbers.phonemetadata import PhoneMetadata
 from phonenumbers.re_util import re_compile
 
 if TYPE_CHECKING:
-    from cxsweep.disposable import DisposableList
-    from cxsweep.lookup import LineTypeAnswer, LineTypeProvider
+    from cxsweep.phone.disposable import DisposableList
+    from cxsweep.phone.lookup import LineTypeAnswer, LineTypeProvider
 
 # The library recompiles ~1,200 metadata regexes through re's 512-entry cache unless told
 # to keep them; this alone is a ~4x speed-up (phonenumbers >= 9.0.43).
@@ -223,7 +223,7 @@ class Sanitizer:
         self._drop_extensions = directive.extensions == "drop"
         self._rewrite_00 = directive.international_prefix_00
         if disposable is None and directive.disposable:
-            from cxsweep.disposable import disposable_list
+            from cxsweep.phone.disposable import disposable_list
 
             disposable = disposable_list(directive.disposable)
         self._disposable = disposable

@@ -743,9 +743,9 @@ def extras_from_counts(counts: Mapping[str, int]) -> dict[str, Any]:
 
 def record_from_redis(redis_url: str, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     from cxsweep.errors import CxsweepError, OperatorError
-    from cxsweep.localredis import redis_answers
     from cxsweep.redisconn import get_redis, text
-    from cxsweep.runs import RUN_INDEX, RunStore
+    from cxsweep.runs.store import RUN_INDEX, RunStore
+    from devtools.localredis import redis_answers
 
     if not redis_answers(redis_url):
         raise SettingsError(f"no Redis answers at CXSWEEP_REDIS_URL={redis_url}")
@@ -769,7 +769,7 @@ def record_from_redis(redis_url: str, run_id: str) -> tuple[dict[str, Any], dict
 def report_command(args: argparse.Namespace) -> int:
     """``cxsweep report RUN_ID [--html FILE] [--audit-log FILE]``."""
     if getattr(args, "sweep", None):
-        from cxsweep.sweepreport import sweep_report_command
+        from console.sweepreport import sweep_report_command
 
         if args.run_id:
             raise SettingsError("give a RUN_ID or --sweep SWEEP_ID, not both")
@@ -807,7 +807,7 @@ def report_command(args: argparse.Namespace) -> int:
 
 
 def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``report`` on the CLI's subparsers (``cxsweep.cli.build_parser``)."""
+    """Register ``report`` on the CLI's subparsers (``console.cli.build_parser``)."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "report", help="write a run's report as one self-contained HTML page"
     )

@@ -22,7 +22,7 @@ import redis
 from redis.lock import Lock
 
 from cxsweep.errors import ListBusy
-from cxsweep.phone import Reason
+from cxsweep.phone.numbers import Reason
 from cxsweep.redisconn import text
 
 # Bulky keys (pages, the plan) expire on their own; a week covers any review of a dry run.

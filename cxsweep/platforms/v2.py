@@ -16,10 +16,9 @@ from urllib.parse import quote, urlsplit
 import redis
 import requests
 
-from cxsweep.auth import TokenCache
-from cxsweep.backend import Change, Page, WriteOutcome, contact_id_problem, writable_ids
 from cxsweep.errors import ApiError, CredentialsRefused, MalformedResponse, NotFound
-from cxsweep.http import (
+from cxsweep.platforms.base import Change, Page, WriteOutcome, contact_id_problem, writable_ids
+from cxsweep.platforms.http import (
     ResponseObserver,
     Transport,
     error_field,
@@ -28,7 +27,8 @@ from cxsweep.http import (
     raise_for_status,
     require_same_origin,
 )
-from cxsweep.ratelimit import RateLimiter
+from cxsweep.platforms.ratelimit import RateLimiter
+from cxsweep.platforms.token import TokenCache
 from cxsweep.settings import Settings
 
 SCOPES = "campaign:contactlist:read campaign:contact:write campaign:contact:delete"
@@ -36,7 +36,7 @@ MAX_UPDATE_BATCH = 100
 
 
 class V2Client:
-    """The v2 campaign contract as a ``cxsweep.backend.Backend``."""
+    """The v2 campaign contract as a ``cxsweep.platforms.base.Backend``."""
 
     name = "v2"
     phone_fields: tuple[str, ...] = ("phone",)

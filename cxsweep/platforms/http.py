@@ -28,10 +28,10 @@ from cxsweep.errors import (
     RetryableApiError,
     TlsRefused,
 )
-from cxsweep.ratelimit import RateLimiter
+from cxsweep.platforms.ratelimit import RateLimiter
 from cxsweep.settings import Settings
 
-log = logging.getLogger("cxsweep.http")
+log = logging.getLogger("cxsweep.platforms.http")
 
 # (call kind, HTTP status or None for a transport failure, seconds)
 ResponseObserver = Callable[[str, int | None, float], None]

@@ -1,0 +1,3 @@
+"""Development tools beside the service: the simulator, seeded messy lists, a private
+redis-server.
+"""
