@@ -37,7 +37,7 @@ def test_deployment_files_pass_static_checks() -> None:
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Path:
     """A copy of the deployment files beside links to the real sources, to break."""
-    for name in ("cxsweep", "tasks", "workers"):
+    for name in ("cxsweep", "tasks", "workers", "console", "devtools"):
         (tmp_path / name).symlink_to(ROOT / name)
     for name in ("docker-compose.yml", ".dockerignore"):
         shutil.copy(ROOT / name, tmp_path / name)
