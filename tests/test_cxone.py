@@ -480,9 +480,11 @@ def test_full_sweep_through_cxone(
     assert stats["requests"]["discovery"] == 1
     assert stats["password_grants"] == 1 and stats["refresh_grants"] >= 1
     # One download (the faults may cost a retry), then the list read back for the uploads:
-    # far fewer reads than upload chunks, as one read serves every write waiting for it.
+    # far fewer reads than upload chunks, as one read serves every write waiting for it;
+    # and the run's two re-reads of the list (before writing, after removing), each a
+    # download of its own.
     uploads = -(-len(changes) // 60)
-    assert 2 <= stats["requests"]["cxone_read"] <= 1 + uploads + 2, stats["requests"]
+    assert 2 <= stats["requests"]["cxone_read"] <= 1 + uploads + 2 + 2, stats["requests"]
     assert set(stats["uploaded"]) == set(changes) - {refused}
     assert all(times == 1 for times in stats["uploaded"].values())
     assert stats["statuses"].get("429", 0) >= 1 and stats["statuses"].get("401", 0) >= 1
