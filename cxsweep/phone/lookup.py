@@ -8,11 +8,9 @@ the task layer retries with back-off; nothing here sleeps.
 from __future__ import annotations
 
 import email.utils
-import json
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import phonenumbers
@@ -26,6 +24,7 @@ from cxsweep.errors import (
     RateLimited,
     RetryableApiError,
 )
+from cxsweep.phone.linetype import LineTypeAnswer, LineTypeProvider
 from cxsweep.phone.numbers import TYPE_NAMES, Directive
 
 if TYPE_CHECKING:
@@ -53,38 +52,6 @@ TWILIO_TYPES: dict[str, str] = {
     "pager": "PAGER",
 }
 DISPOSABLE_TYPES = frozenset({"nonFixedVoip"})
-
-
-@dataclass(frozen=True)
-class LineTypeAnswer:
-    """One provider's answer. ``line_type`` None means "no opinion": keep the offline type."""
-
-    line_type: str | None
-    carrier: str | None = None
-    disposable: bool = False
-    provider_type: str | None = None
-    error_code: int | None = None
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> LineTypeAnswer:
-        data = json.loads(text)
-        return cls(
-            line_type=data.get("line_type"),
-            carrier=data.get("carrier"),
-            disposable=bool(data.get("disposable", False)),
-            provider_type=data.get("provider_type"),
-            error_code=data.get("error_code"),
-        )
-
-
-@runtime_checkable
-class LineTypeProvider(Protocol):
-    def lookup_many(self, e164s: list[str]) -> dict[str, LineTypeAnswer]:
-        """Answers keyed by E.164; a number may be missing when there is no answer."""
-        ...
 
 
 class OfflineProvider:

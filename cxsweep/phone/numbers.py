@@ -23,7 +23,7 @@ from phonenumbers.re_util import re_compile
 
 if TYPE_CHECKING:
     from cxsweep.phone.disposable import DisposableList
-    from cxsweep.phone.lookup import LineTypeAnswer, LineTypeProvider
+    from cxsweep.phone.linetype import LineTypeAnswer, LineTypeProvider
 
 # The library recompiles ~1,200 metadata regexes through re's 512-entry cache unless told
 # to keep them; this alone is a ~4x speed-up (phonenumbers >= 9.0.43).
