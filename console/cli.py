@@ -71,7 +71,7 @@ def start_run(
 ) -> str:
     """Check credentials, take the list's lock, store the run and hand it to the workers."""
     from cxsweep.latency import RequestTally
-    from cxsweep.platforms.base import make_backend
+    from cxsweep.platforms.factory import make_backend
     from cxsweep.redisconn import get_redis
     from cxsweep.runs.store import RunStore, prepare_run
     from devtools.localredis import redis_answers

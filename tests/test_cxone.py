@@ -21,8 +21,9 @@ from console import cli
 from cxsweep.errors import ApiError, CredentialsRefused, CxsweepError, MalformedResponse
 from cxsweep.phone.numbers import Sanitizer
 from cxsweep.phone.policy import settings_directive
-from cxsweep.platforms.base import Change, make_backend
+from cxsweep.platforms.base import Change
 from cxsweep.platforms.cxone import CxoneBackend, JobPending, jwt_claims
+from cxsweep.platforms.factory import make_backend
 from cxsweep.runs.store import RunStore
 from cxsweep.settings import get_settings
 

@@ -2,8 +2,9 @@
 
 The pipeline and the tasks know only this interface. ``CXSWEEP_BACKEND`` picks one:
 ``v2`` (the campaign contract, docs/cxone-api.md §1) or ``cxone`` (NICE CXone Admin
-API, §2). Every method makes its platform calls once and raises the typed errors of
-``cxsweep.errors``; retrying is the caller's business.
+API, §2), built by ``cxsweep.platforms.factory.make_backend``. Every method makes its
+platform calls once and raises the typed errors of ``cxsweep.errors``; retrying is the
+caller's business.
 """
 
 from __future__ import annotations
@@ -11,13 +12,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
-
-if TYPE_CHECKING:
-    import redis
-
-    from cxsweep.platforms.v2 import ResponseObserver
-    from cxsweep.settings import Settings
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -119,24 +114,3 @@ class Backend(Protocol):
         """Re-create removed contacts as they were (restore); ids already present are
         reported as ``missing`` (nothing to do), refused ones as ``failed``."""
 
-
-def make_backend(
-    settings: Settings, redis_client: redis.Redis, observer: ResponseObserver | None = None
-) -> Backend:
-    """The backend ``CXSWEEP_BACKEND`` names, sharing its token and the tenant's request
-    rate (``CXSWEEP_RATE_LIMIT``) through ``redis_client``."""
-    from cxsweep.platforms.ratelimit import RateLimiter
-
-    limiter = None
-    if settings.rate_limit > 0:
-        tenant = f"{settings.backend}|{settings.api_url or settings.cxone_auth_url}"
-        limiter = RateLimiter(
-            redis_client, tenant, settings.rate_limit, settings.rate_burst or None
-        )
-    if settings.backend == "cxone":
-        from cxsweep.platforms.cxone import CxoneBackend
-
-        return CxoneBackend(settings, redis_client, observer=observer, limiter=limiter)
-    from cxsweep.platforms.v2 import V2Client
-
-    return V2Client(settings, redis_client, observer=observer, limiter=limiter)
