@@ -22,12 +22,17 @@ from cxsweep.latency import RequestTally
 from cxsweep.phone.lookup import build_provider
 from cxsweep.phone.numbers import Directive, Sanitizer
 from cxsweep.phone.policy import Policy, load_policy
-from cxsweep.platforms.base import Backend, make_backend
+from cxsweep.platforms.base import Backend
+from cxsweep.platforms.factory import make_backend
 from cxsweep.redisconn import get_redis
-from cxsweep.runs.store import RunStore
+from cxsweep.runs.store import ListLock, RunStore
 from cxsweep.settings import Settings, get_settings
+from tasks.results import Failure
 
 log = logging.getLogger(__name__)
+# The run's tasks log under the name they always had, whichever module holds them: log
+# filters and alerts select on it.
+run_log = logging.getLogger("tasks.sweep")
 
 # Keep every countdown far below the broker's visibility timeout (1 h).
 MAX_COUNTDOWN = 300.0
@@ -43,6 +48,26 @@ def redis_client() -> redis.Redis:
 
 def run_store(run_id: str) -> RunStore:
     return RunStore(redis_client(), run_id)
+
+
+def keep_lock(store: RunStore, list_id: str) -> None:
+    """A run that progresses keeps its list; one whose workers all died lets it expire."""
+    if not ListLock(store.redis, list_id).renew(store.run_id):
+        run_log.warning("run %s no longer holds the lock of list %s", store.run_id, list_id)
+
+
+def fail_run(
+    store: RunStore, message: str, *, page: int | None = None, task: str | None = None
+) -> Failure:
+    """Fail the run with ``message``; the step returns this so its chord still ends."""
+    store.fail(message)
+    run_log.warning("run %s: %s", store.run_id, message)
+    failure: Failure = {"ok": False, "error": message}
+    if task is not None:
+        failure["task"] = task
+    if page is not None:
+        failure["page"] = page
+    return failure
 
 
 # Calls that only authenticate: a token granted is no progress on the task's work.
@@ -89,9 +114,9 @@ class RequestCounts(RequestTally):
             pipe.execute()
 
 
-def backend_for(store: RunStore) -> Backend:
+def plain_backend() -> Backend:
     """The configured platform's backend, for what needs no API call (its batch sizes,
-    phone fields, contact ids)."""
+    phone fields, contact ids): the same for every run of the fleet."""
     return make_backend(settings(), redis_client())
 
 

@@ -31,17 +31,17 @@ from typing import Any
 
 import redis
 from celery import shared_task
-from celery.schedules import ParseException, crontab
 from redbeat import RedBeatSchedulerEntry
 
 from cxsweep import metrics
 from cxsweep.errors import ListBusy, RetryableApiError
 from cxsweep.phone.policy import Policy
-from cxsweep.platforms.base import make_backend
+from cxsweep.platforms.factory import make_backend
 from cxsweep.redisconn import text
 from cxsweep.runs.store import ACTIVE, DATA_TTL, RunStore, new_run_id, prepare_run
 from tasks._deps import policy, redis_client, settings
-from tasks.sweep import begin_run
+from tasks.crontab import parse_crontab
+from tasks.read import begin_run
 
 log = logging.getLogger(__name__)
 
@@ -57,24 +57,6 @@ SWEEP_INDEX = "cxsweep:sweeps"
 # Names of the per-list RedBeat entries this module manages (to remove stale ones).
 LIST_ENTRIES = "cxsweep:sweep:list-entries"
 LIST_ENTRY_TASK = "tasks.schedule.sweep_list"
-
-
-def parse_crontab(value: str) -> crontab:
-    """A 5-field crontab string (minute hour day-of-month month day-of-week)."""
-    fields = value.split()
-    if len(fields) != 5:
-        raise ValueError(f"{value!r}: expected 5 fields")
-    minute, hour, day_of_month, month_of_year, day_of_week = fields
-    try:
-        return crontab(
-            minute=minute,
-            hour=hour,
-            day_of_month=day_of_month,
-            month_of_year=month_of_year,
-            day_of_week=day_of_week,
-        )
-    except ParseException as exc:  # not a ValueError: callers catch one type
-        raise ValueError(f"{value!r}: {exc}") from None
 
 
 # --- the sweep's state in Redis ---------------------------------------------------------

@@ -12,10 +12,10 @@ import pytest
 
 from console import cli
 from cxsweep.errors import CxsweepError
-from cxsweep.platforms.base import make_backend
+from cxsweep.platforms.factory import make_backend
 from cxsweep.redisconn import get_redis
-from cxsweep.runs.steps import fresh_entries
 from cxsweep.runs.store import RunStore
+from cxsweep.runs.writes import fresh_entries
 from cxsweep.settings import get_settings
 from tests.conftest import audit_lines
 

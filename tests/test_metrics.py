@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from console import cli
 from cxsweep import logs
 from cxsweep.errors import SettingsError
-from cxsweep.platforms.base import make_backend
+from cxsweep.platforms.factory import make_backend
 from cxsweep.redisconn import get_redis
 from cxsweep.runs.store import RunStore
 from cxsweep.settings import load_settings
@@ -146,7 +146,7 @@ def test_prefork_children_are_summed_by_the_main_process() -> None:
 def test_json_log_lines_carry_the_task_ids_with_numbers_masked(
     redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tasks.sweep import plan_ready
+    from tasks.read import plan_ready
 
     run_id = f"run-{uuid.uuid4().hex[:6]}"
     RunStore(redis_client, run_id).create("list-42", dry_run=True, options={})

@@ -218,7 +218,7 @@ def test_a_run_that_lost_its_list_stops_writing(
 def test_the_watchdog_fences_a_run_before_freeing_its_list(
     simulator: Any, redis_client: redis.Redis, audit_log_path: Path
 ) -> None:
-    from tasks.sweep import watchdog
+    from tasks.record import watchdog
 
     list_id = rejects_list(simulator, good=300, bad=300)
     simulator.configure(latency_ms=40)

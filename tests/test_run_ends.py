@@ -20,7 +20,7 @@ import redis
 
 from console import cli
 from cxsweep.errors import CxsweepError
-from cxsweep.runs import steps as sweep_module
+from cxsweep.runs import plan, restore, writes
 from cxsweep.runs.store import ListLock, RunStore, prepare_run
 from cxsweep.settings import get_settings
 from devtools.localredis import LocalRedis
@@ -60,14 +60,14 @@ def test_a_write_task_that_raises_ends_the_run_failed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     list_id, _ = new_list(simulator, 120, seed=21)
-    real = sweep_module.apply_remove_chunk
+    real = writes.apply_remove_chunk
 
     def broken(store: RunStore, backend: Any, list_id: str, index: int, **kw: Any) -> Any:
         if index == 0:
             raise ValueError("injected fault in a write")
         return real(store, backend, list_id, index, **kw)
 
-    monkeypatch.setattr(sweep_module, "apply_remove_chunk", broken)
+    monkeypatch.setattr(writes, "apply_remove_chunk", broken)
     settings, run_id = _start(list_id)
     started = time.monotonic()
     record = cli.wait_for_run(settings, run_id, timeout=60, quiet=True)
@@ -91,7 +91,7 @@ def test_a_read_task_that_raises_ends_the_run_failed(
     def broken(*args: Any, **kw: Any) -> Any:
         raise RuntimeError("injected fault in sanitizing")
 
-    monkeypatch.setattr(sweep_module, "plan_page", broken)
+    monkeypatch.setattr(plan, "plan_page", broken)
     settings, run_id = _start(list_id)
     record = cli.wait_for_run(settings, run_id, timeout=60, quiet=True)
     _assert_ended_failed(
@@ -115,7 +115,7 @@ def test_a_restore_task_that_raises_ends_the_restore_failed(
     def broken(*args: Any, **kw: Any) -> Any:
         raise RuntimeError("injected fault in a restore")
 
-    monkeypatch.setattr(sweep_module, "restore_page", broken)
+    monkeypatch.setattr(restore, "restore_page", broken)
     capsys.readouterr()
     code = cli.main(["restore", run_id, "--json", "--quiet", "--timeout", "60"])
     out = capsys.readouterr().out
@@ -138,14 +138,14 @@ def test_recording_is_retried_until_the_audit_log_can_be_written(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import tasks.sweep
+    import tasks.record
 
     list_id, _ = new_list(simulator, 40, seed=24)
     # The audit log path is a directory: appending raises IsADirectoryError.
     audit_path = tmp_path / "audit.log"
     audit_path.mkdir()
     broken = dataclasses.replace(get_settings(), audit_log=str(audit_path))
-    monkeypatch.setattr(tasks.sweep, "settings", lambda: broken)
+    monkeypatch.setattr(tasks.record, "settings", lambda: broken)
     settings, run_id = _start(list_id)
     store = RunStore(redis_client, run_id)
     deadline = time.monotonic() + 30
@@ -172,7 +172,7 @@ def test_recording_is_retried_until_the_audit_log_can_be_written(
 def test_plan_ready_delivered_twice_leaves_a_completed_run_completed(
     simulator: Any, redis_client: redis.Redis, audit_log_path: Path
 ) -> None:
-    from tasks.sweep import plan_ready
+    from tasks.read import plan_ready
 
     list_id, _ = new_list(simulator, 40, seed=25)
     settings, run_id = _start(list_id)
@@ -226,7 +226,7 @@ def _flaky_updates(
 ) -> dict[int, int]:
     """Make every update chunk raise ``errors`` one after another before it writes;
     returns the calls per chunk."""
-    real = sweep_module.apply_update_chunk
+    real = writes.apply_update_chunk
     calls: dict[int, int] = {}
     lock = threading.Lock()
 
@@ -238,7 +238,7 @@ def _flaky_updates(
             raise errors[attempt - 1]
         return real(store, backend, list_id, index, **kw)
 
-    monkeypatch.setattr(sweep_module, "apply_update_chunk", flaky)
+    monkeypatch.setattr(writes, "apply_update_chunk", flaky)
     return calls
 
 
@@ -301,7 +301,7 @@ def test_a_task_that_progresses_between_failures_keeps_its_budget(
     from cxsweep.platforms.v2 import V2Client
 
     attempt = threading.local()
-    real_chunk, real_delete = sweep_module.apply_remove_chunk, V2Client.delete_contact
+    real_chunk, real_delete = writes.apply_remove_chunk, V2Client.delete_contact
 
     def chunk(*args: Any, **kw: Any) -> Any:
         attempt.deletes = 0
@@ -313,7 +313,7 @@ def test_a_task_that_progresses_between_failures_keeps_its_budget(
             raise RetryableApiError("DELETE: server error 503", status=503, retry_after=0.05)
         return bool(real_delete(self, contact_id))
 
-    monkeypatch.setattr(sweep_module, "apply_remove_chunk", chunk)
+    monkeypatch.setattr(writes, "apply_remove_chunk", chunk)
     monkeypatch.setattr(V2Client, "delete_contact", delete)
     list_id, _ = new_list(simulator, 200, seed=29)
     settings, run_id = _start(list_id)

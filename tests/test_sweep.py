@@ -274,7 +274,7 @@ def test_watchdog_fails_an_overdue_run_and_frees_its_list(
     simulator: Any, redis_client: Any, audit_log_path: Path
 ) -> None:
     from cxsweep.runs.store import ListLock, RunStore, prepare_run
-    from tasks.sweep import watchdog
+    from tasks.record import watchdog
 
     list_id = f"stuck-{uuid.uuid4().hex[:8]}"
     # A run whose chord callback never came: never launched, deadline already passed.

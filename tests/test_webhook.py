@@ -181,7 +181,7 @@ def test_a_webhook_waits_in_the_outbox_until_the_receiver_is_up(
 
     with Simulator(port=port) as receiver:
         time.sleep(0.3)
-        from tasks.sweep import resend_webhooks
+        from tasks.record import resend_webhooks
 
         resend_webhooks.delay()  # what beat does every minute
         _wait_for(outbox, run_id, lambda e: e.get("state") == webhook.DELIVERED)

@@ -8,7 +8,7 @@ from kombu import Exchange, Queue
 from cxsweep.errors import SettingsError
 from cxsweep.phone.policy import load_policy
 from cxsweep.settings import get_settings
-from tasks.schedule import parse_crontab
+from tasks.crontab import parse_crontab
 
 try:
     _settings = get_settings()
@@ -78,7 +78,14 @@ if _settings.broker_is_amqp:
     broker_heartbeat = 10
 task_routes = {"tasks.sweep.sanitize_page": {"queue": CPU_QUEUE}}
 
-include = ["tasks.sweep", "tasks.schedule"]
+include = [
+    "tasks.read",
+    "tasks.recheck",
+    "tasks.write",
+    "tasks.record",
+    "tasks.restore",
+    "tasks.schedule",
+]
 
 # Beat keeps its schedule and a lock in Redis (celery-redbeat): several beat processes
 # may stand by, one fires.

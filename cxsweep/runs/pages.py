@@ -1,0 +1,54 @@
+"""Reading a list page after page: the cursors of the next page, and the re-read passes
+that judge a planned contact fresh or stale before anything is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from cxsweep.platforms.base import Backend, Page
+from cxsweep.runs.plan import plan_page_from_plan
+from cxsweep.runs.store import RunStore
+
+# Pages one read task reads before handing the rest to a fresh task (so no task runs
+# for minutes and a crash re-reads little), and how long at most.
+PAGES_PER_TASK = 10
+SECONDS_PER_TASK = 2.0
+
+def looping_cursor(page_no: int, earlier: int) -> str:
+    return (
+        f"the platform's nextPageUri after page {page_no} points back to page {earlier}:"
+        " its paging loops, so the list cannot be read whole; nothing was written"
+    )
+
+
+def page_count(total: int, page_size: int) -> int:
+    """Pages of an offset-paged list of ``total`` contacts served ``page_size`` a page
+    (at least one: an empty list has its first page)."""
+    return -(-total // page_size) if page_size else 1
+
+
+def recheck_states(
+    store: RunStore, backend: Backend, contacts: Sequence[dict[str, Any]]
+) -> dict[str, str]:
+    """The verify pass over one re-read page: each planned contact on it is ``fresh``
+    (as the plan saw it) or ``stale`` (changed since), judged as ``apply`` judges a plan."""
+    ids = [backend.contact_id(contact) for contact in contacts]
+    judged = plan_page_from_plan(contacts, store.plan_index_among(ids), backend)
+    states = {entry.contact_id: "fresh" for entry in judged.updates + judged.removes}
+    states.update(dict.fromkeys(judged.stale, "stale"))
+    return states
+
+
+def following_cursor(
+    backend: Backend, list_id: str, page_no: int, page: Page, page_size: int
+) -> str | None:
+    """The cursor of the page after ``page_no``: the platform's, or for offset paging with
+    a total, built from the first page's size as ``fetch_page`` builds them (a platform
+    may serve fewer records than asked)."""
+    if not backend.parallel_pages or page.total is None:
+        return page.next_cursor
+    if not page.contacts or (page_no + 1) * page_size >= page.total:
+        return None
+    return backend.page_cursor(list_id, page_no + 1, page_size)

@@ -1,0 +1,67 @@
+"""The re-read passes of a run's list, as chords of ``recheck_list``: ``verify`` before
+any write (``tasks.write.list_verified`` then starts the writes), ``confirm`` after the
+removals (``tasks.write.removals_confirmed`` then ends the run).
+"""
+
+from __future__ import annotations
+
+import time
+
+from celery import shared_task
+
+from cxsweep.errors import CxsweepError, RetryableApiError
+from cxsweep.runs import pages
+from tasks._deps import ApiTask, api_backend, backoff_seconds, fail_run, keep_lock, run_store
+from tasks.results import Failure, Reread
+
+
+@shared_task(bind=True, base=ApiTask, name="tasks.sweep.recheck_list")
+def recheck_list(self: ApiTask, run_id: str, kind: str, page_no: int) -> Reread | Failure:
+    """Re-read the list from page ``page_no`` on. ``verify`` (before any write) judges
+    each planned contact fresh or stale; ``confirm`` (after the removals) finds removed
+    contacts the list still holds. Pages come one after another, a few to a task as in
+    ``fetch_page``; the next page's cursor waits in Redis, not in task arguments."""
+    store = run_store(run_id)
+    list_id = store.meta()["list_id"]
+    keep_lock(store, list_id)
+    what = "re-reading the list " + ("before writing" if kind == "verify" else "after removals")
+    # Paging that never ends (a cursor that loops) must not read forever.
+    most = 2 * store.counts().get("pages_read", 0) + 2
+    started, first, still_present = time.monotonic(), page_no, []
+    with api_backend(store, tag=kind) as backend:
+        while True:
+            cursor, size = store.pass_cursor(kind, page_no)
+            if page_no >= most or (page_no and cursor is None):
+                return fail_run(store, f"{what}: page {page_no + 1} is past the list's end")
+            try:
+                page = backend.read_page(list_id, cursor)
+            except RetryableApiError as exc:
+                if page_no != first:
+                    wait = exc.retry_after if exc.retry_after is not None else backoff_seconds(0)
+                    self.add_to_chord(recheck_list.si(run_id, kind, page_no).set(countdown=wait))
+                    break
+                gave_up = self.retry_or_give_up(exc, store)
+                return fail_run(store, f"{what}: {gave_up['error']}", task=gave_up["task"])
+            except CxsweepError as exc:
+                return fail_run(store, f"{what}: {exc}")
+            size = size or len(page.contacts)
+            following = pages.following_cursor(backend, list_id, page_no, page, size)
+            if kind == "verify":
+                states = pages.recheck_states(store, backend, page.contacts)
+                store.record_recheck_page(kind, page_no, following, size, states)
+            else:
+                ids = [backend.contact_id(contact) for contact in page.contacts]
+                still_present += store.confirm_page(page_no, following, size, ids)
+            if not following:
+                break
+            page_no += 1
+            if (
+                page_no - first >= pages.PAGES_PER_TASK
+                or time.monotonic() - started > pages.SECONDS_PER_TASK
+            ):
+                self.add_to_chord(recheck_list.si(run_id, kind, page_no))
+                break
+    if still_present:
+        shown = ", ".join(still_present[:5])
+        return {"ok": False, "error": f"{len(still_present)} still present after DELETE: {shown}"}
+    return {"ok": True, "kind": kind, "page": first}

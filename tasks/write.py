@@ -1,0 +1,127 @@
+"""A run's writes: ``list_verified`` (the callback of the re-read before writing) sends
+one ``write_updates`` per chunk of changed numbers and one ``write_removals`` per chunk
+of rejects; their callback ``writes_done`` has the removals confirmed by a last re-read
+(``removals_confirmed``), and ``finish_run`` hands the run to ``tasks.record``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import chord, shared_task
+
+from cxsweep.errors import CxsweepError, RetryableApiError
+from cxsweep.runs import writes
+from cxsweep.runs.outcomes import unsuccessful, why
+from tasks._deps import ApiTask, api_backend, keep_lock, plain_backend, run_store, settings
+from tasks.recheck import recheck_list
+from tasks.record import on_failure_end, record_later
+from tasks.results import ChunkResult, Handed
+
+# The run's tasks log under the name they always had (log filters select on it).
+log = logging.getLogger("tasks.sweep")
+
+
+@shared_task(bind=True, name="tasks.sweep.list_verified")
+def list_verified(self: Any, results: list[Any], run_id: str) -> Handed:
+    """The list was re-read: the writes start; each sends only fresh contacts."""
+    store = run_store(run_id)
+    failed = unsuccessful(results)
+    if failed:
+        return record_later(
+            run_id, "failed", f"nothing was written: {why(failed[0], 'a re-read failed')}"
+        )
+    # A callback redelivered after a crash sends its chord again (not guarded by once():
+    # a crash mid-send would leave a chord that never completes); chunks run once anyway.
+    store.set_verified()
+    chunks = writes.write_chunks(store, plain_backend())
+    header = [
+        write_updates.si(run_id, index) if kind == "update" else write_removals.si(run_id, index)
+        for kind, index in chunks
+    ]
+    chord(header)(on_failure_end(writes_done.s(run_id), run_id))
+    return {"ok": True, "chunks": len(chunks)}
+
+
+def _write(task: ApiTask, run_id: str, kind: str, index: int) -> ChunkResult:
+    store = run_store(run_id)
+    list_id = store.meta()["list_id"]
+    keep_lock(store, list_id)
+    threshold = settings().breaker_threshold
+    # Looked up on the module when called: a test swaps in a failing chunk.
+    apply = writes.apply_update_chunk if kind == "update" else writes.apply_remove_chunk
+    try:
+        with api_backend(store) as backend:
+            result = apply(store, backend, list_id, index, threshold=threshold)
+    except RetryableApiError as exc:
+        if store.halted():
+            return {"ok": False, "kind": kind, "chunk": index, "halted": True}
+        gave_up = task.retry_or_give_up(exc, store)
+        return {
+            "ok": False,
+            "kind": kind,
+            "chunk": index,
+            "error": gave_up["error"],
+            "task": gave_up["task"],
+        }
+    except CxsweepError as exc:
+        log.warning("run %s: %s chunk %d failed: %s", run_id, kind, index, exc)
+        return {"ok": False, "kind": kind, "chunk": index, "error": str(exc)}
+    return result
+
+
+@shared_task(bind=True, base=ApiTask, name="tasks.sweep.write_updates")
+def write_updates(self: ApiTask, run_id: str, index: int) -> ChunkResult:
+    return _write(self, run_id, "update", index)
+
+
+@shared_task(bind=True, base=ApiTask, name="tasks.sweep.write_removals")
+def write_removals(self: ApiTask, run_id: str, index: int) -> ChunkResult:
+    return _write(self, run_id, "remove", index)
+
+
+@shared_task(bind=True, name="tasks.sweep.writes_done")
+def writes_done(self: Any, results: list[Any], run_id: str) -> Handed:
+    """After removals, the list is read once more: a contact it still holds was not
+    removed, whatever its DELETE was answered."""
+    store = run_store(run_id)
+    if store.halted() or not store.removed_count():
+        return finish_run(results, run_id)
+    store.keep_write_results(unsuccessful(results))
+    chord([recheck_list.si(run_id, "confirm", 0)])(
+        on_failure_end(removals_confirmed.s(run_id), run_id)
+    )
+    return {"ok": True, "confirming": True}
+
+
+@shared_task(bind=True, name="tasks.sweep.removals_confirmed")
+def removals_confirmed(self: Any, results: list[Any], run_id: str) -> Handed:
+    store = run_store(run_id)
+    written, confirm = store.write_results(), unsuccessful(results)
+    still_present = store.counts().get("still_present", 0)
+    if confirm and not written and not still_present:
+        why_not = why(confirm[0], "the re-read failed")
+        return record_later(run_id, "failed", f"the removals are not confirmed: {why_not}")
+    if still_present and not confirm:
+        # Found by a twin of this pass (a redelivered callback ran it twice): still failed.
+        confirm = [{"ok": False, "error": f"{still_present} still present after DELETE"}]
+    return finish_run(written + confirm, run_id)
+
+
+@shared_task(bind=True, name="tasks.sweep.finish_run")
+def finish_run(self: Any, results: list[Any], run_id: str) -> Handed:
+    store = run_store(run_id)
+    meta = store.meta()
+    if meta.get("cancelled"):
+        return record_later(run_id, "cancelled", meta["cancelled"])
+    halted = meta.get("halted")
+    if halted:
+        return record_later(run_id, "halted", halted)
+    if meta.get("error"):  # failed while writing: lost its list, or the watchdog
+        return record_later(run_id, "failed", meta["error"])
+    failures = unsuccessful(results)
+    if failures:
+        message = why(failures[0], "a write failed")
+        return record_later(run_id, "failed", f"{len(failures)} write chunk(s) failed: {message}")
+    return record_later(run_id, "completed")
