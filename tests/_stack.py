@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ import redis
 
 from console.demo import worker_command
 from devtools.localredis import LocalRedis
-from devtools.simulator import SimConfig, Simulator, _Request, _Response
+from devtools.simulator import Request, Response, SimConfig, Simulator
 from tests import _amqp
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,21 +42,18 @@ class RecordingSimulator(Simulator):
         self.record_lock = threading.Lock()
         self.patch_values: dict[str, list[str]] = {}
         self.deleted_ids: list[str] = []
+        self.on_answer(self._record)
 
-    def _api_patch(self, params: dict[str, str], req: _Request) -> _Response:
-        response = super()._api_patch(params, req)
-        if response.status == 200:
+    def _record(
+        self, kind: str, params: Mapping[str, str], request: Request, response: Response
+    ) -> None:
+        if kind == "patch" and response.status == 200:
             with self.record_lock:
-                for item in json.loads(req.body)["contacts"]:
+                for item in json.loads(request.body)["contacts"]:
                     self.patch_values.setdefault(item["id"], []).append(item["phone"])
-        return response
-
-    def _api_delete(self, params: dict[str, str], req: _Request) -> _Response:
-        response = super()._api_delete(params, req)
-        if response.status == 204:
+        elif kind == "delete" and response.status == 204:
             with self.record_lock:
                 self.deleted_ids.append(params["contact"])
-        return response
 
     def total_requests(self) -> int:
         return int(sum(self.stats()["requests"].values()))
