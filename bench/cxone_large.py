@@ -46,7 +46,8 @@ def start_simulator(work: Path, count: int) -> tuple[subprocess.Popen[bytes], st
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = open(work / "simulator.log", "wb")  # noqa: SIM115 - lives with the child
-    command = [sys.executable, "-m", "devtools.simulator", "--port", str(port)]
+    command = [sys.executable, "-m", "console.cli", "simulator", "--port", str(port)]
+    command += ["--lists", "0", "--call-lists", "0"]
     command += ["--call-list", f"{LIST_ID}:{count}:7", "--job-delay", "1"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 900  # seeding half a million records takes a while

@@ -73,7 +73,7 @@ SEED = 7
 
 
 class SimProcess:
-    """``python -m devtools.simulator`` in a child process, driven over /_sim/."""
+    """``cxsweep simulator`` in a child process, driven over /_sim/."""
 
     def __init__(self, log_dir: Path) -> None:
         self.port = free_port()
@@ -83,7 +83,12 @@ class SimProcess:
             [
                 sys.executable,
                 "-m",
-                "devtools.simulator",
+                "console.cli",
+                "simulator",
+                "--lists",
+                "0",
+                "--call-lists",
+                "0",
                 "--port",
                 str(self.port),
                 "--page-size",

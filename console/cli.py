@@ -528,18 +528,30 @@ def cmd_simulator(args: argparse.Namespace) -> int:
         latency_ms=args.latency_ms,
         rate_limit=args.rate_limit,
         fail_rate=args.fail_rate,
+        total_records=args.total_records,
         seed=args.seed,
+        job_delay=args.job_delay,
     )
-    sim = Simulator(config, host=args.host, port=args.port)
+    try:
+        sim = Simulator(config, host=args.host, port=args.port)
+    except (ValueError, OSError) as exc:  # a bad option, or the port is taken
+        print(f"cxsweep simulator: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     list_ids = [f"list-{number + 1}" for number in range(args.lists)]
     call_list_ids = [str(1001 + number) for number in range(args.call_lists)]
     for number, list_id in enumerate(list_ids):
         sim.put_list(list_id, count=args.contacts, seed=args.seed + number)
     for number, list_id in enumerate(call_list_ids):
         sim.put_call_list(list_id, count=args.contacts, seed=args.seed + number)
+    for list_id, count, seed in args.list:
+        sim.put_list(list_id, count=count, seed=seed)
+        list_ids.append(list_id)
+    for list_id, count, seed in args.call_list:
+        sim.put_call_list(list_id, count=count, seed=seed)
+        call_list_ids.append(list_id)
     print(
-        f"simulator on {sim.url}: {args.lists} v2 list(s) and {args.call_lists} CXone calling"
-        f" list(s) of {args.contacts} contacts (client id demo-client, secret demo-secret;"
+        f"simulator on {sim.url}: {len(list_ids)} v2 list(s) and {len(call_list_ids)} CXone"
+        " calling list(s) (client id demo-client, secret demo-secret;"
         " CXone access key demo-key-id / demo-key-secret)",
         file=sys.stderr,
     )
@@ -548,6 +560,15 @@ def cmd_simulator(args: argparse.Namespace) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         sim.serve_forever()
     return EXIT_OK
+
+
+def _seeded_list(value: str) -> tuple[str, int, int]:
+    """``ID:COUNT[:SEED]`` (COUNT 1000 when left out) for --list and --call-list."""
+    list_id, _, rest = value.partition(":")
+    count, _, seed = rest.partition(":")
+    if not list_id or not (count or "0").isdigit() or not (seed or "0").isdigit():
+        raise argparse.ArgumentTypeError(f"{value!r}: expected ID:COUNT[:SEED], e.g. demo:10000")
+    return list_id, int(count or 1000), int(seed or 0)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -661,6 +682,24 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--rate-limit", type=float, default=0.0, help="requests/s; 0 = none")
     sim.add_argument("--fail-rate", type=float, default=0.0, help="share of 503 answers")
     sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument(
+        "--list",
+        action="append",
+        default=[],
+        type=_seeded_list,
+        metavar="ID:COUNT[:SEED]",
+        help="also seed a v2 list of COUNT messy contacts (repeatable)",
+    )
+    sim.add_argument(
+        "--call-list",
+        action="append",
+        default=[],
+        type=_seeded_list,
+        metavar="ID:COUNT[:SEED]",
+        help="also seed a CXone calling list of COUNT multi-phone records (repeatable)",
+    )
+    sim.add_argument("--job-delay", type=float, default=0.5, help="seconds an upload job takes")
+    sim.add_argument("--total-records", action="store_true", help="v2 reads give totalRecords")
     sim.set_defaults(func=cmd_simulator)
 
     demo = sub.add_parser("demo", help="simulator + Redis + workers + one sweep, all local")
