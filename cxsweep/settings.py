@@ -5,6 +5,9 @@ loader, the README's table (``python -m cxsweep.settings --markdown``, checked b
 test) and the error messages all come from that declaration. Validated once, up front:
 a bad value raises ``SettingsError`` with a one-line message naming the variable, before
 any network call is made.
+
+Long because the declaration is the point: some fifty settings, each with its type,
+default, bounds and help in one place, and the few checks they share beside them.
 """
 
 from __future__ import annotations

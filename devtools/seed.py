@@ -5,6 +5,9 @@ prefix plus four free trailing digits) that were checked with libphonenumber whe
 was built, so a seeded list's mix of keep / rewrite / reject is known in advance. The pool
 is built once per process; after that, generating a contact is only string work, which is
 what makes a million-contact list cheap.
+
+Long because it is data as much as code: the number pools of 22 regions and the messy
+spellings that make a list realistic, kept together so one seed reproduces one list.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ a local file that pages are served from (``read_page``).
 What cxsweep knows of this API comes from public sources, not from a tenant: every
 behaviour marked "Assumed" below is listed in docs/cxone.md and should be checked
 against the NICE developer portal before a production sweep.
+
+Long because one class speaks one wire contract (auth, discovery, the streamed download,
+uploads and their jobs, removals, read-back): splitting it by call is the next step.
 """
 
 from __future__ import annotations
