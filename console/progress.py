@@ -1,4 +1,5 @@
-"""The CLI's live view of a run: one bar per stage (read, sanitized, written), with rates."""
+"""How a run looks while it goes: live bars per stage (read, sanitized, written) with
+rates for a terminal, and one plain line for logs and ``cxsweep status``."""
 
 from __future__ import annotations
 

@@ -301,8 +301,15 @@ def render_html(record: Mapping[str, Any], extras: Mapping[str, Any] | None = No
             _tile("Check time", f"{float(check_us):,.0f} \u00b5s", "per number, on the workers")
         )
 
-    by_endpoint = extra.get("requests_by_endpoint")
-    by_status = extra.get("responses_by_status")
+    # A chart whose counts are present but all zero still shows its card, saying so.
+    api_charts = [
+        (title, bar_chart(counts, colour=CHART_COLOURS[key], title=title, label=label, width=HALF))
+        for title, counts, key, label in (
+            ("Requests by endpoint", extra.get("requests_by_endpoint"), "endpoints", humanize),
+            ("Responses by status", extra.get("responses_by_status"), "statuses", str),
+        )
+        if counts
+    ]
     percentiles = extra.get("api_latency_ms")
     by_kind = record.get("api_latency_ms")
     steps = extra.get("slowest_steps")
@@ -346,24 +353,7 @@ def render_html(record: Mapping[str, Any], extras: Mapping[str, Any] | None = No
             width=HALF,
         ),
         api_tiles=api_tiles,
-        endpoint_chart=bar_chart(
-            by_endpoint,
-            colour=CHART_COLOURS["endpoints"],
-            title="Requests by endpoint",
-            width=HALF,
-        )
-        if by_endpoint
-        else None,
-        status_chart=bar_chart(
-            by_status,
-            colour=CHART_COLOURS["statuses"],
-            title="Responses by status",
-            label=str,
-            width=HALF,
-        )
-        if by_status
-        else None,
-        show_api_charts=bool(by_endpoint or by_status),
+        api_charts=api_charts,
         percentiles=(
             [(name, fmt_num(value)) for name, value in percentiles.items()]
             if isinstance(percentiles, Mapping) and percentiles
