@@ -6,7 +6,7 @@ A private redis-server, the simulator in its own process (serving NICE's schema:
 list whole in one answer, status-only upload jobs) seeded with one calling list of
 ``--count`` multi-phone records, and two worker processes as an operator runs them (one
 I/O worker with threads, one CPU worker with a prefork child). One real sweep
-(``cli.start_run``, followed in Redis until its record is written) with
+(``launch.start_run``, followed in Redis until its record is written) with
 CXSWEEP_BACKEND=cxone and the API found by discovery from CXSWEEP_CXONE_AUTH_URL.
 
 Prints the wall time, the run's counts, the requests by kind, each worker's peak RSS
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             if any(w.poll() is not None for w in workers):
                 raise SystemExit(f"a worker exited; see {work}/worker-*.log")
 
-        from console import cli
+        from console import launch
         from cxsweep.runs.store import FINAL, RunStore
 
         client = redis.Redis.from_url(redis_server.url)
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         sampler = RssSampler([w.pid for w in workers])
         sampler.start()
         started = time.perf_counter()
-        run_id = cli.start_run(cli._settings_for_run(), LIST_ID, dry_run=False)
+        run_id = launch.start_run(launch.settings_for_run(), LIST_ID, dry_run=False)
         store = RunStore(client, run_id)
         while True:
             status, record = client.hmget(store.meta_key, ["status", "record"])

@@ -12,7 +12,7 @@ for each scenario
    every valid contact in batches of 100, one DELETE per reject, 429s slept out;
 2. cxsweep: K worker processes (``celery -A workers worker``; by default one I/O worker
    with a thread pool and one CPU worker with one prefork child), a run started with
-   ``cli.start_run`` and followed in Redis until its record is written.
+   ``launch.start_run`` and followed in Redis until its record is written.
 
 Redis is flushed (and its peak-memory statistic reset) and the list re-seeded before
 every run, and the workers are started afresh, so every run starts from the same state.
@@ -464,7 +464,7 @@ class Bench:
         raise SystemExit(f"the workers did not come up; see {self.work}/worker-*.log")
 
     def run_cxsweep(self, sc: Scenario) -> Result:
-        from console import cli
+        from console import launch
         from cxsweep.runs.store import FINAL, RunStore
         from cxsweep.settings import get_settings
 
@@ -478,9 +478,9 @@ class Bench:
         redis_cpu = self.redis_cpu()
         spies: list[Any] = []
         try:
-            settings = cli._settings_for_run()
+            settings = launch.settings_for_run()
             started = time.perf_counter()
-            run_id = cli.start_run(settings, LIST_ID, dry_run=False)
+            run_id = launch.start_run(settings, LIST_ID, dry_run=False)
             store = RunStore(self.redis, run_id)
             deadline = time.monotonic() + 6 * 3600
             writing_at: float | None = None

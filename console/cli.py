@@ -14,18 +14,18 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, cast
 
-import redis
-
+from console import launch
 from console.check import add_check_parser
-from console.report import add_report_parser, own_note
+from console.progress import progress_line
+from console.report import add_report_parser
+from console.summary import print_summary
 from cxsweep.errors import (
     CredentialsRefused,
     CxsweepError,
     OperatorError,
-    RetryableApiError,
     SettingsError,
 )
 from cxsweep.runs.planfile import PlanFileError
@@ -38,297 +38,27 @@ def _err(message: str) -> None:
     print(f"cxsweep: {message}", file=sys.stderr)
 
 
-def _settings_for_run() -> Settings:
-    from cxsweep.phone.policy import load_policy
-
-    get_settings.cache_clear()
-    settings = get_settings()
-    settings.require_api()
-    load_policy(settings)  # a bad policy file stops here, before any call
-    return settings
-
-
 # --- run ------------------------------------------------------------------------------
-
-
-def check_list_id(list_id: str) -> str:
-    """A list id is a platform key sent in URLs and logs: empty, blank or control
-    characters are an operator's slip (``cxsweep run "$LIST"`` with LIST unset)."""
-    if not list_id.strip():
-        raise OperatorError(f"list id {list_id!r} is empty")
-    if not list_id.isprintable():
-        raise OperatorError(f"list id {list_id!r} holds control or invisible characters")
-    return list_id
-
-
-def start_run(
-    settings: Settings,
-    list_id: str,
-    *,
-    dry_run: bool,
-    options: dict[str, Any] | None = None,
-    before_launch: Any = None,
-) -> str:
-    """Check credentials, take the list's lock, store the run and hand it to the workers."""
-    from cxsweep.latency import RequestTally
-    from cxsweep.platforms.factory import make_backend
-    from cxsweep.redisconn import get_redis
-    from cxsweep.runs.store import RunStore, prepare_run
-    from devtools.localredis import redis_answers
-
-    check_list_id(list_id)
-    if not redis_answers(settings.redis_url):
-        raise SettingsError(f"no Redis answers at CXSWEEP_REDIS_URL={settings.redis_url}")
-    redis_client = get_redis(settings.redis_url)
-    # The token grant sent here belongs to the run: its request count and latency are
-    # the run's, as the platform counts them.
-    requests = RequestTally()
-    try:
-        make_backend(settings, redis_client, observer=requests.observe).check_credentials()
-    except RetryableApiError as exc:
-        raise CxsweepError(f"cannot obtain a token: {exc}") from None
-    run_id = prepare_run(
-        redis_client,
-        list_id,
-        dry_run=dry_run,
-        options=options,
-        deadline_seconds=settings.run_deadline_seconds,
-    )
-    requests.flush_to(RunStore(redis_client, run_id))
-
-    if before_launch is not None:
-        from cxsweep.runs.store import ListLock
-
-        store = RunStore(redis_client, run_id)
-        try:
-            before_launch(store)
-        except BaseException:
-            # Nothing was sent to the workers: close the run and free the list at once.
-            store.fail("refused before it was handed to the workers")
-            store.set_meta(status="failed", finished_at=time.time())
-            ListLock(redis_client, list_id).release(run_id)
-            raise
-    # The project's Celery app (broker = CXSWEEP_REDIS_URL), not Celery's default one.
-    from workers import app
-
-    first_step = (
-        "tasks.sweep.begin_restore"
-        if options and options.get("restore_of")
-        else ("tasks.sweep.begin_run")
-    )
-    app.send_task(first_step, args=[run_id], ignore_result=True)
-    return run_id
 
 
 KIND_WORDS = {"sweep": "sweep", "dry_run": "dry run", "apply": "apply", "restore": "restore"}
 
 
-def _progress_line(meta: dict[str, str], counts: dict[str, int], elapsed: float) -> str:
-    from cxsweep.runs.store import kind_of
-
-    kind = kind_of(meta)
-    head = f"[{meta.get('status', '?'):>9}] {elapsed:6.1f}s  "
-    if kind == "restore":
-        if "restore_total" not in meta:
-            return head + "restore waiting for a worker to take it up"
-        # A restore reads nothing: it puts back, batch by batch, what the archive holds.
-        return head + (
-            f"restored {_restored(counts):,}/{int(meta.get('restore_total') or 0):,} contacts"
-            f" (recreated {counts.get('restored_recreated', 0):,},"
-            f" reverted {counts.get('restored_reverted', 0):,})"
-        )
-    fetched = counts.get("fetched", 0)
-    rate = fetched / elapsed if elapsed > 0 else 0.0
-    line = head + (
-        f"read {counts.get('pages_read', 0)} pages  sanitized {fetched} ({rate:,.0f}/s)"
-    )
-    if kind == "dry_run":
-        return line + (
-            f"  would update {counts.get('to_update', 0)}"
-            f"  would remove {counts.get('to_remove', 0)}"
-        )
-    if kind == "apply":
-        line += f"  stale {counts.get('stale', 0)}"
-    if meta.get("status") in ("writing", "completed", "halted", "failed"):
-        line += (
-            f"  written {counts.get('chunks_done', 0)}/{meta.get('chunks_total', 0)} chunks"
-            f"  updated {counts.get('updated', 0)}"
-        )
-    return line
-
-
-def _restored(counts: dict[str, int]) -> int:
-    return counts.get("restored_recreated", 0) + counts.get("restored_reverted", 0)
-
-
-def wait_for_run(
-    settings: Settings, run_id: str, *, timeout: float | None = None, quiet: bool = False
-) -> dict[str, Any]:
-    """Follow a run until it is recorded; returns its audit record."""
-    from console.progress import Progress
-    from cxsweep.redisconn import get_redis
-    from cxsweep.runs.store import FINAL, RunStore
-
-    store = RunStore(get_redis(settings.redis_url), run_id)
-    started = time.monotonic()
-    interactive = sys.stderr.isatty() and not quiet
-    progress = Progress()
-    drawn = 0
-    last_print = 0.0
-    warned_no_worker = False
-    warned_record_error = False
-    lost_since: float | None = None
-    while True:
-        elapsed = time.monotonic() - started
-        if timeout is not None and elapsed > timeout:
-            raise CxsweepError(f"run {run_id} did not finish within {timeout:.0f}s")
-        try:
-            meta = store.meta()
-            counts = store.counts()
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-            # Redis restarting: the run's state is in it (persisted); keep asking.
-            if lost_since is None:
-                lost_since = elapsed
-                _err(f"lost Redis at {settings.redis_url}; waiting for it to come back")
-            time.sleep(1.0)
-            continue
-        if lost_since is not None:
-            _err(f"Redis is back after {elapsed - lost_since:.0f}s")
-            lost_since = None
-        if not meta:
-            # The run was stored before we began to wait: its metadata is gone.
-            raise CxsweepError(
-                f"Redis lost the state of run {run_id} (restarted without persistence, or"
-                " flushed?): no worker can finish it; its list lock is gone with it, so"
-                " start the run again"
-            )
-        if meta.get("record_error") and not warned_record_error:
-            _err(f"{meta['record_error']}; retrying until it succeeds")
-            warned_record_error = True
-        done = meta.get("status") in FINAL and meta.get("record")
-        if interactive and (done or elapsed - last_print >= 0.5):
-            lines = progress.lines(meta, counts, elapsed)
-            # Redraw the bars in place: move up over the previous drawing first.
-            up = f"\x1b[{drawn}F" if drawn else ""
-            print(up + "\n".join(f"{line}\x1b[K" for line in lines), file=sys.stderr, flush=True)
-            drawn, last_print = len(lines), elapsed
-        elif not quiet and not interactive and elapsed - last_print >= 5:
-            print(_progress_line(meta, counts, elapsed), file=sys.stderr, flush=True)
-            last_print = elapsed
-        if done:
-            record: dict[str, Any] = json.loads(meta["record"])
-            return record
-        if (
-            not warned_no_worker
-            and elapsed > 15
-            and not counts.get("api_requests")
-            and not store.begun()
-        ):
-            _err("no worker has picked the run up yet: is `celery -A workers worker` running?")
-            warned_no_worker = True
-        time.sleep(0.2)
-
-
-def _print_restore_summary(record: dict[str, Any]) -> None:
-    total = record.get("restore_total")
-    print(
-        f"restore {record['run_id']} of run {record.get('restore_of')} on list"
-        f" {record['list_id']}: {record['status']}"
-    )
-    print(
-        f"  restored   {record.get('restored', 0)}"
-        + (f" of {total}" if total is not None else "")
-        + " contact(s) the run changed"
-    )
-    if total is not None:
-        print(f"  recreated  {record.get('restored_recreated', 0)} (the run had removed them)")
-        print(f"  reverted   {record.get('restored_reverted', 0)} (numbers written back)")
-    print(f"  failed     {record.get('failure_count', 0)}")
-    print(
-        f"  api        {record.get('api_requests', 0)} requests, "
-        f"{record.get('api_retries', 0)} retries, {record.get('api_429s', 0)} x 429"
-    )
-    print(f"  took       {record.get('duration_seconds', 0)} s")
-    if record.get("message"):
-        print(f"  note       {record['message']}")
-    if record["status"] == "halted":
-        print("  the restore HALTED for manual review: the rest was not put back")
-
-
-def _print_apply_lines(record: dict[str, Any]) -> None:
-    """What applying a plan met on the list: changes done before, contacts gone."""
-    if record.get("already_applied"):
-        print(f"  already    {record['already_applied']} update(s) were applied before")
-    if record.get("already_gone"):
-        print(f"  gone       {record['already_gone']} planned removal(s): no longer on the list")
-    if record.get("updates_not_found"):
-        print(
-            f"  not found  {record['updates_not_found']} planned update(s):"
-            " contact no longer on the list"
-        )
-
-
-def print_summary(record: dict[str, Any]) -> None:
-    if record.get("kind") == "restore":
-        _print_restore_summary(record)
-        return
-    dry = record.get("dry_run")
-    print(
-        f"run {record['run_id']} on list {record['list_id']}: {record['status']}"
-        + (" (dry run)" if dry else "")
-    )
-    print(f"  fetched    {record['total_processed']}")
-    if dry:
-        print(f"  would update {record['planned_updates']}")
-        print(f"  would remove {record['planned_removals']}")
-    else:
-        print(f"  updated    {record['success_count']}")
-    print(f"  unchanged  {record['unchanged_count']}")
-    if not dry:
-        print(f"  removed    {record['purge_count']}")
-        print(f"  failed     {record['failure_count']}")
-    reasons = record.get("reject_reasons") or {}
-    if reasons:
-        print("  rejects    " + ", ".join(f"{k} {v}" for k, v in reasons.items()))
-    print(
-        f"  api        {record.get('api_requests', 0)} requests, "
-        f"{record.get('api_retries', 0)} retries, {record.get('api_429s', 0)} x 429"
-    )
-    latency = (record.get("api_latency_ms") or {}).get("all")
-    if latency and latency.get("requests"):
-        print(
-            f"  latency    p50 {latency['p50']:.1f} ms, p95 {latency['p95']:.1f} ms,"
-            f" p99 {latency['p99']:.1f} ms per API request"
-        )
-    if record.get("kind") == "apply":
-        _print_apply_lines(record)
-    print(f"  took       {record.get('duration_seconds', 0)} s")
-    note = own_note(record)
-    if note:
-        print(f"  note       {note}")
-    if record["status"] == "halted":
-        print("  the run HALTED for manual review: nothing further was removed")
-
-
-def _run_and_report(
-    args: argparse.Namespace,
-    settings: Settings,
-    list_id: str,
-    *,
-    dry_run: bool,
-    options: dict[str, Any],
-    before_launch: Any = None,
-) -> tuple[str, dict[str, Any]]:
+def _launch_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
     if getattr(args, "allow_purge_ratio", None) is not None:
         options["allow_purge_ratio"] = args.allow_purge_ratio
     if getattr(args, "allow_volatile_redis", False):
         options["allow_volatile_redis"] = True
-    run_id = start_run(
-        settings, list_id, dry_run=dry_run, options=options, before_launch=before_launch
-    )
+    return options
+
+
+def _follow_and_report(
+    args: argparse.Namespace, settings: Settings, run_id: str, list_id: str
+) -> dict[str, Any]:
     print(f"run {run_id} started on list {list_id}", file=sys.stderr)
     try:
-        record = wait_for_run(settings, run_id, timeout=args.timeout, quiet=args.quiet)
+        record = launch.wait_for_run(settings, run_id, timeout=args.timeout, quiet=args.quiet)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(
             f"interrupted: run {run_id} goes on on the workers;"
@@ -338,7 +68,7 @@ def _run_and_report(
         print(json.dumps(record, indent=2))
     else:
         print_summary(record)
-    return run_id, record
+    return record
 
 
 def _exit_code(record: dict[str, Any]) -> int:
@@ -346,17 +76,18 @@ def _exit_code(record: dict[str, Any]) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    check_list_id(args.list_id)
-    settings = _settings_for_run()
+    launch.check_list_id(args.list_id)
+    settings = launch.settings_for_run()
     if args.plan_out:
         _writable(args.plan_out)
-    run_id, record = _run_and_report(args, settings, args.list_id, dry_run=args.dry_run, options={})
+    run_id = launch.start_run(
+        settings, args.list_id, dry_run=args.dry_run, options=_launch_options(args)
+    )
+    record = _follow_and_report(args, settings, run_id, args.list_id)
     if args.plan_out:
-        from cxsweep.redisconn import get_redis
         from cxsweep.runs.planfile import write_plan
-        from cxsweep.runs.store import RunStore
 
-        store = RunStore(get_redis(settings.redis_url), run_id)
+        store = launch.store_for(settings, run_id)
         with open(args.plan_out, "w", encoding="utf-8") as out:
             count = write_plan(store, out, settings.backend)
         print(f"plan of {count} change(s) written to {args.plan_out}", file=sys.stderr)
@@ -373,50 +104,32 @@ def _writable(path: str) -> None:
 
 def cmd_apply(args: argparse.Namespace) -> int:
     """Execute a reviewed plan; contacts changed on the platform since are skipped."""
-    from cxsweep.redisconn import get_redis
-    from cxsweep.runs.planfile import read_plan, verify_plan
-    from cxsweep.runs.store import PlanEntry, RunStore
+    from cxsweep.runs.planfile import verify_plan
 
-    settings = _settings_for_run()
+    settings = launch.settings_for_run()
     # The whole file is checked (count and digest) before the list is locked and
     # anything is sent: a plan cut short or edited is refused whole.
     header, planned = verify_plan(args.plan)
     print(f"plan {args.plan}: {planned} change(s) to list {header['list_id']}", file=sys.stderr)
-
-    def load(store: RunStore) -> None:
-        kinds = {"update": 0, "remove": 0}
-
-        def counted(entries: Iterator[PlanEntry]) -> Iterator[PlanEntry]:
-            for entry in entries:
-                kinds["update" if entry.after is not None else "remove"] += 1
-                yield entry
-
-        # Read again (checked again: a file changed since the check fails here).
-        store.load_planned(counted(read_plan(args.plan)[1]))
-        store.set_meta(plan_updates=kinds["update"], plan_removals=kinds["remove"])
-
-    run_id, record = _run_and_report(
-        args,
+    list_id = header["list_id"]
+    run_id = launch.start_apply(
         settings,
-        header["list_id"],
-        dry_run=False,
-        options={"apply": True, "plan_of": header.get("run_id")},
-        before_launch=load,
+        args.plan,
+        list_id,
+        plan_of=header.get("run_id"),
+        options=_launch_options(args),
     )
-    store = RunStore(get_redis(settings.redis_url), run_id)
+    record = _follow_and_report(args, settings, run_id, list_id)
     stale = record.get("stale_skipped", 0)
     if stale:
-        shown = ", ".join(store.stale_ids(10))
+        shown = ", ".join(launch.store_for(settings, run_id).stale_ids(10))
         print(f"  skipped    {stale} contact(s) changed on the platform since the plan: {shown}")
     return _exit_code(record)
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
-    from cxsweep.redisconn import get_redis
-    from cxsweep.runs.store import RunStore
-
     get_settings.cache_clear()
-    store = RunStore(get_redis(get_settings().redis_url), args.run_id)
+    store = launch.store_for(get_settings(), args.run_id)
     if not store.exists() and not store.archive_pages():
         raise OperatorError(f"no run {args.run_id} (or its archive has expired)")
     count = 0
@@ -428,42 +141,16 @@ def cmd_archive(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from cxsweep.redisconn import get_redis
-    from cxsweep.runs.store import RunStore
-
-    settings = _settings_for_run()
-    source = RunStore(get_redis(settings.redis_url), args.run_id)
-    meta = source.meta()
-    if not meta or not source.archive_pages():
-        raise OperatorError(f"run {args.run_id} has no archive to restore (unknown or expired)")
-    if meta.get("dry_run") == "1":
-        raise CxsweepError(f"run {args.run_id} was a dry run: it changed nothing")
-    _, record = _run_and_report(
-        args,
-        settings,
-        meta["list_id"],
-        dry_run=False,
-        options={"restore_of": args.run_id},
-    )
-    return _exit_code(record)
+    settings = launch.settings_for_run()
+    run_id, list_id = launch.start_restore(settings, args.run_id, options=_launch_options(args))
+    return _exit_code(_follow_and_report(args, settings, run_id, list_id))
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     """Stop a run: no write starts after this, the writes in flight finish, and the run
     is recorded ``cancelled`` (audit line, webhook, list freed) by its own workers."""
-    from cxsweep.redisconn import get_redis
-    from cxsweep.runs.store import FINAL, RunStore
-
     get_settings.cache_clear()
-    store = RunStore(get_redis(get_settings().redis_url), args.run_id)
-    meta = store.meta()
-    if not meta:
-        raise OperatorError(f"no run {args.run_id}")
-    if meta.get("status") in FINAL:
-        raise OperatorError(f"run {args.run_id} has already ended: {meta['status']}")
-    if not store.cancel(
-        f"cancelled by the operator at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"
-    ):
+    if not launch.cancel(get_settings(), args.run_id):
         print(f"run {args.run_id} was already asked to stop", file=sys.stderr)
     else:
         print(
@@ -472,7 +159,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if args.wait:
-        record = wait_for_run(get_settings(), args.run_id, timeout=args.timeout, quiet=True)
+        record = launch.wait_for_run(get_settings(), args.run_id, timeout=args.timeout, quiet=True)
         print_summary(record)
     return EXIT_OK
 
@@ -508,7 +195,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         kind = KIND_WORDS[kind_of(meta)]
         print(
             f"{run_id}  {kind:<7}  list {meta.get('list_id')}  "
-            + _progress_line(meta, store.counts(), end - started).strip()
+            + progress_line(meta, store.counts(), end - started).strip()
         )
         delivery = Outbox(client).describe(run_id)
         if delivery:

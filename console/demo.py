@@ -96,7 +96,8 @@ def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
 
 
 def run_demo(contacts: int = 5000, workers: int = 2, keep: bool = False) -> int:
-    from console import cli
+    from console import launch
+    from console.summary import print_summary
     from devtools.simulator import SimConfig, Simulator
 
     work_dir = Path(tempfile.mkdtemp(prefix="cxsweep-demo-"))
@@ -160,18 +161,18 @@ def run_demo(contacts: int = 5000, workers: int = 2, keep: bool = False) -> int:
         wait_for_workers(len(worker_procs))
         logs = f" (logs in {work_dir})" if keep else " (--keep keeps their logs)"
         print(f"{len(worker_procs)} worker process(es) up{logs}")
-        settings = cli._settings_for_run()
+        settings = launch.settings_for_run()
         started = time.monotonic()
-        run_id = cli.start_run(settings, DEMO_LIST, dry_run=False)
+        run_id = launch.start_run(settings, DEMO_LIST, dry_run=False)
         revoker.start()
-        record = cli.wait_for_run(settings, run_id, timeout=600)
+        record = launch.wait_for_run(settings, run_id, timeout=600)
         seconds = time.monotonic() - started
         # Let the webhook task deliver before the simulator goes away.
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not sim.webhooks():
             time.sleep(0.1)
         print()
-        cli.print_summary(record)
+        print_summary(record)
         stats = sim.stats()
         final = {c["id"]: c for c in sim.get_list(DEMO_LIST)}
         untouched = all(

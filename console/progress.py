@@ -1,4 +1,5 @@
-"""The CLI's live view of a run: one bar per stage (read, sanitized, written), with rates."""
+"""How a run looks while it goes: live bars per stage (read, sanitized, written) with
+rates for a terminal, and one plain line for logs and ``cxsweep status``."""
 
 from __future__ import annotations
 
@@ -99,3 +100,40 @@ class Progress:
 
 def _restore_of(meta: Mapping[str, str]) -> str:
     return str(json.loads(meta.get("options") or "{}").get("restore_of", "?"))
+
+
+def progress_line(meta: Mapping[str, str], counts: Mapping[str, int], elapsed: float) -> str:
+    """One line of a run's progress, for logs and ``cxsweep status``."""
+    kind = kind_of(meta)
+    head = f"[{meta.get('status', '?'):>9}] {elapsed:6.1f}s  "
+    if kind == "restore":
+        if "restore_total" not in meta:
+            return head + "restore waiting for a worker to take it up"
+        # A restore reads nothing: it puts back, batch by batch, what the archive holds.
+        return head + (
+            f"restored {_restored(counts):,}/{int(meta.get('restore_total') or 0):,} contacts"
+            f" (recreated {counts.get('restored_recreated', 0):,},"
+            f" reverted {counts.get('restored_reverted', 0):,})"
+        )
+    fetched = counts.get("fetched", 0)
+    rate = fetched / elapsed if elapsed > 0 else 0.0
+    line = head + (
+        f"read {counts.get('pages_read', 0)} pages  sanitized {fetched} ({rate:,.0f}/s)"
+    )
+    if kind == "dry_run":
+        return line + (
+            f"  would update {counts.get('to_update', 0)}"
+            f"  would remove {counts.get('to_remove', 0)}"
+        )
+    if kind == "apply":
+        line += f"  stale {counts.get('stale', 0)}"
+    if meta.get("status") in ("writing", "completed", "halted", "failed"):
+        line += (
+            f"  written {counts.get('chunks_done', 0)}/{meta.get('chunks_total', 0)} chunks"
+            f"  updated {counts.get('updated', 0)}"
+        )
+    return line
+
+
+def _restored(counts: Mapping[str, int]) -> int:
+    return counts.get("restored_recreated", 0) + counts.get("restored_reverted", 0)

@@ -13,244 +13,28 @@ import json
 import sys
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from html import escape
 from pathlib import Path
 from typing import Any, cast
 
+from console.pages import (
+    CHART_COLOURS,
+    HALF,
+    OUTCOME_COLOURS,
+    STATUS_COLOURS,
+    as_int,
+    bar_chart,
+    fmt_duration,
+    fmt_num,
+    fmt_pct,
+    fmt_when,
+    humanize,
+    outcome_bar,
+    sorted_counts,
+    templates,
+)
 from cxsweep.errors import SettingsError
 
 EXIT_OK, EXIT_USAGE = 0, 2
-
-STATUS_COLOURS = {
-    "completed": ("#1a7f37", "#e6f4ea"),
-    "halted": ("#9a5b00", "#fff4e0"),
-    "failed": ("#b42318", "#fdecea"),
-}
-# Outcome colours are chosen to read apart for the common colour-vision deficiencies
-# (blue / grey / orange / red-purple), and each segment is labelled in the legend too.
-OUTCOME_COLOURS = {
-    "updated": "#2f6fdb",
-    "unchanged": "#9aa5b1",
-    "removed": "#e07b00",
-    "failed": "#b4237a",
-}
-# Inner width of a half-page card (see .grid2 in the CSS), for charts drawn there.
-HALF = 440
-CHART_COLOURS = {
-    "reasons": "#e07b00",
-    "regions": "#2f6fdb",
-    "types": "#3a9a6a",
-    "endpoints": "#6b59c8",
-    "statuses": "#5b6b7b",
-}
-
-_CSS = """
-*{box-sizing:border-box}
-body{margin:0;background:#f3f4f7;color:#1d2733;
- font:15px/1.45 -apple-system,BlinkMacSystemFont,"Segoe UI",Roboto,"Helvetica Neue",Arial,
- "DejaVu Sans",sans-serif}
-main{max-width:1000px;margin:0 auto;padding:28px 24px 40px}
-header{display:flex;flex-wrap:wrap;align-items:flex-start;justify-content:space-between;
- gap:12px;margin-bottom:18px}
-.eyebrow{font-size:12px;letter-spacing:.08em;text-transform:uppercase;color:#5b6b7b;
- margin:0 0 4px}
-h1{font-size:26px;margin:0 0 6px;font-weight:650;word-break:break-all}
-.meta{color:#5b6b7b;font-size:13px;margin:0}
-.lead{font-size:15.5px;margin:10px 0 0;max-width:720px}
-.meta code{font-size:12.5px;background:#e8ebf0;border-radius:4px;padding:1px 5px;color:#1d2733}
-.pill{display:inline-block;border-radius:999px;padding:5px 14px;font-weight:650;
- font-size:14px;text-transform:capitalize;border:1px solid currentColor}
-.tag{display:inline-block;border-radius:4px;padding:2px 8px;font-size:12px;
- background:#e8ebf0;color:#1d2733;margin-left:6px;font-weight:600;vertical-align:middle}
-.note{border-left:4px solid;border-radius:6px;padding:10px 14px;margin:0 0 18px;
- background:#fff}
-.tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(130px,1fr));gap:12px;
- margin-bottom:18px}
-.tile{background:#fff;border-radius:10px;padding:14px 16px;
- box-shadow:0 1px 2px rgba(16,24,40,.06),0 1px 3px rgba(16,24,40,.08)}
-.tile .label{font-size:12px;text-transform:uppercase;letter-spacing:.06em;color:#5b6b7b}
-.tile .value{font-size:27px;font-weight:650;margin-top:2px;font-variant-numeric:tabular-nums}
-.tile .sub{font-size:12.5px;color:#5b6b7b}
-.tile.accent{border-top:4px solid var(--c);padding-top:10px}
-.card{background:#fff;border-radius:10px;padding:16px 18px 14px;margin-bottom:16px;
- box-shadow:0 1px 2px rgba(16,24,40,.06),0 1px 3px rgba(16,24,40,.08)}
-h2{font-size:16px;margin:0 0 2px;font-weight:650}
-.card .hint{font-size:12.5px;color:#5b6b7b;margin:0 0 10px}
-.grid2{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:16px}
-.grid2 .card{margin-bottom:0}
-.legend{display:flex;flex-wrap:wrap;gap:6px 18px;font-size:13px;margin-top:8px}
-.legend i{display:inline-block;width:11px;height:11px;border-radius:2px;margin-right:6px;
- vertical-align:-1px}
-.empty{color:#5b6b7b;font-style:italic;margin:6px 0}
-table{border-collapse:collapse;width:100%;font-size:14px}
-td,th{padding:6px 8px;border-bottom:1px solid #e8ebf0;text-align:left}
-th{font-size:12px;text-transform:uppercase;letter-spacing:.05em;color:#5b6b7b;font-weight:600}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-svg text{font-family:inherit}
-footer{color:#8593a3;font-size:12px;margin-top:22px;text-align:center}
-section{margin-bottom:16px}
-"""
-
-
-# --- formatting -------------------------------------------------------------------------
-
-
-def _e(value: Any) -> str:
-    return escape(str(value), quote=True)
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _num(value: Any) -> str:
-    if isinstance(value, float) and not value.is_integer():
-        return f"{value:,.1f}"
-    return f"{_int(value):,}"
-
-
-def _pct(part: float, whole: float) -> str:
-    if not whole:
-        return "0%"
-    share = 100.0 * part / whole
-    return f"{share:.1f}%" if share < 99.95 else "100%"
-
-
-def _when(stamp: Any) -> str:
-    text = str(stamp or "")
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return text or "unknown"
-    return parsed.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _duration(seconds: Any) -> str:
-    try:
-        total = float(seconds)
-    except (TypeError, ValueError):
-        return "unknown"
-    if total < 60:
-        return f"{total:.1f} s"
-    minutes, secs = divmod(round(total), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
-def _humanize(key: str) -> str:
-    """`line_type` -> `Line type`, `FIXED_LINE_OR_MOBILE` -> `Fixed line or mobile`."""
-    text = str(key).replace("_", " ").replace("-", " ").strip()
-    if len(text) <= 3 and text.isalpha():
-        return text.upper()  # region codes, HTTP verbs
-    return text[:1].upper() + text[1:].lower() if text else "(none)"
-
-
-# --- charts -----------------------------------------------------------------------------
-
-
-def _sorted_items(counts: Mapping[str, Any] | None) -> list[tuple[str, int]]:
-    items = [(str(k), _int(v)) for k, v in (counts or {}).items() if _int(v) > 0]
-    return sorted(items, key=lambda kv: (-kv[1], kv[0]))
-
-
-def bar_chart(
-    counts: Mapping[str, Any] | None,
-    *,
-    colour: str,
-    title: str,
-    label: Any = _humanize,
-    limit: int = 10,
-    width: int = 900,
-) -> str:
-    """A horizontal bar chart as inline SVG: label, bar, count and share of the total.
-
-    ``width`` is the card's inner width in CSS pixels: the SVG is drawn at that size and
-    never scaled up, so its text stays the size of the page's text in wide and narrow
-    cards alike."""
-    items = _sorted_items(counts)
-    if not items:
-        return '<p class="empty">None in this run.</p>'
-    total = sum(v for _, v in items)
-    if len(items) > limit:
-        rest = items[limit - 1 :]
-        items = [*items[: limit - 1], (f"{len(rest)} others", sum(v for _, v in rest))]
-        label_of = {k: (label(k) if not k.endswith(" others") else k) for k, _ in items}
-    else:
-        label_of = {k: label(k) for k, _ in items}
-    peak = max(v for _, v in items)
-    row = 30
-    label_w = 180 if width >= 600 else 150
-    value_w = 130 if width >= 600 else 108
-    bar_w = width - label_w - value_w
-    height = row * len(items) + 4
-    parts = [
-        f'<svg role="img" aria-label="{_e(title)}" viewBox="0 0 {width} {height}" '
-        f'width="100%" style="max-width:{width}px;display:block" '
-        'xmlns="http://www.w3.org/2000/svg">',
-        f"<title>{_e(title)}</title>",
-    ]
-    for index, (key, value) in enumerate(items):
-        y = index * row + 2
-        shown = label_of[key]
-        room = 24 if width >= 600 else 21
-        short = shown if len(shown) <= room else shown[: room - 1] + "\u2026"
-        length = max(2.0, bar_w * value / peak)
-        parts.append(
-            f"<g><title>{_e(shown)}: {value:,} ({_pct(value, total)})</title>"
-            f'<text x="{label_w - 10}" y="{y + 19}" text-anchor="end" font-size="13" '
-            f'fill="#1d2733">{_e(short)}</text>'
-            f'<rect x="{label_w}" y="{y + 5}" width="{bar_w}" height="18" rx="3" '
-            f'fill="#eef1f5"/>'
-            f'<rect x="{label_w}" y="{y + 5}" width="{length:.1f}" height="18" rx="3" '
-            f'fill="{_e(colour)}"/>'
-            f'<text x="{label_w + bar_w + 8}" y="{y + 19}" font-size="13" fill="#1d2733">'
-            f'<tspan font-weight="600">{value:,}</tspan>'
-            f'<tspan fill="#5b6b7b"> \u00b7 {_pct(value, total)}</tspan></text></g>'
-        )
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def outcome_bar(segments: Iterable[tuple[str, int, str]]) -> str:
-    """One stacked bar of what happened to every contact, with a legend."""
-    items = [(name, value, colour) for name, value, colour in segments if value > 0]
-    total = sum(value for _, value, _ in items)
-    if not total:
-        return '<p class="empty">No contacts were read.</p>'
-    width, height = 600, 34
-    # A sliver of a few failures must still be visible: every segment gets at least
-    # 4 units, taken from the others in proportion.
-    floor = 4.0
-    raw = [width * value / total for _, value, _ in items]
-    small = sum(floor for w in raw if w < floor)
-    big = sum(w for w in raw if w >= floor)
-    widths = [floor if w < floor else w * (width - small) / big for w in raw] if big else raw
-    x = 0.0
-    rects = []
-    for (name, value, colour), w in zip(items, widths, strict=True):
-        rects.append(
-            f'<rect x="{x:.2f}" y="0" width="{w:.2f}" height="{height}" fill="{_e(colour)}">'
-            f"<title>{_e(name)}: {value:,} ({_pct(value, total)})</title></rect>"
-        )
-        x += w
-    legend = "".join(
-        f'<span><i style="background:{_e(colour)}"></i>{_e(name)} '
-        f"<b>{value:,}</b> ({_pct(value, total)})</span>"
-        for name, value, colour in items
-    )
-    return (
-        f'<svg role="img" aria-label="Outcome of every contact" viewBox="0 0 {width} {height}" '
-        f'width="100%" preserveAspectRatio="none" xmlns="http://www.w3.org/2000/svg">'
-        f'<clipPath id="round"><rect width="{width}" height="{height}" rx="6"/></clipPath>'
-        f'<g clip-path="url(#round)">{"".join(rects)}</g></svg>'
-        f'<div class="legend">{legend}</div>'
-    )
-
 
 # --- the page ---------------------------------------------------------------------------
 
@@ -283,13 +67,17 @@ APPLY_SKIPPED_COLOUR = "#6b59c8"
 RESTORE_COLOURS = {"recreated": "#e07b00", "reverted": "#2f6fdb", "left": "#9aa5b1"}
 
 
+def _tile(label: str, value: str, sub: str = "", colour: str | None = None) -> dict[str, Any]:
+    return {"label": label, "value": value, "sub": sub, "colour": colour}
+
+
 def _restore_wording(record: Mapping[str, Any], status: str) -> tuple[str, str]:
     """The note's headline and the lead sentence of a restore."""
     source = record.get("restore_of") or "?"
-    restored = _int(record.get("restored"))
-    failed = _int(record.get("failure_count"))
+    restored = as_int(record.get("restored"))
+    failed = as_int(record.get("failure_count"))
     # Records of restores made before the archive's size was kept: what was done is all.
-    total = _int(record.get("restore_total")) or restored + failed
+    total = as_int(record.get("restore_total")) or restored + failed
     headline = {
         "completed": f"Restore of run {source}: what it changed was put back.",
         "halted": "Halted for manual review: the restore stopped writing.",
@@ -297,35 +85,35 @@ def _restore_wording(record: Mapping[str, Any], status: str) -> tuple[str, str]:
     }.get(status, status)
     lead = (
         f"{restored:,} of the {total:,} contacts run {source} changed were put back:"
-        f" {_int(record.get('restored_recreated')):,} re-created (the run had removed them),"
-        f" {_int(record.get('restored_reverted')):,} reverted to the numbers they had"
+        f" {as_int(record.get('restored_recreated')):,} re-created (the run had removed them),"
+        f" {as_int(record.get('restored_reverted')):,} reverted to the numbers they had"
     )
     return headline, lead + (f"; {failed:,} could not be restored." if failed else ".")
 
 
-def _restore_sections(record: Mapping[str, Any]) -> list[str]:
-    recreated = _int(record.get("restored_recreated"))
-    reverted = _int(record.get("restored_reverted"))
-    failed = _int(record.get("failure_count"))
-    total = _int(record.get("restore_total")) or _int(record.get("restored")) + failed
+def _restore_view(record: Mapping[str, Any]) -> dict[str, Any]:
+    recreated = as_int(record.get("restored_recreated"))
+    reverted = as_int(record.get("restored_reverted"))
+    failed = as_int(record.get("failure_count"))
+    total = as_int(record.get("restore_total")) or as_int(record.get("restored")) + failed
     left = max(0, total - recreated - reverted - failed)
     tiles = [
-        _tile("Archived", _num(total), f"contacts run {record.get('restore_of')} changed"),
+        _tile("Archived", fmt_num(total), f"contacts run {record.get('restore_of')} changed"),
         _tile(
             "Re-created",
-            _num(recreated),
-            f"{_pct(recreated, total)} had been removed",
+            fmt_num(recreated),
+            f"{fmt_pct(recreated, total)} had been removed",
             RESTORE_COLOURS["recreated"],
         ),
         _tile(
             "Reverted",
-            _num(reverted),
-            f"{_pct(reverted, total)} numbers written back",
+            fmt_num(reverted),
+            f"{fmt_pct(reverted, total)} numbers written back",
             RESTORE_COLOURS["reverted"],
         ),
         _tile(
             "Failed",
-            _num(failed),
+            fmt_num(failed),
             "not restored" if failed else "every contact restored",
             OUTCOME_COLOURS["failed"],
         ),
@@ -336,25 +124,15 @@ def _restore_sections(record: Mapping[str, Any]) -> list[str]:
         ("Failed", failed, OUTCOME_COLOURS["failed"]),
         ("Not reached", left, RESTORE_COLOURS["left"]),
     ]
-    bar = (
-        outcome_bar(segments)
-        if total
-        else '<p class="empty">The archive held no contacts: nothing to put back.</p>'
-    )
-    return [
-        '<section class="tiles" aria-label="Totals">',
-        *tiles,
-        "</section>",
-        _card(
-            "What happened to every archived contact",
-            f"{total:,} contacts in the archive of run {record.get('restore_of')}",
-            bar,
-        ),
-    ]
+    return {
+        "tiles": tiles,
+        "bar": outcome_bar(segments) if total else None,
+        "hint": f"{total:,} contacts in the archive of run {record.get('restore_of')}",
+    }
 
 
 def _apply_lead(record: Mapping[str, Any], updated: int, removed: int, failed: int) -> str:
-    text = f"A reviewed plan of {_int(record.get('plan_entries')):,} changes applied: "
+    text = f"A reviewed plan of {as_int(record.get('plan_entries')):,} changes applied: "
     text += f"{updated:,} contacts rewritten to E.164, {removed:,} removed"
     skipped = [
         (record.get("stale_skipped"), "skipped as changed on the platform since the plan"),
@@ -362,11 +140,11 @@ def _apply_lead(record: Mapping[str, Any], updated: int, removed: int, failed: i
         (record.get("already_gone"), "removals already gone from the list"),
         (record.get("updates_not_found"), "updates whose contact is no longer on the list"),
     ]
-    text += "".join(f"; {_int(n):,} {what}" for n, what in skipped if _int(n))
+    text += "".join(f"; {as_int(n):,} {what}" for n, what in skipped if as_int(n))
     return text + (f"; {failed:,} writes failed." if failed else ".")
 
 
-def _apply_card(record: Mapping[str, Any]) -> str:
+def _apply_rows(record: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows = [
         ("Changes in the plan", record.get("plan_entries")),
         ("Skipped: changed on the platform since the plan", record.get("stale_skipped")),
@@ -374,76 +152,35 @@ def _apply_card(record: Mapping[str, Any]) -> str:
         ("Skipped: removal already gone", record.get("already_gone")),
         ("Skipped: update of a contact no longer on the list", record.get("updates_not_found")),
     ]
-    body = "".join(
-        f'<tr><td>{_e(label)}</td><td class="num">{_e(_num(value))}</td></tr>'
-        for label, value in rows
-    )
-    return _card(
-        "The plan against the list as it is now",
-        "only changes whose contact still holds the numbers the plan saw were written",
-        f"<table>{body}</table>",
-    )
+    return [(label, fmt_num(value)) for label, value in rows]
 
 
-def _tile(label: str, value: str, sub: str = "", colour: str | None = None) -> str:
-    accent = f' accent" style="--c:{_e(colour)}' if colour else ""
-    return (
-        f'<div class="tile{accent}"><div class="label">{_e(label)}</div>'
-        f'<div class="value">{_e(value)}</div>'
-        + (f'<div class="sub">{_e(sub)}</div>' if sub else "")
-        + "</div>"
-    )
+def _latency_by_kind_rows(by_kind: Mapping[str, Any]) -> list[list[str]]:
+    """Rows of kind, requests, p50, p95, p99; a missing or non-numeric cell is a dash."""
 
-
-def _card(title: str, hint: str, body: str) -> str:
-    return (
-        f'<div class="card"><h2>{_e(title)}</h2>'
-        + (f'<p class="hint">{_e(hint)}</p>' if hint else "")
-        + body
-        + "</div>"
-    )
-
-
-def _latency_table(percentiles: Mapping[str, Any]) -> str:
-    rows = "".join(
-        f'<tr><td>{_e(name)}</td><td class="num">{_e(_num(value))} ms</td></tr>'
-        for name, value in percentiles.items()
-    )
-    return f"<table><tr><th>Percentile</th><th>API latency</th></tr>{rows}</table>"
-
-
-def _latency_by_kind_table(by_kind: Mapping[str, Any]) -> str:
     def cell(row: Mapping[str, Any], name: str) -> str:
         value = row.get(name)
         if not isinstance(value, int | float) or isinstance(value, bool):
-            return '<td class="num">\u2013</td>'
-        shown = _num(int(value)) if name == "requests" else f"{float(value):,.1f}"
-        return f'<td class="num">{_e(shown)}</td>'
+            return "\u2013"
+        return fmt_num(int(value)) if name == "requests" else f"{float(value):,.1f}"
 
-    rows = "".join(
-        f"<tr><td>{_e('All kinds' if kind == 'all' else _humanize(str(kind)))}</td>"
-        + "".join(cell(row, name) for name in ("requests", "p50", "p95", "p99"))
-        + "</tr>"
+    return [
+        ["All kinds" if kind == "all" else humanize(str(kind))]
+        + [cell(row, name) for name in ("requests", "p50", "p95", "p99")]
         for kind, row in by_kind.items()
         if isinstance(row, Mapping)
-    )
-    return (
-        "<table><tr><th>Kind</th><th>Requests</th><th>p50</th><th>p95</th><th>p99</th></tr>"
-        + rows
-        + "</table>"
-    )
+    ]
 
 
-def _steps_table(steps: Iterable[Mapping[str, Any]]) -> str:
-    rows = []
-    for step in steps:
-        seconds = step.get("seconds", step.get("duration_seconds", ""))
-        rows.append(
-            f"<tr><td>{_e(step.get('name', step.get('step', '?')))}</td>"
-            f"<td>{_e(step.get('detail', ''))}</td>"
-            f'<td class="num">{_e(_duration(seconds))}</td></tr>'
+def _step_rows(steps: Iterable[Mapping[str, Any]]) -> list[tuple[Any, Any, str]]:
+    return [
+        (
+            step.get("name", step.get("step", "?")),
+            step.get("detail", ""),
+            fmt_duration(step.get("seconds", step.get("duration_seconds", ""))),
         )
-    return "<table><tr><th>Step</th><th>Detail</th><th>Took</th></tr>" + "".join(rows) + "</table>"
+        for step in steps
+    ]
 
 
 DRY_RUN_NOTE = "dry run: nothing was written"
@@ -465,17 +202,17 @@ def render_html(record: Mapping[str, Any], extras: Mapping[str, Any] | None = No
     what the record does not carry: ``requests_by_endpoint`` and ``responses_by_status``
     ({name: count}), ``api_avg_ms``, ``api_latency_ms`` ({"p50": ms, ...}),
     ``slowest_steps`` ([{"name", "detail", "seconds"}]) and ``generated_at``.
+    The page is ``templates/run_report.html``; here are only the numbers it shows.
     """
     extra: dict[str, Any] = {**dict(record.get("extras") or {}), **dict(extras or {})}
     status = str(record.get("status") or "unknown")
     fg, bg = STATUS_COLOURS.get(status, ("#3d4a57", "#eef1f5"))
     dry = bool(record.get("dry_run"))
-    fetched = _int(record.get("total_processed"))
-    unchanged = _int(record.get("unchanged_count"))
-    updated = _int(record.get("planned_updates" if dry else "success_count"))
-    removed = _int(record.get("planned_removals" if dry else "purge_count"))
-    failed = 0 if dry else _int(record.get("failure_count"))
-    list_id, run_id = record.get("list_id", ""), record.get("run_id", "")
+    fetched = as_int(record.get("total_processed"))
+    unchanged = as_int(record.get("unchanged_count"))
+    updated = as_int(record.get("planned_updates" if dry else "success_count"))
+    removed = as_int(record.get("planned_removals" if dry else "purge_count"))
+    failed = 0 if dry else as_int(record.get("failure_count"))
 
     headline = {
         "completed": "Completed: the list was cleaned.",
@@ -492,67 +229,33 @@ def render_html(record: Mapping[str, Any], extras: Mapping[str, Any] | None = No
     elif kind == "apply":
         lead = _apply_lead(record, updated, removed, failed)
 
-    parts: list[str] = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>cxsweep run {_e(run_id)} \u00b7 list {_e(list_id)}</title>",
-        f"<style>{_CSS}</style></head><body><main>",
-        "<header><div>",
-        f'<p class="eyebrow">{_e(EYEBROWS.get(kind, EYEBROWS["sweep"]))}</p>',
-        f"<h1>List {_e(list_id)}"
-        + (f'<span class="tag">{_e(TAGS[kind])}</span>' if kind in TAGS else "")
-        + "</h1>",
-        f'<p class="meta">Run <code>{_e(run_id)}</code> \u00b7 '
-        f"{_e(_when(record.get('started_at')))} \u2192 {_e(_when(record.get('finished_at')))}"
-        f" \u00b7 took {_e(_duration(record.get('duration_seconds')))}</p>",
-        f'<p class="lead">{_e(lead)}</p>',
-        "</div>",
-        f'<div><span class="pill" style="color:{fg};background:{bg}">{_e(status)}</span></div>',
-        "</header>",
-    ]
-    note = own_note(record)
-    if note or status != "completed" or dry or kind == "restore":
-        parts.append(
-            f'<div class="note" style="border-color:{fg}"><b>{_e(headline)}</b>'
-            + (f"<br>{_e(note)}" if note else "")
-            + "</div>"
-        )
-
-    # A restore reads and judges nothing: its own sections replace the sweep's below.
-    sweep_sections = len(parts)
     rate = record.get("format_success_rate")
-    parts.append('<section class="tiles" aria-label="Totals">')
-    parts.append(_tile("Fetched", _num(fetched), "contacts read", "#1d2733"))
-    parts.append(
+    tiles = [
+        _tile("Fetched", fmt_num(fetched), "contacts read", "#1d2733"),
         _tile(
             "Would update" if dry else "Updated",
-            _num(updated),
-            f"{_pct(updated, fetched)} rewritten to E.164",
+            fmt_num(updated),
+            f"{fmt_pct(updated, fetched)} rewritten to E.164",
             OUTCOME_COLOURS["updated"],
-        )
-    )
-    parts.append(
+        ),
         _tile(
             "Unchanged",
-            _num(unchanged),
-            f"{_pct(unchanged, fetched)} already clean",
+            fmt_num(unchanged),
+            f"{fmt_pct(unchanged, fetched)} already clean",
             OUTCOME_COLOURS["unchanged"],
-        )
-    )
-    parts.append(
+        ),
         _tile(
             "Would remove" if dry else "Removed",
-            _num(removed),
-            f"{_pct(removed, fetched)} not dialable",
+            fmt_num(removed),
+            f"{fmt_pct(removed, fetched)} not dialable",
             OUTCOME_COLOURS["removed"],
-        )
-    )
+        ),
+    ]
     if not dry:  # a dry run writes nothing, so no write of it can fail
-        parts.append(
+        tiles.append(
             _tile(
                 "Failed",
-                _num(failed),
+                fmt_num(failed),
                 "writes not done" if failed else "no write failed",
                 OUTCOME_COLOURS["failed"],
             )
@@ -560,8 +263,7 @@ def render_html(record: Mapping[str, Any], extras: Mapping[str, Any] | None = No
     # An apply judges nothing itself: the share of dialable numbers was the plan's.
     if isinstance(rate, int | float) and kind != "apply":
         kept = "would stay after a sweep" if dry else "kept after the sweep"
-        parts.append(_tile("Dialable", f"{100.0 * float(rate):.1f}%", kept, "#3a9a6a"))
-    parts.append("</section>")
+        tiles.append(_tile("Dialable", f"{100.0 * float(rate):.1f}%", kept, "#3a9a6a"))
 
     segments = [
         ("Would update" if dry else "Updated", updated, OUTCOME_COLOURS["updated"]),
@@ -570,71 +272,22 @@ def render_html(record: Mapping[str, Any], extras: Mapping[str, Any] | None = No
         ("Failed", failed, OUTCOME_COLOURS["failed"]),
     ]
     if kind == "apply":
-        skipped = _int(record.get("stale_skipped")) + _int(record.get("already_applied"))
+        skipped = as_int(record.get("stale_skipped")) + as_int(record.get("already_applied"))
         segments.append(("Skipped (plan)", skipped, APPLY_SKIPPED_COLOUR))
-    parts.append(
-        _card(
-            "What happened to every contact",
-            f"{fetched:,} contacts read from the list",
-            outcome_bar(segments),
-        )
-    )
-
     reasons = record.get("reject_reasons") or {}
-    parts.append(
-        _card(
-            "Rejects by reason",
-            f"{sum(v for _, v in _sorted_items(reasons)):,} numbers failed the policy "
-            "(a contact whose only number fails is removed; a bad secondary number is blanked)",
-            bar_chart(reasons, colour=CHART_COLOURS["reasons"], title="Rejects by reason"),
-        )
-    )
-    parts.append('<div class="grid2">')
-    parts.append(
-        _card(
-            "Kept contacts by region",
-            "where the dialable numbers are",
-            bar_chart(
-                record.get("by_region"),
-                colour=CHART_COLOURS["regions"],
-                title="Kept contacts by region",
-                label=str,
-                width=HALF,
-            ),
-        )
-    )
-    parts.append(
-        _card(
-            "Kept contacts by line type",
-            "what kind of line they ring",
-            bar_chart(
-                record.get("by_line_type"),
-                colour=CHART_COLOURS["types"],
-                title="Kept contacts by line type",
-                width=HALF,
-            ),
-        )
-    )
-    parts.append('</div><div style="height:16px"></div>')
-    if kind == "restore":
-        parts[sweep_sections:] = _restore_sections(record)
-    elif kind == "apply":
-        parts[sweep_sections:sweep_sections] = [_apply_card(record)]
 
-    requests = _int(record.get("api_requests"))
-    retries = _int(record.get("api_retries"))
-    throttled = _int(record.get("api_429s"))
-    parts.append('<h2 style="margin:8px 0 10px">API behaviour</h2>')
-    parts.append('<section class="tiles" aria-label="API behaviour">')
-    parts.append(_tile("Requests", _num(requests), f"{_num(record.get('pages'))} pages read"))
-    parts.append(_tile("Retries", _num(retries), f"{_pct(retries, requests)} of requests"))
-    parts.append(
+    requests = as_int(record.get("api_requests"))
+    retries = as_int(record.get("api_retries"))
+    throttled = as_int(record.get("api_429s"))
+    api_tiles = [
+        _tile("Requests", fmt_num(requests), f"{fmt_num(record.get('pages'))} pages read"),
+        _tile("Retries", fmt_num(retries), f"{fmt_pct(retries, requests)} of requests"),
         _tile(
             "Rate limited (429)",
-            _num(throttled),
+            fmt_num(throttled),
             "server asked to slow down" if throttled else "never throttled",
-        )
-    )
+        ),
+    ]
     # Records before check_us_per_number held the check time in avg_latency_ms/_us.
     check_us = record.get("check_us_per_number", record.get("avg_latency_us"))
     api_avg_ms = extra.get("api_avg_ms")
@@ -642,68 +295,77 @@ def render_html(record: Mapping[str, Any], extras: Mapping[str, Any] | None = No
         api_avg_ms = record.get("avg_latency_ms")
     if isinstance(api_avg_ms, int | float):
         shown = f"{api_avg_ms:,.0f}" if api_avg_ms >= 10 else f"{api_avg_ms:.1f}"
-        parts.append(_tile("Avg API latency", f"{shown} ms", "per request"))
+        api_tiles.append(_tile("Avg API latency", f"{shown} ms", "per request"))
     if isinstance(check_us, int | float):
-        parts.append(
+        api_tiles.append(
             _tile("Check time", f"{float(check_us):,.0f} \u00b5s", "per number, on the workers")
         )
-    parts.append("</section>")
 
-    by_endpoint = extra.get("requests_by_endpoint")
-    by_status = extra.get("responses_by_status")
-    if by_endpoint or by_status:
-        parts.append('<div class="grid2">')
-        if by_endpoint:
-            parts.append(
-                _card(
-                    "Requests by endpoint",
-                    "",
-                    bar_chart(
-                        by_endpoint,
-                        colour=CHART_COLOURS["endpoints"],
-                        title="Requests by endpoint",
-                        width=HALF,
-                    ),
-                )
-            )
-        if by_status:
-            parts.append(
-                _card(
-                    "Responses by status",
-                    "",
-                    bar_chart(
-                        by_status,
-                        colour=CHART_COLOURS["statuses"],
-                        title="Responses by status",
-                        label=str,
-                        width=HALF,
-                    ),
-                )
-            )
-        parts.append('</div><div style="height:16px"></div>')
-    percentiles = extra.get("api_latency_ms")
-    if isinstance(percentiles, Mapping) and percentiles:
-        parts.append(_card("API latency", "", _latency_table(percentiles)))
-    by_kind = record.get("api_latency_ms")
-    if isinstance(by_kind, Mapping) and by_kind:
-        parts.append(
-            _card(
-                "API latency by request kind",
-                "time to a complete answer, in ms, from a histogram of every request",
-                _latency_by_kind_table(by_kind),
-            )
+    # A chart whose counts are present but all zero still shows its card, saying so.
+    api_charts = [
+        (title, bar_chart(counts, colour=CHART_COLOURS[key], title=title, label=label, width=HALF))
+        for title, counts, key, label in (
+            ("Requests by endpoint", extra.get("requests_by_endpoint"), "endpoints", humanize),
+            ("Responses by status", extra.get("responses_by_status"), "statuses", str),
         )
+        if counts
+    ]
+    percentiles = extra.get("api_latency_ms")
+    by_kind = record.get("api_latency_ms")
     steps = extra.get("slowest_steps")
-    if isinstance(steps, list) and steps:
-        parts.append(_card("Slowest steps", "", _steps_table(steps)))
-
-    generated = extra.get("generated_at") or datetime.now(UTC).isoformat()
-    parts.append(
-        f"<footer>cxsweep \u00b7 audit record of {_e(_when(record.get('timestamp')))}"
-        f" \u00b7 report generated {_e(_when(generated))}</footer>"
+    note = own_note(record)
+    return templates().get_template("run_report.html").render(
+        run_id=record.get("run_id", ""),
+        list_id=record.get("list_id", ""),
+        kind=kind,
+        eyebrow=EYEBROWS.get(kind, EYEBROWS["sweep"]),
+        tag=TAGS.get(kind),
+        started=fmt_when(record.get("started_at")),
+        finished=fmt_when(record.get("finished_at")),
+        took=fmt_duration(record.get("duration_seconds")),
+        lead=lead,
+        status=status,
+        fg=fg,
+        bg=bg,
+        headline=headline,
+        note=note,
+        show_note=bool(note or status != "completed" or dry or kind == "restore"),
+        restore=_restore_view(record) if kind == "restore" else None,
+        apply_rows=_apply_rows(record) if kind == "apply" else None,
+        tiles=tiles,
+        fetched=f"{fetched:,}",
+        outcome=outcome_bar(segments),
+        rejects=f"{sum(v for _, v in sorted_counts(reasons)):,}",
+        reasons_chart=bar_chart(
+            reasons, colour=CHART_COLOURS["reasons"], title="Rejects by reason"
+        ),
+        region_chart=bar_chart(
+            record.get("by_region"),
+            colour=CHART_COLOURS["regions"],
+            title="Kept contacts by region",
+            label=str,
+            width=HALF,
+        ),
+        type_chart=bar_chart(
+            record.get("by_line_type"),
+            colour=CHART_COLOURS["types"],
+            title="Kept contacts by line type",
+            width=HALF,
+        ),
+        api_tiles=api_tiles,
+        api_charts=api_charts,
+        percentiles=(
+            [(name, fmt_num(value)) for name, value in percentiles.items()]
+            if isinstance(percentiles, Mapping) and percentiles
+            else None
+        ),
+        latency_by_kind=(
+            _latency_by_kind_rows(by_kind) if isinstance(by_kind, Mapping) and by_kind else None
+        ),
+        steps=_step_rows(steps) if isinstance(steps, list) and steps else None,
+        recorded=fmt_when(record.get("timestamp")),
+        generated=fmt_when(extra.get("generated_at") or datetime.now(UTC).isoformat()),
     )
-    parts.append("</main></body></html>")
-    return "\n".join(parts)
 
 
 # --- where records come from ------------------------------------------------------------

@@ -22,20 +22,17 @@ from pathlib import Path
 from typing import Any, cast
 
 import redis
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-from markupsafe import Markup
 
-from console.report import (
-    _CSS,
+from console.pages import (
     OUTCOME_COLOURS,
     STATUS_COLOURS,
-    _duration,
-    _int,
-    _num,
-    _when,
-    extras_from_counts,
-    render_html,
+    as_int,
+    fmt_duration,
+    fmt_num,
+    fmt_when,
+    templates,
 )
+from console.report import extras_from_counts, render_html
 from cxsweep.errors import CxsweepError, SettingsError
 
 EXIT_OK = 0
@@ -92,13 +89,13 @@ def _row(list_id: str, run_id: str, meta: Mapping[str, str]) -> ListRow:
     dry = bool(record.get("dry_run"))
     row.record = record
     row.outcome = str(record.get("status") or "?")
-    row.checked = _int(record.get("total_processed"))
-    row.updated = _int(record.get("planned_updates" if dry else "success_count"))
-    row.removed = _int(record.get("planned_removals" if dry else "purge_count"))
+    row.checked = as_int(record.get("total_processed"))
+    row.updated = as_int(record.get("planned_updates" if dry else "success_count"))
+    row.removed = as_int(record.get("planned_removals" if dry else "purge_count"))
     # A halted run's record counts every write it did not make as failed; on this page
     # its row says halted, and why, instead of a count of failures it never had.
     halted = row.outcome == "halted"
-    row.failures = 0 if dry or halted else _int(record.get("failure_count"))
+    row.failures = 0 if dry or halted else as_int(record.get("failure_count"))
     try:
         row.seconds = float(record.get("duration_seconds"))
     except (TypeError, ValueError):
@@ -132,19 +129,9 @@ def collect(client: redis.Redis, sweep_id: str) -> tuple[dict[str, str], list[Li
     return meta, rows
 
 
-def _templates() -> Environment:
-    return Environment(
-        loader=PackageLoader("console", "templates"),
-        autoescape=select_autoescape(["html"]),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-
-
 def _stamp(value: str | None) -> str:
     try:
-        return _when(datetime.fromtimestamp(float(value or ""), UTC).isoformat())
+        return fmt_when(datetime.fromtimestamp(float(value or ""), UTC).isoformat())
     except ValueError:
         return "not yet"
 
@@ -190,28 +177,28 @@ def render_sweep_html(
         note = f"{problems} list(s) failed or halted: see their rows and reports."
         note_colour = STATUS_COLOURS["halted"][0]
     tiles = [
-        {"label": "Lists", "value": _num(len(rows)), "sub": told or "none", "colour": "#1d2733"},
+        {"label": "Lists", "value": fmt_num(len(rows)), "sub": told or "none", "colour": "#1d2733"},
         {
             "label": "Checked",
-            "value": _num(totals["checked"]),
+            "value": fmt_num(totals["checked"]),
             "sub": "contacts read",
             "colour": OUTCOME_COLOURS["unchanged"],
         },
         {
             "label": words["updated"],
-            "value": _num(totals["updated"]),
+            "value": fmt_num(totals["updated"]),
             "sub": "rewritten to E.164",
             "colour": OUTCOME_COLOURS["updated"],
         },
         {
             "label": words["removed"],
-            "value": _num(totals["removed"]),
+            "value": fmt_num(totals["removed"]),
             "sub": "not dialable",
             "colour": OUTCOME_COLOURS["removed"],
         },
         {
             "label": "Failures",
-            "value": _num(totals["failures"]),
+            "value": fmt_num(totals["failures"]),
             "sub": f"{problems} list(s) failed or halted",
             "colour": OUTCOME_COLOURS["failed"],
         },
@@ -223,7 +210,7 @@ def render_sweep_html(
     slowest = [
         {
             "list_id": r.list_id,
-            "took": _duration(r.seconds),
+            "took": fmt_duration(r.seconds),
             "share": round(100.0 * (r.seconds or 0.0) / longest, 1),
             "link": r.link,
         }
@@ -237,11 +224,11 @@ def render_sweep_html(
             "fg": ROW_COLOURS.get(r.outcome, NEUTRAL)[0],
             "bg": ROW_COLOURS.get(r.outcome, NEUTRAL)[1],
             "note": r.note,
-            "checked": _num(r.checked) if r.record else "\u2014",
-            "updated": _num(r.updated) if r.record else "\u2014",
-            "removed": _num(r.removed) if r.record else "\u2014",
-            "failures": _num(r.failures) if r.record and r.outcome != "halted" else "\u2014",
-            "took": _duration(r.seconds) if r.seconds is not None else "\u2014",
+            "checked": fmt_num(r.checked) if r.record else "\u2014",
+            "updated": fmt_num(r.updated) if r.record else "\u2014",
+            "removed": fmt_num(r.removed) if r.record else "\u2014",
+            "failures": fmt_num(r.failures) if r.record and r.outcome != "halted" else "\u2014",
+            "took": fmt_duration(r.seconds) if r.seconds is not None else "\u2014",
             "link": r.link,
         }
         for r in rows
@@ -256,21 +243,20 @@ def render_sweep_html(
         "note_colour": note_colour,
         "started": _stamp(meta.get("started_at")),
         "finished": _stamp(finished) if finished else "still running",
-        "took": _duration(end - started) if started else "unknown",
+        "took": fmt_duration(end - started) if started else "unknown",
         "max_runs": meta.get("max_concurrent_runs", "?"),
-        "excluded": _int(meta.get("excluded")),
-        "own_schedule": _int(meta.get("own_schedule")),
+        "excluded": as_int(meta.get("excluded")),
+        "own_schedule": as_int(meta.get("own_schedule")),
     }
-    return _templates().get_template("sweep_report.html").render(
+    return templates().get_template("sweep_report.html").render(
         sweep=sweep,
         lead=lead,
         tiles=tiles,
         rows=table,
-        totals={k: _num(v) for k, v in totals.items()},
+        totals={k: fmt_num(v) for k, v in totals.items()},
         words=words,
         slowest=slowest,
-        css=Markup(_CSS),  # the run report's own stylesheet, a constant of this package
-        generated=_when(generated_at or datetime.now(UTC).isoformat()),
+        generated=fmt_when(generated_at or datetime.now(UTC).isoformat()),
     )
 
 
@@ -348,7 +334,7 @@ def sweep_status_lines(sweep_id: str) -> list[str]:
     for row in rows:
         figures = (
             f"  checked {row.checked}  {would}update {row.updated}  {would}remove {row.removed}"
-            f"  failures {row.failures}  took {_duration(row.seconds)}"
+            f"  failures {row.failures}  took {fmt_duration(row.seconds)}"
             if row.record
             else ""
         )

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import redis
 
-from console import cli
+from console import cli, launch
 from cxsweep.errors import ApiError, CredentialsRefused, CxsweepError, MalformedResponse
 from cxsweep.phone.numbers import Sanitizer
 from cxsweep.phone.policy import settings_directive
@@ -447,12 +447,12 @@ def test_full_sweep_through_cxone(
         ]
     )
 
-    settings = cli._settings_for_run()
+    settings = launch.settings_for_run()
     assert settings.backend == "cxone" and not settings.api_url
-    run_id = cli.start_run(settings, list_id, dry_run=False)
+    run_id = launch.start_run(settings, list_id, dry_run=False)
     time.sleep(0.3)
     simulator.revoke_tokens()  # workers get a 401 and refresh through the refresh token
-    record = cli.wait_for_run(settings, run_id, timeout=180, quiet=True)
+    record = launch.wait_for_run(settings, run_id, timeout=180, quiet=True)
 
     # Two records were refused by the platform: the run says so, everything else is done.
     failures = RunStore(redis_client, run_id).failures()
@@ -503,9 +503,9 @@ def test_dry_run_through_cxone_writes_nothing(cxone: dict[str, str], simulator: 
     list_id = new_list_id()
     simulator.put_call_list(list_id, count=120, seed=22)
     original = simulator.get_call_list(list_id)
-    settings = cli._settings_for_run()
-    run_id = cli.start_run(settings, list_id, dry_run=True)
-    record = cli.wait_for_run(settings, run_id, timeout=60, quiet=True)
+    settings = launch.settings_for_run()
+    run_id = launch.start_run(settings, list_id, dry_run=True)
+    record = launch.wait_for_run(settings, run_id, timeout=60, quiet=True)
     changes, removed = expected(original)
     assert record["status"] == "completed"
     assert record["planned_removals"] == len(removed)
@@ -521,7 +521,7 @@ def test_cli_refuses_bad_access_key_fast(
     monkeypatch.setenv("CXSWEEP_CXONE_ACCESS_KEY_SECRET", "wrong")
     get_settings.cache_clear()
     with pytest.raises(CxsweepError, match="refused"):
-        cli.start_run(cli._settings_for_run(), new_list_id(), dry_run=True)
+        launch.start_run(launch.settings_for_run(), new_list_id(), dry_run=True)
 
 
 @pytest.mark.usefixtures("sweep_worker")
@@ -540,9 +540,9 @@ def test_purge_guard_counts_blanked_secondary_numbers(
         records.append(record)
     simulator.put_call_list(list_id, records)
     original = simulator.get_call_list(list_id)
-    settings = cli._settings_for_run()
-    run_id = cli.start_run(settings, list_id, dry_run=False)
-    record = cli.wait_for_run(settings, run_id, timeout=60, quiet=True)
+    settings = launch.settings_for_run()
+    run_id = launch.start_run(settings, list_id, dry_run=False)
+    record = launch.wait_for_run(settings, run_id, timeout=60, quiet=True)
     assert record["status"] == "halted", record
     # 5 of 100 records (5%) is under the guard of 20%; 105 of 200 values is not.
     assert "remove 5 of 100 contacts (5.0%)" in record["message"]

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from console import cli
+from console import launch
 from cxsweep.errors import CxsweepError
 from cxsweep.platforms.factory import make_backend
 from cxsweep.redisconn import get_redis
@@ -23,9 +23,9 @@ pytestmark = pytest.mark.usefixtures("sweep_worker")
 
 
 def sweep(list_id: str) -> dict[str, Any]:
-    settings = cli._settings_for_run()
-    run_id = cli.start_run(settings, list_id, dry_run=False)
-    return cli.wait_for_run(settings, run_id, timeout=120, quiet=True)
+    settings = launch.settings_for_run()
+    run_id = launch.start_run(settings, list_id, dry_run=False)
+    return launch.wait_for_run(settings, run_id, timeout=120, quiet=True)
 
 
 def put_list(sim: Any, contacts: list[dict[str, Any]]) -> tuple[str, dict[str, dict[str, Any]]]:
@@ -167,7 +167,7 @@ def test_the_freshness_passes_cost_a_read_per_page_each(simulator: Any) -> None:
 
     assert record["status"] == "completed" and record["purge_count"] == 8
     pages, pages_after = -(-len(contacts) // 10), -(-(len(contacts) - 8) // 10)
-    counts = RunStore(get_redis(cli._settings_for_run().redis_url), record["run_id"]).counts()
+    counts = RunStore(get_redis(launch.settings_for_run().redis_url), record["run_id"]).counts()
     assert counts["verify_pages"] == counts["verify_requests"] == pages
     assert counts["confirm_pages"] == counts["confirm_requests"] == pages_after
     assert simulator.stats()["requests"]["read"] - reads_before == 2 * pages + pages_after

@@ -19,7 +19,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from console import cli
+from console import launch
 from cxsweep import logs
 from cxsweep.errors import SettingsError
 from cxsweep.platforms.factory import make_backend
@@ -69,13 +69,13 @@ def test_metrics_endpoint_serves_the_counters_after_a_run(simulator: Any, metric
         [{"method": "GET", "path": "/contactlists/", "action": 429, "after": 0, "times": 1}]
     )
     before = scrape(metrics_url)
-    settings = cli._settings_for_run()
+    settings = launch.settings_for_run()
     # A token in the fleet's cache first: the CLI's own check then sends nothing, and
     # every request of the run is a worker's, which is what the workers export (the
     # run's record also counts a grant the CLI sends).
     make_backend(settings, get_redis(settings.redis_url)).check_credentials()
-    run_id = cli.start_run(settings, list_id, dry_run=False)
-    record = cli.wait_for_run(settings, run_id, timeout=120, quiet=True)
+    run_id = launch.start_run(settings, list_id, dry_run=False)
+    record = launch.wait_for_run(settings, run_id, timeout=120, quiet=True)
     assert record["status"] == "completed", record
     after = scrape(metrics_url)
 

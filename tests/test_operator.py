@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from console import cli
+from console import cli, summary
 from console.demo import worker_command
 from console.report import render_html
 from cxsweep import latency
@@ -391,7 +391,7 @@ def test_a_dry_run_says_nothing_was_written_once(
     note_box = page.split('<div class="note"', 1)[1].split("</div>", 1)[0]
     assert note_box.lower().count("nothing was written") == 1
     assert guard in page
-    cli.print_summary(record)
+    summary.print_summary(record)
     out = capsys.readouterr().out
     assert "(dry run)" in out and "nothing was written" not in out
     assert ("note       " + guard in out) if guard else ("note" not in out)

@@ -18,7 +18,7 @@ import pytest
 import redis
 from celery.signals import before_task_publish
 
-from console import cli
+from console import launch
 from cxsweep.runs.store import ListLock, RunStore, lock_key
 from cxsweep.settings import get_settings
 from tests._stack import Stack, finish, make_stack, wait_until
@@ -62,9 +62,9 @@ def test_reading_ahead_of_one_sanitizer_loses_no_page(stack: Stack) -> None:
 
 
 def sweep(list_id: str, *, dry_run: bool = False, **options: Any) -> dict[str, Any]:
-    settings = cli._settings_for_run()
-    run_id = cli.start_run(settings, list_id, dry_run=dry_run, options=options or None)
-    return cli.wait_for_run(settings, run_id, timeout=120, quiet=True)
+    settings = launch.settings_for_run()
+    run_id = launch.start_run(settings, list_id, dry_run=dry_run, options=options or None)
+    return launch.wait_for_run(settings, run_id, timeout=120, quiet=True)
 
 
 @pytest.fixture
@@ -191,15 +191,15 @@ def test_a_run_that_lost_its_list_stops_writing(
 ) -> None:
     list_id = rejects_list(simulator, good=300, bad=300)
     simulator.configure(latency_ms=40)
-    settings = cli._settings_for_run()
-    first = cli.start_run(settings, list_id, dry_run=False, options={"allow_purge_ratio": 1.0})
+    settings = launch.settings_for_run()
+    first = launch.start_run(settings, list_id, dry_run=False, options={"allow_purge_ratio": 1.0})
     assert wait_until(lambda: simulator.stats()["deleted"] >= 10, timeout=60)
     # The lock runs out while the run still writes (a run slower than its lock), and a
     # second run takes the list. (An expiry is a deletion by Redis; a PEXPIRE of 1 ms
     # here would race the run's own renewals.)
     redis_client.delete(lock_key(list_id))
-    second = cli.start_run(settings, list_id, dry_run=True)
-    record = cli.wait_for_run(settings, first, timeout=120, quiet=True)
+    second = launch.start_run(settings, list_id, dry_run=True)
+    record = launch.wait_for_run(settings, first, timeout=120, quiet=True)
     assert record["status"] == "failed", (record, sim_writes(simulator, list_id))
     assert f"lost the lock of list {list_id} to " in record["message"]
     written = sim_writes(simulator, list_id)
@@ -210,7 +210,7 @@ def test_a_run_that_lost_its_list_stops_writing(
     # ... and nothing more leaves once it is recorded.
     time.sleep(1.0)
     assert sim_writes(simulator, list_id) == written
-    assert cli.wait_for_run(settings, second, timeout=120, quiet=True)["status"] == "completed"
+    assert launch.wait_for_run(settings, second, timeout=120, quiet=True)["status"] == "completed"
     simulator.configure(latency_ms=0)
 
 
@@ -222,8 +222,8 @@ def test_the_watchdog_fences_a_run_before_freeing_its_list(
 
     list_id = rejects_list(simulator, good=300, bad=300)
     simulator.configure(latency_ms=40)
-    settings = cli._settings_for_run()
-    run_id = cli.start_run(settings, list_id, dry_run=False, options={"allow_purge_ratio": 1.0})
+    settings = launch.settings_for_run()
+    run_id = launch.start_run(settings, list_id, dry_run=False, options={"allow_purge_ratio": 1.0})
     assert wait_until(lambda: simulator.stats()["deleted"] >= 10, timeout=60)
     store = RunStore(redis_client, run_id)
     store.set_meta(deadline=time.time() - 1)  # as if the deadline had passed

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from console import cli
+from console import cli, launch, summary
 from tests.conftest import audit_lines
 
 pytestmark = pytest.mark.usefixtures("sweep_worker")
@@ -207,7 +207,7 @@ def test_a_plan_applied_twice_reports_what_it_found_done(
 def test_a_restore_shows_its_own_progress_report_and_status(
     simulator: Any, capsys: pytest.CaptureFixture[str], redis_client: Any
 ) -> None:
-    from console.progress import Progress
+    from console.progress import Progress, progress_line
     from console.report import record_from_redis, render_html
     from cxsweep.runs.store import RunStore
 
@@ -221,8 +221,8 @@ def test_a_restore_shows_its_own_progress_report_and_status(
 
     # Slow answers: the restore lasts a few seconds, long enough to watch it move.
     simulator.configure(latency_ms=10.0)
-    settings = cli._settings_for_run()
-    run_id = cli.start_run(
+    settings = launch.settings_for_run()
+    run_id = launch.start_run(
         settings, list_id, dry_run=False, options={"restore_of": swept["run_id"]}
     )
     store = RunStore(redis_client, run_id)
@@ -234,7 +234,7 @@ def test_a_restore_shows_its_own_progress_report_and_status(
     while not store.meta().get("record") and time.monotonic() < deadline:
         meta, counts = store.meta(), store.counts()
         seen.add(counts.get("restored_recreated", 0) + counts.get("restored_reverted", 0))
-        lines.append(cli._progress_line(meta, counts, 1.0))
+        lines.append(progress_line(meta, counts, 1.0))
         bars = progress.lines(meta, counts, 1.0)
         if "restore_total" in meta:
             assert bars[0].startswith(f"restore {run_id} of run {swept['run_id']}")
@@ -249,12 +249,12 @@ def test_a_restore_shows_its_own_progress_report_and_status(
     assert all(" written " not in line and "chunks" not in line for line in lines)
     assert any(f"/{archived} contacts (recreated" in line for line in lines), lines[-3:]
 
-    record = cli.wait_for_run(settings, run_id, timeout=10, quiet=True)
+    record = launch.wait_for_run(settings, run_id, timeout=10, quiet=True)
     assert record["kind"] == "restore" and record["status"] == "completed"
     assert record["restored"] == record["restore_total"] == archived
     assert record["restored_recreated"] == swept["purge_count"]
 
-    cli.print_summary(record)
+    summary.print_summary(record)
     out = capsys.readouterr().out
     assert out.startswith(f"restore {run_id} of run {swept['run_id']} on list {list_id}")
     assert f"restored   {archived} of {archived} contact(s)" in out
@@ -277,7 +277,7 @@ def test_a_restore_shows_its_own_progress_report_and_status(
 def test_a_dry_run_says_what_it_would_do(
     simulator: Any, capsys: pytest.CaptureFixture[str], redis_client: Any
 ) -> None:
-    from console.progress import Progress
+    from console.progress import Progress, progress_line
     from console.report import render_html
     from cxsweep.runs.store import RunStore
 
@@ -288,7 +288,7 @@ def test_a_dry_run_says_what_it_would_do(
     store = RunStore(redis_client, dry["run_id"])
     meta, counts = store.meta(), store.counts()
     assert meta["kind"] == "dry_run"
-    line = cli._progress_line(meta, counts, 2.0)
+    line = progress_line(meta, counts, 2.0)
     assert f"would update {dry['planned_updates']}" in line and "written" not in line
     bars = Progress().lines(meta, counts, 2.0)
     assert bars[0].startswith(f"dry run {dry['run_id']}")
@@ -316,8 +316,8 @@ def test_a_plan_changed_between_check_and_load_frees_the_list(
         store.load_planned(read_plan(plan)[1])
 
     with pytest.raises(PlanFileError, match="closing line counts"):
-        cli.start_run(
-            cli._settings_for_run(),
+        launch.start_run(
+            launch.settings_for_run(),
             list_id,
             dry_run=False,
             options={"apply": True},

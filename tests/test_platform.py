@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis
 
-from console import cli
+from console import launch
 from cxsweep.errors import ApiError, ForeignOrigin, MalformedResponse
 from cxsweep.platforms.base import Change, contact_id_problem
 from cxsweep.platforms.cxone import CxoneBackend
@@ -38,9 +38,9 @@ def client(redis_client: redis.Redis) -> V2Client:
 
 
 def sweep(list_id: str, timeout: float = 120) -> tuple[str, dict[str, Any]]:
-    settings = cli._settings_for_run()
-    run_id = cli.start_run(settings, list_id, dry_run=False)
-    return run_id, cli.wait_for_run(settings, run_id, timeout=timeout, quiet=True)
+    settings = launch.settings_for_run()
+    run_id = launch.start_run(settings, list_id, dry_run=False)
+    return run_id, launch.wait_for_run(settings, run_id, timeout=timeout, quiet=True)
 
 
 def new_list_id() -> str:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis
 
-from console import cli
+from console import launch
 from cxsweep.errors import NotYet
 from cxsweep.platforms.ratelimit import RateLimiter
 from cxsweep.settings import get_settings
@@ -87,9 +87,9 @@ def test_a_sweep_within_the_limit_meets_no_429(
     monkeypatch.setenv("CXSWEEP_RATE_BURST", "1")
     get_settings.cache_clear()
     try:
-        settings = cli._settings_for_run()
-        run_id = cli.start_run(settings, list_id, dry_run=False)
-        record = cli.wait_for_run(settings, run_id, timeout=120, quiet=True)
+        settings = launch.settings_for_run()
+        run_id = launch.start_run(settings, list_id, dry_run=False)
+        record = launch.wait_for_run(settings, run_id, timeout=120, quiet=True)
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()

@@ -11,26 +11,23 @@ import dataclasses
 import json
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from console import cli
-from cxsweep.errors import CxsweepError
+from console import cli, launch
 from cxsweep.runs import plan, restore, writes
-from cxsweep.runs.store import ListLock, RunStore, prepare_run
+from cxsweep.runs.store import ListLock, RunStore
 from cxsweep.settings import get_settings
-from devtools.localredis import LocalRedis
 from tests.conftest import audit_lines
 from tests.test_sweep import new_list, wait_for_webhooks
 
 
 def _start(list_id: str) -> tuple[Any, str]:
-    settings = cli._settings_for_run()
-    return settings, cli.start_run(settings, list_id, dry_run=False)
+    settings = launch.settings_for_run()
+    return settings, launch.start_run(settings, list_id, dry_run=False)
 
 
 def _assert_ended_failed(
@@ -70,7 +67,7 @@ def test_a_write_task_that_raises_ends_the_run_failed(
     monkeypatch.setattr(writes, "apply_remove_chunk", broken)
     settings, run_id = _start(list_id)
     started = time.monotonic()
-    record = cli.wait_for_run(settings, run_id, timeout=60, quiet=True)
+    record = launch.wait_for_run(settings, run_id, timeout=60, quiet=True)
     assert time.monotonic() - started < 60
     _assert_ended_failed(
         simulator, redis_client, audit_log_path, record, list_id, "tasks.sweep.write_removals"
@@ -93,7 +90,7 @@ def test_a_read_task_that_raises_ends_the_run_failed(
 
     monkeypatch.setattr(plan, "plan_page", broken)
     settings, run_id = _start(list_id)
-    record = cli.wait_for_run(settings, run_id, timeout=60, quiet=True)
+    record = launch.wait_for_run(settings, run_id, timeout=60, quiet=True)
     _assert_ended_failed(
         simulator, redis_client, audit_log_path, record, list_id, "tasks.sweep.sanitize_page"
     )
@@ -110,7 +107,7 @@ def test_a_restore_task_that_raises_ends_the_restore_failed(
 ) -> None:
     list_id, _ = new_list(simulator, 60, seed=23)
     settings, run_id = _start(list_id)
-    assert cli.wait_for_run(settings, run_id, timeout=60, quiet=True)["status"] == "completed"
+    assert launch.wait_for_run(settings, run_id, timeout=60, quiet=True)["status"] == "completed"
 
     def broken(*args: Any, **kw: Any) -> Any:
         raise RuntimeError("injected fault in a restore")
@@ -159,7 +156,7 @@ def test_recording_is_retried_until_the_audit_log_can_be_written(
 
     # The operator fixes the path; the next retry (backoff 1, 2, 4 ... s) records the run.
     audit_path.rmdir()
-    record = cli.wait_for_run(settings, run_id, timeout=30, quiet=True)
+    record = launch.wait_for_run(settings, run_id, timeout=30, quiet=True)
     assert record["status"] == "completed"
     lines = [json.loads(line) for line in audit_path.read_text().splitlines()]
     assert [line["run_id"] for line in lines] == [run_id]
@@ -176,7 +173,7 @@ def test_plan_ready_delivered_twice_leaves_a_completed_run_completed(
 
     list_id, _ = new_list(simulator, 40, seed=25)
     settings, run_id = _start(list_id)
-    record = cli.wait_for_run(settings, run_id, timeout=60, quiet=True)
+    record = launch.wait_for_run(settings, run_id, timeout=60, quiet=True)
     assert record["status"] == "completed"
     requests_before = simulator.stats()["requests"]
 
@@ -189,36 +186,6 @@ def test_plan_ready_delivered_twice_leaves_a_completed_run_completed(
     assert meta["status"] == "completed"
     assert simulator.stats()["requests"] == requests_before, "nothing was written again"
     assert len(audit_lines(audit_log_path, run_id)) == 1
-
-
-def test_cli_says_when_redis_lost_the_run(tmp_path: Path) -> None:
-    """Redis restarted without its data mid-run: the CLI says so and gives up."""
-    server = LocalRedis(directory=str(tmp_path / "redis-1")).start()
-    try:
-        client = redis.Redis.from_url(server.url)
-        list_id = f"lost-{uuid.uuid4().hex[:8]}"
-        run_id = prepare_run(client, list_id, dry_run=True)
-        client.close()
-        settings = dataclasses.replace(get_settings(), redis_url=server.url)
-        outcome: dict[str, Any] = {}
-
-        def wait() -> None:
-            try:
-                cli.wait_for_run(settings, run_id, timeout=60, quiet=True)
-            except CxsweepError as exc:
-                outcome["error"] = str(exc)
-
-        waiter = threading.Thread(target=wait)
-        waiter.start()
-        time.sleep(0.5)
-        server.kill()
-        # Back on the same port, empty: a restart without persistence.
-        server = LocalRedis(port=server.port, directory=str(tmp_path / "redis-2")).start()
-        waiter.join(timeout=30)
-        assert not waiter.is_alive()
-        assert "Redis lost the state of run" in outcome.get("error", ""), outcome
-    finally:
-        server.stop()
 
 
 def _flaky_updates(
@@ -259,7 +226,7 @@ def test_waiting_never_spends_the_retry_budget(
     calls = _flaky_updates(monkeypatch, waits + failures)
     list_id, _ = new_list(simulator, 150, seed=26)
     settings, run_id = _start(list_id)
-    record = cli.wait_for_run(settings, run_id, timeout=60, quiet=True)
+    record = launch.wait_for_run(settings, run_id, timeout=60, quiet=True)
     assert record["status"] == "completed", record
     assert calls and all(n == 15 for n in calls.values()), calls
     assert record["success_count"] > 0
@@ -280,7 +247,7 @@ def test_a_spent_budget_is_returned_and_the_run_fails(
     calls = _flaky_updates(monkeypatch, errors)
     list_id, _ = new_list(simulator, 60, seed=27)
     settings, run_id = _start(list_id)
-    record = cli.wait_for_run(settings, run_id, timeout=60, quiet=True)
+    record = launch.wait_for_run(settings, run_id, timeout=60, quiet=True)
     assert record["status"] == "failed", record
     assert all(n == 9 for n in calls.values()), calls
     line = audit_lines(audit_log_path, run_id)
@@ -317,7 +284,7 @@ def test_a_task_that_progresses_between_failures_keeps_its_budget(
     monkeypatch.setattr(V2Client, "delete_contact", delete)
     list_id, _ = new_list(simulator, 200, seed=29)
     settings, run_id = _start(list_id)
-    record = cli.wait_for_run(settings, run_id, timeout=90, quiet=True)
+    record = launch.wait_for_run(settings, run_id, timeout=90, quiet=True)
     assert record["status"] == "completed", record
     assert record["purge_count"] >= 10 and record["api_retries"] >= 9
     assert len(audit_lines(audit_log_path, run_id)) == 1

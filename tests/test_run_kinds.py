@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from console import cli
+from console import progress
 from console.report import render_html
 from cxsweep.runs import audit
 from tests.test_report import STARTED, _text
@@ -87,9 +87,9 @@ def test_a_dry_run_report_shows_no_write_failures() -> None:
 
 def test_the_progress_line_of_a_restore_before_and_while_it_runs() -> None:
     meta = {"kind": "restore", "status": "reading"}
-    assert "waiting for a worker" in cli._progress_line(meta, {}, 3.0)
+    assert "waiting for a worker" in progress.progress_line(meta, {}, 3.0)
     meta = {"kind": "restore", "status": "writing", "restore_total": "689"}
     counts = {"restored_recreated": 50, "restored_reverted": 100, "chunks_done": 0}
-    line = cli._progress_line(meta, counts, 3.0)
+    line = progress.progress_line(meta, counts, 3.0)
     assert "restored 150/689 contacts (recreated 50, reverted 100)" in line
     assert "chunks" not in line

@@ -21,7 +21,7 @@ import pytest
 import redis
 from celery.signals import before_task_publish
 
-from console import cli
+from console import launch
 from tests._stack import CLIENT_SECRET as STACK_SECRET
 from tests._stack import Stack, finish, make_stack, wait_until
 from tests.conftest import CLIENT_SECRET
@@ -85,9 +85,9 @@ def test_a_full_run_logs_no_secret_token_or_number(
     for name in list(logging.root.manager.loggerDict):
         logging.getLogger(name).setLevel(logging.DEBUG)
 
-    settings = cli._settings_for_run()
-    run_id = cli.start_run(settings, list_id, dry_run=False)
-    record = cli.wait_for_run(settings, run_id, timeout=120, quiet=True)
+    settings = launch.settings_for_run()
+    run_id = launch.start_run(settings, list_id, dry_run=False)
+    record = launch.wait_for_run(settings, run_id, timeout=120, quiet=True)
     assert record["status"] == "completed"
 
     secrets = {CLIENT_SECRET, WEBHOOK_SECRET} | issued_tokens(simulator)

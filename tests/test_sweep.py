@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from console import cli
+from console import cli, launch
 from cxsweep.phone.numbers import Sanitizer
 from cxsweep.phone.policy import settings_directive
 from cxsweep.settings import get_settings
@@ -21,9 +21,9 @@ pytestmark = pytest.mark.usefixtures("sweep_worker")
 
 
 def sweep(list_id: str, *, dry_run: bool = False, timeout: float = 120) -> dict[str, Any]:
-    settings = cli._settings_for_run()
-    run_id = cli.start_run(settings, list_id, dry_run=dry_run)
-    return cli.wait_for_run(settings, run_id, timeout=timeout, quiet=True)
+    settings = launch.settings_for_run()
+    run_id = launch.start_run(settings, list_id, dry_run=dry_run)
+    return launch.wait_for_run(settings, run_id, timeout=timeout, quiet=True)
 
 
 def expected_outcome(contacts: list[dict[str, Any]]) -> tuple[dict[str, str], set[str]]:
@@ -82,11 +82,11 @@ def test_sweep_with_429_5xx_and_revoked_token_ends_right(
     kept, removed = expected_outcome(original)
     assert removed and kept  # the seed has both, or this test proves nothing
 
-    settings = cli._settings_for_run()
-    run_id = cli.start_run(settings, list_id, dry_run=False)
+    settings = launch.settings_for_run()
+    run_id = launch.start_run(settings, list_id, dry_run=False)
     time.sleep(0.3)
     simulator.revoke_tokens()
-    record = cli.wait_for_run(settings, run_id, timeout=180, quiet=True)
+    record = launch.wait_for_run(settings, run_id, timeout=180, quiet=True)
 
     assert record["status"] == "completed", record
     final = {c["id"]: c for c in simulator.get_list(list_id)}
@@ -228,12 +228,12 @@ def test_second_run_on_a_list_being_swept_is_refused(
 ) -> None:
     list_id, _ = new_list(simulator, 200, seed=16)
     simulator.configure(latency_ms=30)
-    settings = cli._settings_for_run()
-    run_id = cli.start_run(settings, list_id, dry_run=True)
+    settings = launch.settings_for_run()
+    run_id = launch.start_run(settings, list_id, dry_run=True)
     code = cli.main(["run", list_id, "--quiet"])
     assert code == 1
     assert run_id in capsys.readouterr().err
-    record = cli.wait_for_run(settings, run_id, timeout=60, quiet=True)
+    record = launch.wait_for_run(settings, run_id, timeout=60, quiet=True)
     assert record["status"] == "completed"
     simulator.configure(latency_ms=0)
     # The lock is freed with the run's record: the next run may start.

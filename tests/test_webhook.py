@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import redis
 
-from console import cli
+from console import cli, launch
 from cxsweep.errors import RetryableApiError
 from cxsweep.runs import webhook
 from cxsweep.settings import Secret, get_settings
@@ -126,9 +126,9 @@ def test_one_attempt_at_a_time_and_none_once_settled(outbox: webhook.Outbox) -> 
 def _sweep(simulator: Simulator) -> str:
     list_id = f"list-{uuid.uuid4().hex[:8]}"
     simulator.put_list(list_id, [{"id": f"c{i}", "phone": f"+1650253{i:04d}"} for i in range(5)])
-    settings = cli._settings_for_run()
-    run_id = cli.start_run(settings, list_id, dry_run=False)
-    record = cli.wait_for_run(settings, run_id, timeout=60, quiet=True)
+    settings = launch.settings_for_run()
+    run_id = launch.start_run(settings, list_id, dry_run=False)
+    record = launch.wait_for_run(settings, run_id, timeout=60, quiet=True)
     assert record["status"] == "completed"
     return run_id
 
