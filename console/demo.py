@@ -18,7 +18,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from cxsweep.errors import CxsweepError
-from cxsweep.settings import get_settings
+from cxsweep.redisconn import get_redis
+from cxsweep.runs.store import persistence_problem
+from cxsweep.settings import get_settings, masked_url
 from devtools.localredis import LocalRedis, redis_answers
 
 DEMO_LIST = "demo-list"
@@ -105,7 +107,7 @@ def run_demo(contacts: int = 5000, workers: int = 2, keep: bool = False) -> int:
     worker_procs: list[subprocess.Popen[bytes]] = []
     redis_url = os.environ.get("CXSWEEP_REDIS_URL", "redis://127.0.0.1:6379/0")
     if redis_answers(redis_url):
-        print(f"using the Redis at {redis_url}")
+        print(f"using the Redis at {masked_url(redis_url)}")
     else:
         # On this machine's address, where the operator asked for it; elsewhere we cannot
         # start one, so a private one on a free port.
@@ -163,7 +165,17 @@ def run_demo(contacts: int = 5000, workers: int = 2, keep: bool = False) -> int:
         print(f"{len(worker_procs)} worker process(es) up{logs}")
         settings = launch.settings_for_run()
         started = time.monotonic()
-        run_id = launch.start_run(settings, DEMO_LIST, dry_run=False)
+        # The demo's list lives in the simulator, so a Redis that would lose the run's
+        # archive on a restart risks nothing here; a real run refuses such a Redis.
+        volatile = persistence_problem(get_redis(redis_url))
+        if volatile:
+            print(
+                f"the Redis at {masked_url(redis_url)} {volatile}: the demo writes anyway"
+                " (its list is the simulator's); `cxsweep run` would refuse without"
+                " --allow-volatile-redis"
+            )
+        options = {"allow_volatile_redis": True} if volatile else None
+        run_id = launch.start_run(settings, DEMO_LIST, dry_run=False, options=options)
         revoker.start()
         record = launch.wait_for_run(settings, run_id, timeout=600)
         seconds = time.monotonic() - started
