@@ -20,7 +20,7 @@ from typing import Any, cast
 from console import launch
 from console.check import add_check_parser
 from console.progress import progress_line
-from console.report import add_report_parser
+from console.reportcmd import add_report_parser
 from console.summary import print_summary
 from cxsweep.errors import (
     CredentialsRefused,

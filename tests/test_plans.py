@@ -208,7 +208,8 @@ def test_a_restore_shows_its_own_progress_report_and_status(
     simulator: Any, capsys: pytest.CaptureFixture[str], redis_client: Any
 ) -> None:
     from console.progress import Progress, progress_line
-    from console.report import record_from_redis, render_html
+    from console.report import render_html
+    from console.reportcmd import record_from_redis
     from cxsweep.runs.store import RunStore
 
     list_id = f"restore-{uuid.uuid4().hex[:8]}"

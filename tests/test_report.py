@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from console.report import add_report_parser, render_html, report_command
+from console.report import render_html
+from console.reportcmd import add_report_parser, report_command
 from cxsweep.runs import audit
 
 STARTED = 1_764_300_000.0
