@@ -33,6 +33,7 @@ from console.pages import (
     templates,
 )
 from cxsweep.errors import SettingsError
+from cxsweep.runs import keys
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -391,22 +392,19 @@ def record_from_audit_log(path: str | Path, run_id: str) -> dict[str, Any] | Non
 def extras_from_counts(counts: Mapping[str, int]) -> dict[str, Any]:
     """What the run's counters in Redis add to the record."""
     extras: dict[str, Any] = {
-        "requests_by_endpoint": {
-            k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("calls:")
-        },
-        "responses_by_status": {
-            k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("status:")
-        },
+        "requests_by_endpoint": keys.by_prefix(counts, keys.CALLS_PREFIX),
+        "responses_by_status": keys.by_prefix(counts, keys.STATUS_PREFIX),
     }
-    if counts.get("api_requests") and "api_us_sum" in counts:
-        extras["api_avg_ms"] = counts["api_us_sum"] / counts["api_requests"] / 1000.0
+    if counts.get(keys.API_REQUESTS) and keys.API_US_SUM in counts:
+        extras["api_avg_ms"] = counts[keys.API_US_SUM] / counts[keys.API_REQUESTS] / 1000.0
     return extras
 
 
 def record_from_redis(redis_url: str, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     from cxsweep.errors import CxsweepError, OperatorError
     from cxsweep.redisconn import get_redis, text
-    from cxsweep.runs.store import RUN_INDEX, RunStore
+    from cxsweep.runs.keys import RUN_INDEX
+    from cxsweep.runs.store import RunStore
     from devtools.localredis import redis_answers
 
     if not redis_answers(redis_url):
