@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from console.demo import worker_command  # noqa: E402
+from cxsweep.runs import keys  # noqa: E402
 from devtools.localredis import LocalRedis  # noqa: E402
 from devtools.seed import messy_contacts  # noqa: E402
 
@@ -71,12 +72,12 @@ def run_once(processes: int, pages: int, page_size: int, work: Path, server: Loc
         for page_no in range(processes * 2):
             warm.store_page(page_no, contacts[:page_size])
             app.send_task("tasks.sweep.sanitize_page", args=[warm.run_id, page_no])
-        while warm.counts().get("pages_sanitized", 0) < processes * 2:
+        while warm.counts().get(keys.PAGES_SANITIZED, 0) < processes * 2:
             time.sleep(0.05)
         started = time.perf_counter()
         for page_no in range(pages):
             app.send_task("tasks.sweep.sanitize_page", args=[run_id, page_no])
-        while store.counts().get("pages_sanitized", 0) < pages:
+        while store.counts().get(keys.PAGES_SANITIZED, 0) < pages:
             time.sleep(0.02)
         return time.perf_counter() - started
     finally:

@@ -61,6 +61,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from console.demo import stop_workers, worker_command  # noqa: E402
+from cxsweep.runs import keys  # noqa: E402
 from devtools.localredis import LocalRedis, free_port  # noqa: E402
 
 LIST_ID = "bench-list"
@@ -551,8 +552,8 @@ class Bench:
             wall=wall,
             requests={k: v for k, v in stats["requests"].items() if v},
             statuses=stats["statuses"],
-            changed=int(counts.get("to_update", 0)),
-            rejects=int(counts.get("to_remove", 0)),
+            changed=int(counts.get(keys.TO_UPDATE, 0)),
+            rejects=int(counts.get(keys.TO_REMOVE, 0)),
             status=str(rec.get("status")),
             worker_rss_mb=sampler.peak / 2**20,
             worker_rss_by_role={
@@ -565,7 +566,7 @@ class Bench:
             cpu_by_role=cpu_by_role,
             detail={
                 "run_id": run_id,
-                "retries": counts.get("retries", 0),
+                "retries": counts.get(keys.RETRIES, 0),
                 "waits": counts.get("waits", 0),
                 "sim_in_flight_max": stats.get("in_flight_max"),
                 "sim_rss_mb": self.sim.rss_mb(),
@@ -615,9 +616,10 @@ class Bench:
         beat start, and the wall time runs from that minute to the last run's record."""
         from redbeat.schedulers import RedBeatSchedulerEntry, ensure_conf
 
+        from cxsweep.runs.keys import SWEEP_INDEX
         from cxsweep.runs.store import RunStore
+        from cxsweep.runs.sweeps import SweepStore
         from cxsweep.settings import get_settings
-        from tasks.schedule import SWEEP_INDEX, SweepStore
         from workers import app
 
         assert sc.lists is not None
@@ -679,7 +681,8 @@ class Bench:
         for list_id, store in runs.items():
             run_meta, counts = store.meta(), store.counts()
             statuses[run_meta.get("status", "?")] = statuses.get(run_meta.get("status", "?"), 0) + 1
-            updates, removes = int(counts.get("to_update", 0)), int(counts.get("to_remove", 0))
+            updates = int(counts.get(keys.TO_UPDATE, 0))
+            removes = int(counts.get(keys.TO_REMOVE, 0))
             changed += updates
             rejects += removes
             minimum += math.ceil(sc.lists[list_id] / PAGE_SIZE) + math.ceil(updates / 100) + removes
@@ -733,7 +736,8 @@ class Bench:
         """``cxsweep run`` as an operator types it, timed from before its process starts
         to after it exits; the run's phases are timestamped by watching its Redis state
         every 10 ms meanwhile."""
-        from cxsweep.runs.store import FINAL, RUN_INDEX, RunStore
+        from cxsweep.runs.keys import RUN_INDEX
+        from cxsweep.runs.store import FINAL, RunStore
         from cxsweep.settings import get_settings
 
         self.fresh_state(sc)
@@ -765,7 +769,7 @@ class Bench:
                         store = RunStore(self.redis, newest[0].decode())
                 else:
                     (status,) = self.redis.hmget(store.meta_key, ["status"])
-                    pages = self.redis.hget(store.counts_key, "pages_read")
+                    pages = self.redis.hget(store.counts_key, keys.PAGES_READ)
                     if pages and "first_page" not in marks:
                         marks["first_page"] = now
                     if status in (b"writing", *(s.encode() for s in FINAL)):
@@ -798,8 +802,8 @@ class Bench:
             wall=marks["cli_exit"] - marks["cli_start"],
             requests={k: v for k, v in stats["requests"].items() if v},
             statuses=stats["statuses"],
-            changed=int(counts.get("to_update", 0)),
-            rejects=int(counts.get("to_remove", 0)),
+            changed=int(counts.get(keys.TO_UPDATE, 0)),
+            rejects=int(counts.get(keys.TO_REMOVE, 0)),
             status=str(json.loads(out)["status"]),
             worker_rss_mb=sampler.peak / 2**20,
             worker_rss_by_role={

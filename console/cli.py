@@ -166,7 +166,8 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from cxsweep.redisconn import get_redis, text
-    from cxsweep.runs.store import RUN_INDEX, RunStore, kind_of
+    from cxsweep.runs.keys import RUN_INDEX
+    from cxsweep.runs.store import RunStore, kind_of
     from cxsweep.runs.webhook import Outbox
 
     if args.sweep:

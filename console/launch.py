@@ -16,6 +16,7 @@ from typing import Any
 import redis
 
 from cxsweep.errors import CxsweepError, OperatorError, RetryableApiError, SettingsError
+from cxsweep.runs import keys
 from cxsweep.runs.store import RunStore
 from cxsweep.settings import Settings, get_settings
 
@@ -60,9 +61,9 @@ def start_run(
     before_launch: Callable[[RunStore], None] | None = None,
 ) -> str:
     """Check credentials, take the list's lock, store the run and hand it to the workers."""
-    from cxsweep.latency import RequestTally
     from cxsweep.platforms.factory import make_backend
     from cxsweep.redisconn import get_redis
+    from cxsweep.runs.latency import RequestTally
     from cxsweep.runs.store import prepare_run
     from devtools.localredis import redis_answers
 
@@ -254,7 +255,7 @@ def wait_for_run(
         if (
             not warned_no_worker
             and elapsed > 15
-            and not counts.get("api_requests")
+            and not counts.get(keys.API_REQUESTS)
             and not store.begun()
         ):
             _warn("no worker has picked the run up yet: is `celery -A workers worker` running?")

@@ -8,6 +8,7 @@ import time
 from collections import deque
 from collections.abc import Mapping
 
+from cxsweep.runs import keys
 from cxsweep.runs.store import kind_of
 
 BAR = 24
@@ -44,8 +45,8 @@ class Progress:
         if kind == "restore":
             return self._restore_lines(meta, counts, elapsed)
         total = int(meta.get("total_records") or 0) or None
-        read, judged = counts.get("read", 0), counts.get("fetched", 0)
-        chunks, chunks_total = counts.get("chunks_done", 0), int(meta.get("chunks_total") or 0)
+        read, judged = counts.get(keys.READ, 0), counts.get(keys.FETCHED, 0)
+        chunks, chunks_total = counts.get(keys.CHUNKS_DONE, 0), int(meta.get("chunks_total") or 0)
         rates = self.rates({"read": read, "judged": judged, "chunks": chunks})
         reading = meta.get("status") == "reading"
         # Until the last page is read, the total is only known when the platform says it.
@@ -63,8 +64,8 @@ class Progress:
             # A dry run writes nothing: what it would write is its result.
             return [
                 *lines,
-                f"  would update {counts.get('to_update', 0):,}  would remove"
-                f" {counts.get('to_remove', 0):,}  (dry run: nothing is written)",
+                f"  would update {counts.get(keys.TO_UPDATE, 0):,}  would remove"
+                f" {counts.get(keys.TO_REMOVE, 0):,}  (dry run: nothing is written)",
             ]
         lines.append(
             f"  written   {_bar(chunks, chunks_total or None)} {chunks:>9,} of {chunks_total:,}"
@@ -74,7 +75,7 @@ class Progress:
             lines.append(
                 f"  plan      {int(meta.get('plan_updates') or 0):,} update(s),"
                 f" {int(meta.get('plan_removals') or 0):,} removal(s);"
-                f" {counts.get('stale', 0):,} stale so far"
+                f" {counts.get(keys.STALE, 0):,} stale so far"
             )
         return lines
 
@@ -82,8 +83,8 @@ class Progress:
         self, meta: Mapping[str, str], counts: Mapping[str, int], elapsed: float
     ) -> list[str]:
         """A restore reads nothing: it puts back what the archive holds, batch by batch."""
-        recreated = counts.get("restored_recreated", 0)
-        reverted = counts.get("restored_reverted", 0)
+        recreated = counts.get(keys.RESTORED_RECREATED, 0)
+        reverted = counts.get(keys.RESTORED_REVERTED, 0)
         done, total = recreated + reverted, int(meta.get("restore_total") or 0)
         rate = self.rates({"restored": done})["restored"]
         if "restore_total" not in meta:
@@ -112,28 +113,28 @@ def progress_line(meta: Mapping[str, str], counts: Mapping[str, int], elapsed: f
         # A restore reads nothing: it puts back, batch by batch, what the archive holds.
         return head + (
             f"restored {_restored(counts):,}/{int(meta.get('restore_total') or 0):,} contacts"
-            f" (recreated {counts.get('restored_recreated', 0):,},"
-            f" reverted {counts.get('restored_reverted', 0):,})"
+            f" (recreated {counts.get(keys.RESTORED_RECREATED, 0):,},"
+            f" reverted {counts.get(keys.RESTORED_REVERTED, 0):,})"
         )
-    fetched = counts.get("fetched", 0)
+    fetched = counts.get(keys.FETCHED, 0)
     rate = fetched / elapsed if elapsed > 0 else 0.0
     line = head + (
-        f"read {counts.get('pages_read', 0)} pages  sanitized {fetched} ({rate:,.0f}/s)"
+        f"read {counts.get(keys.PAGES_READ, 0)} pages  sanitized {fetched} ({rate:,.0f}/s)"
     )
     if kind == "dry_run":
         return line + (
-            f"  would update {counts.get('to_update', 0)}"
-            f"  would remove {counts.get('to_remove', 0)}"
+            f"  would update {counts.get(keys.TO_UPDATE, 0)}"
+            f"  would remove {counts.get(keys.TO_REMOVE, 0)}"
         )
     if kind == "apply":
-        line += f"  stale {counts.get('stale', 0)}"
+        line += f"  stale {counts.get(keys.STALE, 0)}"
     if meta.get("status") in ("writing", "completed", "halted", "failed"):
         line += (
-            f"  written {counts.get('chunks_done', 0)}/{meta.get('chunks_total', 0)} chunks"
-            f"  updated {counts.get('updated', 0)}"
+            f"  written {counts.get(keys.CHUNKS_DONE, 0)}/{meta.get('chunks_total', 0)} chunks"
+            f"  updated {counts.get(keys.UPDATED, 0)}"
         )
     return line
 
 
 def _restored(counts: Mapping[str, int]) -> int:
-    return counts.get("restored_recreated", 0) + counts.get("restored_reverted", 0)
+    return counts.get(keys.RESTORED_RECREATED, 0) + counts.get(keys.RESTORED_REVERTED, 0)

@@ -30,6 +30,7 @@ from console.pages import (
     sorted_counts,
     templates,
 )
+from cxsweep.runs import keys
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -388,13 +389,9 @@ def record_from_audit_log(path: str | Path, run_id: str) -> dict[str, Any] | Non
 def extras_from_counts(counts: Mapping[str, int]) -> dict[str, Any]:
     """What the run's counters in Redis add to the record."""
     extras: dict[str, Any] = {
-        "requests_by_endpoint": {
-            k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("calls:")
-        },
-        "responses_by_status": {
-            k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("status:")
-        },
+        "requests_by_endpoint": keys.by_prefix(counts, keys.CALLS_PREFIX),
+        "responses_by_status": keys.by_prefix(counts, keys.STATUS_PREFIX),
     }
-    if counts.get("api_requests") and "api_us_sum" in counts:
-        extras["api_avg_ms"] = counts["api_us_sum"] / counts["api_requests"] / 1000.0
+    if counts.get(keys.API_REQUESTS) and keys.API_US_SUM in counts:
+        extras["api_avg_ms"] = counts[keys.API_US_SUM] / counts[keys.API_REQUESTS] / 1000.0
     return extras

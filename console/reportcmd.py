@@ -23,7 +23,8 @@ from cxsweep.errors import SettingsError
 def record_from_redis(redis_url: str, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     from cxsweep.errors import CxsweepError, OperatorError
     from cxsweep.redisconn import get_redis, text
-    from cxsweep.runs.store import RUN_INDEX, RunStore
+    from cxsweep.runs.keys import RUN_INDEX
+    from cxsweep.runs.store import RunStore
     from devtools.localredis import redis_answers
 
     if not redis_answers(redis_url):

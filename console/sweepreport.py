@@ -108,7 +108,7 @@ def _row(list_id: str, run_id: str, meta: Mapping[str, str]) -> ListRow:
 
 def collect(client: redis.Redis, sweep_id: str) -> tuple[dict[str, str], list[ListRow]]:
     """The sweep's metadata and one row per list it took, skipped or still holds."""
-    from tasks.schedule import SweepStore
+    from cxsweep.runs.sweeps import SweepStore
 
     store = SweepStore(client, sweep_id)
     meta = store.meta()
@@ -264,7 +264,7 @@ def _resolve(client: redis.Redis, sweep_id: str) -> str:
     if sweep_id != "latest":
         return sweep_id
     from cxsweep.redisconn import text
-    from tasks.schedule import SWEEP_INDEX
+    from cxsweep.runs.keys import SWEEP_INDEX
 
     newest = cast(list[bytes], client.zrevrange(SWEEP_INDEX, 0, 0))
     if not newest:

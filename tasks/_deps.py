@@ -18,13 +18,14 @@ from celery.utils.time import get_exponential_backoff_interval
 
 from cxsweep import metrics
 from cxsweep.errors import NotYet, RateLimited, RetryableApiError
-from cxsweep.latency import RequestTally
 from cxsweep.phone.lookup import build_provider
 from cxsweep.phone.numbers import Directive, Sanitizer
 from cxsweep.phone.policy import Policy, load_policy
 from cxsweep.platforms.base import Backend
 from cxsweep.platforms.factory import make_backend
 from cxsweep.redisconn import get_redis
+from cxsweep.runs import keys
+from cxsweep.runs.latency import RequestTally
 from cxsweep.runs.store import ListLock, RunStore
 from cxsweep.settings import Settings, get_settings
 from tasks.results import Failure
@@ -76,7 +77,7 @@ _AUTH_KINDS = frozenset({"token", "oidc", "discovery"})
 
 def failures_key(run: RunStore, task_id: str) -> str:
     """Where a task's failures in a row are counted (its retry budget)."""
-    return f"{run.prefix}:failures:{task_id}"
+    return run.keys.task_failures(task_id)
 
 
 class RequestCounts(RequestTally):
@@ -197,7 +198,7 @@ class ApiTask(Task):
             if isinstance(exc, NotYet):
                 run.incr("waits")
             else:
-                run.incr("retries")
+                run.incr(keys.RETRIES)
             countdown = (
                 exc.retry_after
                 if exc.retry_after is not None
@@ -213,7 +214,7 @@ class ApiTask(Task):
             message = f"{exc} (gave up after {self.failure_budget} retries)"
             log.warning("run %s: %s[%s] %s", run.run_id, self.name, self.request.id, message)
             return {"ok": False, "error": message, "task": str(self.name)}
-        run.incr("retries")
+        run.incr(keys.RETRIES)
         countdown = (
             exc.retry_after if exc.retry_after is not None else backoff_seconds(failures - 1)
         )

@@ -19,7 +19,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils import uuid
 
 from cxsweep.errors import CxsweepError, RetryableApiError
-from cxsweep.runs import pages, plan, writes
+from cxsweep.runs import keys, pages, plan, writes
 from cxsweep.runs.store import RunStore
 from tasks._deps import (
     ApiTask,
@@ -93,7 +93,7 @@ def fetch_page(
     with api_backend(store) as backend:
         while True:
             counts = store.counts()
-            if counts.get("pages_read", 0) - counts.get("pages_sanitized", 0) >= PAGES_AHEAD:
+            if counts.get(keys.PAGES_READ, 0) - counts.get(keys.PAGES_SANITIZED, 0) >= PAGES_AHEAD:
                 _fetch_later(self, store, page_no, BACK_PRESSURE_WAIT)
                 break
             try:

@@ -10,7 +10,7 @@ import time
 from celery import shared_task
 
 from cxsweep.errors import CxsweepError, RetryableApiError
-from cxsweep.runs import pages
+from cxsweep.runs import keys, pages
 from tasks._deps import ApiTask, api_backend, backoff_seconds, fail_run, keep_lock, run_store
 from tasks.results import Failure, Reread
 
@@ -26,7 +26,7 @@ def recheck_list(self: ApiTask, run_id: str, kind: str, page_no: int) -> Reread 
     keep_lock(store, list_id)
     what = "re-reading the list " + ("before writing" if kind == "verify" else "after removals")
     # Paging that never ends (a cursor that loops) must not read forever.
-    most = 2 * store.counts().get("pages_read", 0) + 2
+    most = 2 * store.counts().get(keys.PAGES_READ, 0) + 2
     started, first, still_present = time.monotonic(), page_no, []
     with api_backend(store, tag=kind) as backend:
         while True:

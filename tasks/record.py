@@ -14,9 +14,9 @@ from typing import Any
 from celery import Signature, current_app, shared_task
 from celery.exceptions import ChordError
 
-from cxsweep import latency, metrics
+from cxsweep import metrics
 from cxsweep.errors import CxsweepError, RetryableApiError
-from cxsweep.runs import audit, webhook, writes
+from cxsweep.runs import audit, latency, webhook, writes
 from cxsweep.runs.redelivery import UnackedMessages
 from cxsweep.runs.store import ListLock, RunStore, overdue_runs
 from tasks._deps import redis_client, run_store, settings
@@ -112,7 +112,7 @@ def record_run(store: RunStore, status: str, message: str = "", *, owner: str) -
             failed_records=store.failure_count(),
             stale_ids=store.stale_ids(20),
             failed_ids=store.failures_sample(20),
-            api_latency=latency.summary(latency.read_histograms(store.redis, store.prefix)),
+            api_latency=latency.summary(latency.read_histograms(store.redis, store.run_id)),
         )
         path = audit.append_audit_line(settings().audit_log, record)
         metrics.observe_run(record)

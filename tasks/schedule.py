@@ -15,9 +15,7 @@ thousands of lists: enqueueing them all at once would lock every list at 02:00 a
 flood the queues (and the platform's rate limit) for hours. A list that another run
 holds (``ListBusy``) is logged and dropped from this sweep, not queued twice.
 
-Sweep state lives under ``cxsweep:sweep:{sweep_id}``: ``meta`` (status, limits, counts),
-``pending`` (list ids, in order), ``active`` (run ids started and not yet final),
-``runs`` (list id -> run id) and ``skipped`` (list id -> why it was not run).
+Sweep state lives in Redis: ``cxsweep.runs.sweeps.SweepStore``.
 """
 
 from __future__ import annotations
@@ -38,7 +36,9 @@ from cxsweep.errors import ListBusy, RetryableApiError
 from cxsweep.phone.policy import Policy
 from cxsweep.platforms.factory import make_backend
 from cxsweep.redisconn import text
+from cxsweep.runs.keys import CURRENT_SWEEP, SWEEP_LIST_ENTRIES
 from cxsweep.runs.store import ACTIVE, DATA_TTL, RunStore, new_run_id, prepare_run
+from cxsweep.runs.sweeps import SweepStore
 from tasks._deps import policy, redis_client, settings
 from tasks.crontab import parse_crontab
 from tasks.read import begin_run
@@ -52,99 +52,7 @@ ADVANCE_EVERY = 5.0
 # A running sweep that has not advanced for this long is presumed dead (its advance
 # chain lost) and is superseded by the next scheduled sweep.
 STALE_AFTER = 15 * 60
-CURRENT_SWEEP = "cxsweep:sweep:current"
-SWEEP_INDEX = "cxsweep:sweeps"
-# Names of the per-list RedBeat entries this module manages (to remove stale ones).
-LIST_ENTRIES = "cxsweep:sweep:list-entries"
 LIST_ENTRY_TASK = "tasks.schedule.sweep_list"
-
-
-# --- the sweep's state in Redis ---------------------------------------------------------
-
-
-class SweepStore:
-    def __init__(self, client: redis.Redis, sweep_id: str) -> None:
-        self.redis = client
-        self.sweep_id = sweep_id
-        self.prefix = f"cxsweep:sweep:{sweep_id}"
-        self.meta_key = f"{self.prefix}:meta"
-        self.pending_key = f"{self.prefix}:pending"
-        self.active_key = f"{self.prefix}:active"
-        self.runs_key = f"{self.prefix}:runs"
-        self.skipped_key = f"{self.prefix}:skipped"
-        self.lock_key = f"{self.prefix}:advance-lock"
-
-    def create(
-        self, list_ids: list[str], *, max_runs: int, poll_seconds: float, dry_run: bool
-    ) -> None:
-        now = time.time()
-        pipe = self.redis.pipeline()
-        pipe.hset(
-            self.meta_key,
-            mapping={
-                "sweep_id": self.sweep_id,
-                "status": "running",
-                "started_at": now,
-                "updated_at": now,
-                "max_concurrent_runs": max_runs,
-                "poll_seconds": poll_seconds,
-                "dry_run": int(dry_run),
-                "queued": len(list_ids),
-            },
-        )
-        if list_ids:
-            pipe.rpush(self.pending_key, *list_ids)
-        for key in (self.meta_key, self.pending_key):
-            pipe.expire(key, DATA_TTL)
-        pipe.zadd(SWEEP_INDEX, {self.sweep_id: now})
-        pipe.execute()
-
-    def meta(self) -> dict[str, str]:
-        return {text(k): text(v) for k, v in self.redis.hgetall(self.meta_key).items()}
-
-    def set_meta(self, **fields: str | int | float) -> None:
-        # Built inline so that mypy checks it against redis-py's (invariant) mapping type.
-        self.redis.hset(self.meta_key, mapping={k: v for k, v in fields.items()})
-
-    def count(self, field: str, amount: int = 1) -> None:
-        if amount:
-            self.redis.hincrby(self.meta_key, field, amount)
-
-    def pending(self) -> list[str]:
-        return [text(v) for v in self.redis.lrange(self.pending_key, 0, -1)]
-
-    def next_pending(self) -> str | None:
-        raw = self.redis.lindex(self.pending_key, 0)
-        return None if raw is None else text(raw)
-
-    def drop_pending(self, list_id: str) -> None:
-        self.redis.lrem(self.pending_key, 1, list_id)
-
-    def started(self, list_id: str, run_id: str) -> None:
-        pipe = self.redis.pipeline()
-        pipe.lrem(self.pending_key, 1, list_id)
-        pipe.sadd(self.active_key, run_id)
-        pipe.hset(self.runs_key, list_id, run_id)
-        pipe.hincrby(self.meta_key, "started", 1)
-        pipe.expire(self.active_key, DATA_TTL)
-        pipe.expire(self.runs_key, DATA_TTL)
-        pipe.execute()
-
-    def active(self) -> list[str]:
-        return sorted(text(v) for v in self.redis.smembers(self.active_key))
-
-    def runs(self) -> dict[str, str]:
-        return {text(k): text(v) for k, v in self.redis.hgetall(self.runs_key).items()}
-
-    def skip(self, list_id: str, why: str) -> None:
-        """Remember a list the sweep dropped, and why: the sweep's report lists it."""
-        pipe = self.redis.pipeline()
-        pipe.hset(self.skipped_key, list_id, why[:300])
-        pipe.expire(self.skipped_key, DATA_TTL)
-        pipe.execute()
-
-    def skipped(self) -> dict[str, str]:
-        return {text(k): text(v) for k, v in self.redis.hgetall(self.skipped_key).items()}
 
 
 # --- per-list RedBeat entries -----------------------------------------------------------
@@ -206,15 +114,15 @@ def sync_list_entries(app: Any, wanted: Mapping[str, str]) -> dict[str, int]:
         entry.last_run_at = existing.last_run_at if existing is not None else entry.default_now()
         entry.save()
         done["updated" if existing is not None else "created"] += 1
-    for stale in {text(v) for v in client.smembers(LIST_ENTRIES)} - names:
+    for stale in {text(v) for v in client.smembers(SWEEP_LIST_ENTRIES)} - names:
         key = RedBeatSchedulerEntry.generate_key(app, stale)
         with contextlib.suppress(KeyError):
             RedBeatSchedulerEntry.from_key(key, app=app).delete()
         done["deleted"] += 1
     pipe = client.pipeline()
-    pipe.delete(LIST_ENTRIES)
+    pipe.delete(SWEEP_LIST_ENTRIES)
     if names:
-        pipe.sadd(LIST_ENTRIES, *names)
+        pipe.sadd(SWEEP_LIST_ENTRIES, *names)
     pipe.execute()
     return done
 

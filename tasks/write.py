@@ -12,7 +12,7 @@ from typing import Any
 from celery import chord, shared_task
 
 from cxsweep.errors import CxsweepError, RetryableApiError
-from cxsweep.runs import writes
+from cxsweep.runs import keys, writes
 from cxsweep.runs.outcomes import unsuccessful, why
 from tasks._deps import ApiTask, api_backend, keep_lock, plain_backend, run_store, settings
 from tasks.recheck import recheck_list
@@ -99,7 +99,7 @@ def writes_done(self: Any, results: list[Any], run_id: str) -> Handed:
 def removals_confirmed(self: Any, results: list[Any], run_id: str) -> Handed:
     store = run_store(run_id)
     written, confirm = store.write_results(), unsuccessful(results)
-    still_present = store.counts().get("still_present", 0)
+    still_present = store.counts().get(keys.STILL_PRESENT, 0)
     if confirm and not written and not still_present:
         why_not = why(confirm[0], "the re-read failed")
         return record_later(run_id, "failed", f"the removals are not confirmed: {why_not}")

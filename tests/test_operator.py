@@ -19,10 +19,9 @@ import requests
 from console import cli, summary
 from console.demo import worker_command
 from console.report import render_html
-from cxsweep import latency
 from cxsweep.errors import RetryableApiError, SettingsError
 from cxsweep.platforms.http import Transport
-from cxsweep.runs import audit
+from cxsweep.runs import audit, latency
 from cxsweep.settings import load_settings
 from devtools.localredis import free_port
 from tests._stack import finish, make_stack, wait_until

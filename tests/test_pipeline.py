@@ -19,7 +19,8 @@ import redis
 from celery.signals import before_task_publish
 
 from console import launch
-from cxsweep.runs.store import ListLock, RunStore, lock_key
+from cxsweep.runs.keys import list_lock
+from cxsweep.runs.store import ListLock, RunStore
 from cxsweep.settings import get_settings
 from tests._stack import Stack, finish, make_stack, wait_until
 from tests.conftest import audit_lines
@@ -197,7 +198,7 @@ def test_a_run_that_lost_its_list_stops_writing(
     # The lock runs out while the run still writes (a run slower than its lock), and a
     # second run takes the list. (An expiry is a deletion by Redis; a PEXPIRE of 1 ms
     # here would race the run's own renewals.)
-    redis_client.delete(lock_key(list_id))
+    redis_client.delete(list_lock(list_id))
     second = launch.start_run(settings, list_id, dry_run=True)
     record = launch.wait_for_run(settings, first, timeout=120, quiet=True)
     assert record["status"] == "failed", (record, sim_writes(simulator, list_id))
@@ -259,41 +260,6 @@ def test_breaker_stops_removals_already_queued(simulator: Any) -> None:
     assert simulator.stats()["requests"]["delete"] <= threshold + 7
 
 
-def test_chunks_are_counted_once(redis_client: redis.Redis) -> None:
-    store = RunStore(redis_client, f"chunks-{uuid.uuid4().hex[:8]}")
-    for _ in range(3):  # a redelivered or retried task marks its chunk again
-        store.mark_chunk_done("remove", 0)
-        store.commit_update_chunk(0, 100)
-    store.mark_chunk_done("remove", 1)
-    assert store.counts()["chunks_done"] == 3
-    assert store.counts()["updated"] == 100
-
-
-def test_permit_refuses_a_run_without_its_lock(redis_client: redis.Redis) -> None:
-    from cxsweep.runs.store import prepare_run
-
-    list_id = f"permit-{uuid.uuid4().hex[:8]}"
-    run_id = prepare_run(redis_client, list_id, dry_run=False)
-    store = RunStore(redis_client, run_id)
-    assert store.permit_write(list_id, "update:0") == ""
-    assert store.writers_active(within=30) == 1  # until its outcome is recorded
-    store.writer_done("update:0")
-    assert store.writers_active(within=30) == 0
-    # The lock lives longer than the broker's redelivery of a dead worker's task.
-    assert redis_client.pttl(lock_key(list_id)) > get_settings().visibility_timeout * 1000
-    redis_client.delete(lock_key(list_id))
-    assert ListLock(redis_client, list_id).acquire("other-run")
-    why = store.permit_write(list_id, "update:1")
-    assert why == f"failed: lost the lock of list {list_id} to run other-run: stopped writing"
-    assert ListLock(redis_client, list_id).holder() == "other-run", "not taken back"
-    assert store.meta()["error"].startswith("lost the lock")
-    assert store.writers_active(within=30) == 0
-    # Halted by its breaker, a run sends nothing either, whoever holds the list.
-    halted = RunStore(redis_client, prepare_run(redis_client, f"{list_id}-b", dry_run=False))
-    halted.set_meta(halted="5 consecutive server errors on writes")
-    assert halted.permit_write(f"{list_id}-b", "remove:0").startswith("halted: 5 consecutive")
-
-
 # --- durability -------------------------------------------------------------------------
 
 
@@ -322,31 +288,3 @@ def test_no_write_on_a_redis_that_would_forget_the_run(tmp_path: Path) -> None:
         assert record is not None, err
         assert (code, record["status"]) == (0, "completed"), record["message"]
         assert stack.sim.stats()["requests"]["delete"] > 0
-
-
-@pytest.mark.parametrize(
-    ("args", "problem"),
-    [
-        ((), ""),
-        (("--maxmemory-policy", "allkeys-lru"), "may evict keys (maxmemory-policy allkeys-lru"),
-        (("--rename-command", "CONFIG", "cfg-hidden"), ""),
-        (
-            ("--appendonly", "no", "--rename-command", "CONFIG", "cfg-hidden"),
-            "shows no persistence in INFO persistence (CONFIG not permitted",
-        ),
-    ],
-)
-def test_persistence_is_read_from_config_or_else_info(
-    tmp_path: Path, args: tuple[str, ...], problem: str
-) -> None:
-    from cxsweep.runs.store import persistence_problem
-    from devtools.localredis import LocalRedis
-
-    server = LocalRedis(directory=str(tmp_path / "redis"), extra_args=args).start()
-    try:
-        client = redis.Redis.from_url(server.url)
-        found = persistence_problem(client)
-        assert found.startswith(problem) if problem else found == ""
-        client.close()
-    finally:
-        server.stop()

@@ -26,7 +26,7 @@ from celery.signals import (
 
 from cxsweep import logs, metrics
 from cxsweep.redisconn import get_redis, text
-from cxsweep.runs.store import RunStore
+from cxsweep.runs.keys import RunKeys
 from cxsweep.settings import get_settings
 from workers import _metrics
 
@@ -90,7 +90,7 @@ def _bind_task_context(
         # One HGET per task, and only for JSON logs: the list is in the run's metadata.
         try:
             redis = get_redis(get_settings().redis_url)
-            list_id = text(redis.hget(RunStore(redis, fields["run_id"]).meta_key, "list_id"))
+            list_id = text(redis.hget(RunKeys(fields["run_id"]).meta, "list_id"))
         except Exception:  # a log field is never worth failing a task
             list_id = ""
         if list_id:

@@ -7,6 +7,7 @@ from kombu import Exchange, Queue
 
 from cxsweep.errors import SettingsError
 from cxsweep.phone.policy import load_policy
+from cxsweep.runs.keys import REDBEAT_PREFIX
 from cxsweep.settings import get_settings
 from tasks.crontab import parse_crontab
 
@@ -91,7 +92,7 @@ include = [
 # may stand by, one fires.
 beat_scheduler = "redbeat.RedBeatScheduler"
 redbeat_redis_url = _settings.redis_url
-redbeat_key_prefix = "cxsweep:redbeat"
+redbeat_key_prefix = REDBEAT_PREFIX
 redbeat_redis_options: dict[str, object] = {}
 redbeat_lock_timeout = 5 * 60
 beat_schedule = {

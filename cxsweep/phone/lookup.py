@@ -26,6 +26,7 @@ from cxsweep.errors import (
 )
 from cxsweep.phone.linetype import LineTypeAnswer, LineTypeProvider
 from cxsweep.phone.numbers import TYPE_NAMES, Directive
+from cxsweep.runs import keys
 
 if TYPE_CHECKING:
     import redis
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from cxsweep.settings import Secret, Settings
 
 DEFAULT_TTL = 30 * 24 * 3600
-DEFAULT_NAMESPACE = "cxsweep:lookup:v1"
+DEFAULT_NAMESPACE = keys.LOOKUP_NAMESPACE
 
 # Twilio line_type_intelligence.type -> libphonenumber type name. nonFixedVoip (burner
 # apps) is VOIP that is also flagged disposable; "unknown" is deliberately absent so the

@@ -67,6 +67,7 @@ from cxsweep.platforms.http import (
 from cxsweep.platforms.ratelimit import RateLimiter
 from cxsweep.platforms.token import TokenCache
 from cxsweep.redisconn import text
+from cxsweep.runs import keys
 from cxsweep.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -240,7 +241,7 @@ class CxoneBackend:
                 settings.cxone_access_key_secret.reveal(),
             )
         )
-        self._ns = "cxsweep:cxone:" + hashlib.sha256(identity.encode()).hexdigest()[:16]
+        self._keys = keys.CxoneKeys(hashlib.sha256(identity.encode()).hexdigest()[:16])
         self.tokens = SessionTokenCache(
             redis_client, f"cxone|{identity}", self._grant, self._remember_tenant
         )
@@ -250,7 +251,7 @@ class CxoneBackend:
 
     def token_endpoint(self) -> str:
         """The token endpoint the issuer announces (cached in Redis for the fleet)."""
-        key = f"cxsweep:cxone:oidc:{hashlib.sha256(self._auth_url.encode()).hexdigest()[:16]}"
+        key = keys.cxone_oidc(hashlib.sha256(self._auth_url.encode()).hexdigest()[:16])
         cached = text(self.redis.get(key))
         if cached:
             return cached
@@ -371,7 +372,7 @@ class CxoneBackend:
             "tenantId"
         )
         if isinstance(tenant, str) and tenant:
-            self.redis.set(f"{self._ns}:tenant", tenant, ex=TENANT_TTL)
+            self.redis.set(self._keys.tenant, tenant, ex=TENANT_TTL)
 
     def check_credentials(self) -> None:
         """Obtain (or reuse) the shared token and find the API: fails fast when refused."""
@@ -381,7 +382,7 @@ class CxoneBackend:
     # --- discovery --------------------------------------------------------------------
 
     def tenant_id(self) -> str:
-        key = f"{self._ns}:tenant"
+        key = self._keys.tenant
         tenant = text(self.redis.get(key))
         if tenant:
             return tenant
@@ -412,7 +413,7 @@ class CxoneBackend:
                 base = f"{explicit.rstrip('/')}/inContactAPI/services/{version}"
             self._api_base = base
             return base
-        key = f"{self._ns}:api-base:{self.settings.cxone_api_version}"
+        key = self._keys.api_base(self.settings.cxone_api_version)
         cached = text(self.redis.get(key))
         if cached:
             self._api_base = cached
@@ -638,10 +639,13 @@ class CxoneBackend:
     def _remember_list(self, list_id: str, info: Mapping[str, Any]) -> None:
         """What writes need later (the name for removeProspects, the expiration date for
         uploads), and warnings about what would keep dialing."""
-        for field, key in (("listName", "list-name"), ("listExpirationDate", "list-expiry")):
+        for field, key in (
+            ("listName", self._keys.list_name(list_id)),
+            ("listExpirationDate", self._keys.list_expiry(list_id)),
+        ):
             value = info.get(field)
             if isinstance(value, str) and value:
-                self.redis.set(f"{self._ns}:{key}:{list_id}", value, ex=DISCOVERY_TTL)
+                self.redis.set(key, value, ex=DISCOVERY_TTL)
         skills = set(info.get("skills") or ())
         if self.settings.cxone_skill_id:
             skills.add(self.settings.cxone_skill_id)
@@ -712,7 +716,7 @@ class CxoneBackend:
 
     def _remember_phones(self, list_id: str, records: Sequence[Mapping[str, Any]]) -> None:
         # remove_contacts gets only external ids; the DNC push needs the numbers.
-        key = f"{self._ns}:phones:{list_id}"
+        key = self._keys.phones(list_id)
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(
             key,
@@ -742,22 +746,22 @@ class CxoneBackend:
         list per upload would be ruinous: the ids wait in Redis, one worker at a time
         reads the list for every write waiting, the others raise ``NotYet`` and come back.
         """
-        want, seen = f"{self._ns}:rb:{list_id}:want", f"{self._ns}:rb:{list_id}:seen"
+        want, seen = self._keys.read_back(list_id, "want"), self._keys.read_back(list_id, "seen")
         self.redis.sadd(want, *ids)
         self.redis.expire(want, self.settings.run_deadline_seconds)
         found = self._seen_since(seen, ids, since)
         if found is None and self.redis.set(
-            f"{self._ns}:rb:{list_id}:lock", 1, nx=True, ex=READ_BACK_LOCK_SECONDS
+            self._keys.read_back(list_id, "lock"), 1, nx=True, ex=READ_BACK_LOCK_SECONDS
         ):
             try:
                 self._read_for_waiting(list_id, want, seen)
             finally:
-                self.redis.delete(f"{self._ns}:rb:{list_id}:lock")
+                self.redis.delete(self._keys.read_back(list_id, "lock"))
             found = self._seen_since(seen, ids, since)
         if found is None:
             # Half as long as the last read took: hundreds of writes waiting on a long
             # list must not spin the workers (and starve the read) by asking every second.
-            took = float(self.redis.get(f"{self._ns}:rb:{list_id}:took") or 0)
+            took = float(self.redis.get(self._keys.read_back(list_id, "took")) or 0)
             raise NotYet(
                 f"waiting for a read of list {list_id} to verify {len(ids)} write(s)",
                 retry_after=max(self.settings.cxone_job_poll_seconds, min(took / 2, 60.0)),
@@ -804,14 +808,14 @@ class CxoneBackend:
         if rows:
             flush()
         self.redis.expire(seen, self.settings.run_deadline_seconds)
-        took_key = f"{seen.rsplit(':', 1)[0]}:took"
+        took_key = self._keys.read_back(list_id, "took")
         self.redis.set(took_key, self._now() - started, ex=self.settings.run_deadline_seconds)
 
     # --- removing ---------------------------------------------------------------------
 
     def _list_name(self, list_id: str) -> str:
         """removeProspects addresses a list by name: cached from reads, else asked for."""
-        key = f"{self._ns}:list-name:{list_id}"
+        key = self._keys.list_name(list_id)
         name = text(self.redis.get(key))
         if name:
             return name
@@ -893,7 +897,7 @@ class CxoneBackend:
         Per-record refusals (a malformed number, say) are logged, not raised: the DNC
         push is a courtesy on top of the removal, which must not wait on it.
         """
-        raw = self.redis.hmget(f"{self._ns}:phones:{list_id}", list(contact_ids))
+        raw = self.redis.hmget(self._keys.phones(list_id), list(contact_ids))
         numbers: dict[str, None] = {}
         for value in raw:
             for phone in json.loads(text(value) or "[]"):
@@ -979,7 +983,7 @@ class CxoneBackend:
         """
         canonical = json.dumps([list_id, rows], sort_keys=True, default=str)
         digest = hashlib.sha256(canonical.encode()).hexdigest()[:24]
-        key = f"{self._ns}:upload:{digest}"
+        key = self._keys.upload(digest)
         job_id = text(self.redis.hget(key, "job_id"))
         if not job_id:
             if not self.redis.hsetnx(key, "state", "uploading"):
@@ -1046,7 +1050,7 @@ class CxoneBackend:
 
     def _expiration_date(self, list_id: str) -> str:
         """Uploads must carry one: the list's own, else CXONE_LIST_EXPIRATION_DAYS ahead."""
-        key = f"{self._ns}:list-expiry:{list_id}"
+        key = self._keys.list_expiry(list_id)
         own = text(self.redis.get(key))
         if own:
             try:

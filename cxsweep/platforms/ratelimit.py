@@ -18,6 +18,8 @@ import time
 
 import redis
 
+from cxsweep.runs import keys
+
 # KEYS[1] state hash.
 # ARGV: rate (req/s), burst (requests), max_wait (s), recovery (s).
 # Returns {wait_ms, reserved (1|0)}.
@@ -88,7 +90,7 @@ class RateLimiter:
         self.max_wait = max_wait
         self.recovery = recovery
         digest = hashlib.sha256(tenant.encode()).hexdigest()[:16]
-        self.key = f"cxsweep:rate:{digest}"
+        self.key = keys.rate_bucket(digest)
         self._acquire = client.register_script(_ACQUIRE)
         self._penalize = client.register_script(_PENALIZE)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import redis
 
 from cxsweep.redisconn import text
+from cxsweep.runs import keys
 
 # Refresh this long before the server's expiry, as the contract asks.
 REFRESH_MARGIN_SECONDS = 300
@@ -51,10 +52,10 @@ class TokenCache:
     ) -> None:
         digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
         self._redis = client
-        self._key = f"cxsweep:token:{digest}"
+        self._key = keys.token_cache(digest)
         self._grant = grant
         self._lock = client.lock(
-            f"{self._key}:lock", timeout=lock_timeout, blocking_timeout=lock_timeout
+            keys.token_refresh_lock(digest), timeout=lock_timeout, blocking_timeout=lock_timeout
         )
         # This process's copy, so a worker asks Redis only when it is due for refresh
         # (or the server refused it): one round trip less on every request.

@@ -11,14 +11,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cxsweep.runs import keys
+from cxsweep.runs.keys import (
+    PAGES_READ,
+    REASON_PREFIX,
+    REGION_PREFIX,
+    TYPE_PREFIX,
+    status_counter,
+)
 from cxsweep.runs.store import kind_of
 
 _append_lock = threading.Lock()
-
-REASON_PREFIX = "reason:"
-REGION_PREFIX = "region:"
-TYPE_PREFIX = "type:"
-
 
 def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -54,18 +57,18 @@ def build_record(
     judging one number (CPU, no network).
     """
     dry_run = meta.get("dry_run") == "1"
-    total = counts.get("fetched", 0)
-    unchanged = counts.get("unchanged", 0)
-    planned_updates = counts.get("to_update", 0)
-    planned_removals = counts.get("to_remove", 0)
-    updated = counts.get("updated", 0)
-    checked = counts.get("latency_n", 0)
-    check_us = counts.get("latency_us_sum", 0) / checked if checked else 0.0
-    requests = counts.get("api_requests", 0)
-    api_avg_ms = counts.get("api_us_sum", 0) / requests / 1000.0 if requests else 0.0
+    total = counts.get(keys.FETCHED, 0)
+    unchanged = counts.get(keys.UNCHANGED, 0)
+    planned_updates = counts.get(keys.TO_UPDATE, 0)
+    planned_removals = counts.get(keys.TO_REMOVE, 0)
+    updated = counts.get(keys.UPDATED, 0)
+    checked = counts.get(keys.LATENCY_N, 0)
+    check_us = counts.get(keys.LATENCY_US_SUM, 0) / checked if checked else 0.0
+    requests = counts.get(keys.API_REQUESTS, 0)
+    api_avg_ms = counts.get(keys.API_US_SUM, 0) / requests / 1000.0 if requests else 0.0
     options = json.loads(meta.get("options") or "{}")
     kind = kind_of(meta)
-    restored = counts.get("restored_recreated", 0) + counts.get("restored_reverted", 0)
+    restored = counts.get(keys.RESTORED_RECREATED, 0) + counts.get(keys.RESTORED_REVERTED, 0)
     failures = 0 if dry_run else (planned_updates - updated) + (planned_removals - removed)
     if kind == "restore":
         failures = failed_records
@@ -90,16 +93,16 @@ def build_record(
         "api_latency_ms": {k: dict(v) for k, v in (api_latency or {}).items()},
         "check_us_per_number": round(check_us, 3),
         "format_success_rate": round((unchanged + planned_updates) / total, 6) if total else 0.0,
-        "pages": counts.get("pages_read", 0),
-        "api_requests": counts.get("api_requests", 0),
-        "api_retries": counts.get("retries", 0),
-        "api_429s": counts.get("status:429", 0),
+        "pages": counts.get(PAGES_READ, 0),
+        "api_requests": counts.get(keys.API_REQUESTS, 0),
+        "api_retries": counts.get(keys.RETRIES, 0),
+        "api_429s": counts.get(status_counter(429), 0),
         "started_at": iso(float(meta.get("started_at") or finished_at)),
         "finished_at": iso(finished_at),
         "duration_seconds": round(finished_at - float(meta.get("started_at") or finished_at), 3),
-        "stale_skipped": counts.get("stale", 0),
+        "stale_skipped": counts.get(keys.STALE, 0),
         # Contacts the platform showed twice (paging over a shifting list): judged once.
-        "repeated_ids": counts.get("repeated_id", 0),
+        "repeated_ids": counts.get(keys.REPEATED_ID, 0),
         # A sample of each (the first 20): who changed under us, and who failed and why.
         "stale_ids": list(stale_ids),
         "failed_ids": dict(failed_ids or {}),
@@ -115,8 +118,8 @@ def _kind_fields(kind: str, meta: Mapping[str, str], counts: Mapping[str, int]) 
     if kind == "restore":
         return {
             "restore_total": int(meta.get("restore_total") or 0),
-            "restored_recreated": counts.get("restored_recreated", 0),
-            "restored_reverted": counts.get("restored_reverted", 0),
+            "restored_recreated": counts.get(keys.RESTORED_RECREATED, 0),
+            "restored_reverted": counts.get(keys.RESTORED_REVERTED, 0),
         }
     if kind == "apply":
         # A planned change whose contact is no longer on the list was never seen: a
@@ -124,12 +127,12 @@ def _kind_fields(kind: str, meta: Mapping[str, str], counts: Mapping[str, int]) 
         return {
             "plan_entries": int(meta.get("plan_updates") or 0)
             + int(meta.get("plan_removals") or 0),
-            "already_applied": counts.get("already_applied", 0),
+            "already_applied": counts.get(keys.ALREADY_APPLIED, 0),
             "already_gone": max(
-                0, int(meta.get("plan_removals") or 0) - counts.get("plan_seen_remove", 0)
+                0, int(meta.get("plan_removals") or 0) - counts.get(keys.PLAN_SEEN_REMOVE, 0)
             ),
             "updates_not_found": max(
-                0, int(meta.get("plan_updates") or 0) - counts.get("plan_seen_update", 0)
+                0, int(meta.get("plan_updates") or 0) - counts.get(keys.PLAN_SEEN_UPDATE, 0)
             ),
         }
     return {}

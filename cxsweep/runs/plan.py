@@ -15,7 +15,8 @@ from typing import Any
 
 from cxsweep.phone.numbers import Directive, Sanitizer
 from cxsweep.platforms.base import Backend
-from cxsweep.runs.audit import REASON_PREFIX, REGION_PREFIX, TYPE_PREFIX
+from cxsweep.runs import keys
+from cxsweep.runs.keys import REASON_PREFIX, REGION_PREFIX, TYPE_PREFIX
 from cxsweep.runs.store import PlanEntry, RunStore
 
 # List positions are page_no * this + index: pages never hold this many contacts.
@@ -88,12 +89,12 @@ def plan_page(
         # The purge guard weighs phone values as well as records: blanking secondary
         # numbers destroys data without removing a record.
         values = sum(1 for name in fields if _filled(contact.get(name)))
-        counts["phone_values"] += values
+        counts[keys.PHONE_VALUES] += values
         good = [(name, v) for name, v in present if v.kept]
         if not good:
             reason = str(present[0][1].reason)
-            counts["values_destroyed"] += values
-            counts["to_remove"] += 1
+            counts[keys.VALUES_DESTROYED] += values
+            counts[keys.TO_REMOVE] += 1
             counts[REASON_PREFIX + reason] += 1
             plan.removes.append(PlanEntry(contact_id, before, None, reason))
             plan.archive.append(contact)
@@ -106,25 +107,25 @@ def plan_page(
         after = {name: str(v.e164) for name, v in good if v.e164 != contact.get(name)}
         if first_position is not None:
             # keep_first: who dials this number first is decided once the plan is whole.
-            category = "to_update" if after else "unchanged"
+            category = keys.TO_UPDATE if after else keys.UNCHANGED
             row = json.dumps([contact_id, category, before])
             plan.numbers.append((str(primary.e164), first_position + position, row))
         for name, verdict in present:
             if not verdict.kept:
                 after[name] = ""  # a bad secondary number is blanked, not dialled
                 counts["blanked"] += 1
-                counts["values_destroyed"] += 1
+                counts[keys.VALUES_DESTROYED] += 1
                 counts[REASON_PREFIX + str(verdict.reason)] += 1
         if after:
-            counts["to_update"] += 1
+            counts[keys.TO_UPDATE] += 1
             record = contact if backend.update_needs_record else None
             plan.updates.append(PlanEntry(contact_id, before, after, None, record))
             plan.archive.append(contact)
         else:
-            counts["unchanged"] += 1
-    counts["fetched"] += len(contacts)
-    counts["latency_n"] += len(contacts)
-    counts["latency_us_sum"] += round(latency)
+            counts[keys.UNCHANGED] += 1
+    counts[keys.FETCHED] += len(contacts)
+    counts[keys.LATENCY_N] += len(contacts)
+    counts[keys.LATENCY_US_SUM] += round(latency)
     return plan
 
 
@@ -139,35 +140,35 @@ def plan_page_from_plan(
     counts = plan.counts
     for contact in contacts:
         contact_id = backend.contact_id(contact)
-        counts["phone_values"] += sum(1 for f in backend.phone_fields if _filled(contact.get(f)))
+        counts[keys.PHONE_VALUES] += sum(1 for f in backend.phone_fields if _filled(contact.get(f)))
         entry = planned.get(contact_id)
         if entry is None:
-            counts["unchanged"] += 1
+            counts[keys.UNCHANGED] += 1
             continue
-        counts["plan_seen_remove" if entry.after is None else "plan_seen_update"] += 1
+        counts[keys.PLAN_SEEN_REMOVE if entry.after is None else "plan_seen_update"] += 1
         now = {name: contact.get(name) for name in entry.before}
         if now != entry.before:
             wanted = {**entry.before, **entry.after} if entry.after is not None else None
             if wanted and all((now.get(k) or "") == (v or "") for k, v in wanted.items()):
-                counts["already_applied"] += 1  # the same plan, applied before
+                counts[keys.ALREADY_APPLIED] += 1  # the same plan, applied before
                 continue
-            counts["stale"] += 1
+            counts[keys.STALE] += 1
             plan.stale.append(contact_id)
             continue
         plan.archive.append(contact)
         if entry.after is None:
-            counts["values_destroyed"] += sum(1 for v in entry.before.values() if _filled(v))
-            counts["to_remove"] += 1
+            counts[keys.VALUES_DESTROYED] += sum(1 for v in entry.before.values() if _filled(v))
+            counts[keys.TO_REMOVE] += 1
             counts[REASON_PREFIX + str(entry.reason)] += 1
             plan.removes.append(entry)
         else:
-            counts["values_destroyed"] += sum(
+            counts[keys.VALUES_DESTROYED] += sum(
                 1 for f, v in entry.after.items() if v == "" and _filled(entry.before.get(f))
             )
-            counts["to_update"] += 1
+            counts[keys.TO_UPDATE] += 1
             record = contact if backend.update_needs_record else None
             plan.updates.append(PlanEntry(contact_id, entry.before, entry.after, None, record))
-    counts["fetched"] += len(contacts)
+    counts[keys.FETCHED] += len(contacts)
     counts["planned_seen"] += len(plan.updates) + len(plan.removes) + len(plan.stale)
     return plan
 
@@ -200,7 +201,7 @@ def plan_stored_page(
             backend,
             first_position=page_no * PAGE_POSITIONS if keep_first else None,
         )
-    plan.counts["repeated_id"] += repeated
+    plan.counts[keys.REPEATED_ID] += repeated
     store.commit_page(page_no, plan.updates, plan.removes, plan.counts, plan.archive, plan.numbers)
     return plan
 
@@ -242,7 +243,7 @@ def judge_plan(
     if not meta.get("pages_total"):
         return Judgement(
             "failed",
-            f"the list's last page was never read ({counts.get('pages_read', 0)} page(s) read):"
+            f"the list's last page was never read ({counts.get(keys.PAGES_READ, 0)} page(s) read):"
             " the plan is incomplete, nothing was written",
         )
     pages_total = int(meta["pages_total"])
@@ -254,8 +255,8 @@ def judge_plan(
             f"{len(missing)} of {pages_total} pages were never sanitized ({shown}):"
             " the plan is incomplete, nothing was written",
         )
-    total, removals = counts.get("fetched", 0), counts.get("to_remove", 0)
-    values, destroyed = counts.get("phone_values", 0), counts.get("values_destroyed", 0)
+    total, removals = counts.get(keys.FETCHED, 0), counts.get(keys.TO_REMOVE, 0)
+    values, destroyed = counts.get(keys.PHONE_VALUES, 0), counts.get(keys.VALUES_DESTROYED, 0)
     ratio = removals / total if total else 0.0
     value_ratio = destroyed / values if values else 0.0
     guard = ""

@@ -27,6 +27,7 @@ import requests
 from cxsweep.errors import ApiError, RetryableApiError
 from cxsweep.platforms.http import certificate_refused
 from cxsweep.redisconn import text
+from cxsweep.runs import keys
 from cxsweep.settings import Secret
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,6 @@ TIMEOUT_SECONDS = 15.0
 EVENT_COMPLETE = "campaign.sanitization.complete"
 EVENT_HALTED = "campaign.sanitization.halted"
 
-OUTBOX_KEY = "cxsweep:webhook:outbox"  # sorted set: run id -> when it is next due
-ENTRY_PREFIX = "cxsweep:webhook:run:"
 # Backoff between attempts: doubling from the first, capped; given up after a day.
 FIRST_RETRY_SECONDS = 60.0
 MAX_RETRY_SECONDS = 3600.0
@@ -137,7 +136,7 @@ class Outbox:
         self.redis = client
 
     def _key(self, run_id: str) -> str:
-        return f"{ENTRY_PREFIX}{run_id}"
+        return keys.webhook_entry(run_id)
 
     def add(self, run_id: str, *, signed: bool, now: float | None = None) -> None:
         """A new delivery; its first attempt is sent right away by the caller."""
@@ -155,16 +154,17 @@ class Outbox:
         )
         pipe.expire(self._key(run_id), ENTRY_TTL)
         # Leased to that first attempt: the sweep takes over if it is lost.
-        pipe.zadd(OUTBOX_KEY, {run_id: now + LEASE_SECONDS})
+        pipe.zadd(keys.WEBHOOK_OUTBOX, {run_id: now + LEASE_SECONDS})
         pipe.execute()
 
     def due(self, now: float | None = None, limit: int = 200) -> list[str]:
         """Runs whose next attempt is due, each leased to the attempt now dispatched."""
         now = time.time() if now is None else now
-        raw = cast(list[bytes], self.redis.zrangebyscore(OUTBOX_KEY, "-inf", now, 0, limit))
+        found = self.redis.zrangebyscore(keys.WEBHOOK_OUTBOX, "-inf", now, 0, limit)
+        raw = cast(list[bytes], found)
         due = [text(r) for r in raw]
         if due:
-            self.redis.zadd(OUTBOX_KEY, dict.fromkeys(due, now + LEASE_SECONDS), xx=True)
+            self.redis.zadd(keys.WEBHOOK_OUTBOX, dict.fromkeys(due, now + LEASE_SECONDS), xx=True)
         return due
 
     def entry(self, run_id: str) -> dict[str, str]:
@@ -173,7 +173,7 @@ class Outbox:
     def begin(self, run_id: str) -> bool:
         """Whether the caller may make an attempt now: the entry is pending and no other
         attempt of it is under way."""
-        lock = f"{self._key(run_id)}:sending"
+        lock = keys.webhook_sending(run_id)
         if not self.redis.set(lock, 1, nx=True, ex=60):
             return False
         if self.entry(run_id).get("state") != PENDING:
@@ -186,10 +186,10 @@ class Outbox:
         pipe.hset(self._key(run_id), mapping={k: v for k, v in fields.items()})
         pipe.hincrby(self._key(run_id), "attempts", 1)
         if keep is None:
-            pipe.zrem(OUTBOX_KEY, run_id)
+            pipe.zrem(keys.WEBHOOK_OUTBOX, run_id)
         else:
-            pipe.zadd(OUTBOX_KEY, {run_id: keep})
-        pipe.delete(f"{self._key(run_id)}:sending")
+            pipe.zadd(keys.WEBHOOK_OUTBOX, {run_id: keep})
+        pipe.delete(keys.webhook_sending(run_id))
         pipe.execute()
 
     def delivered(self, run_id: str, code: int, *, signed: bool) -> None:

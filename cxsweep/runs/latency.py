@@ -19,6 +19,7 @@ from typing import Any
 
 import redis
 
+from cxsweep.runs import keys
 from cxsweep.runs.store import DATA_TTL, RunStore
 
 # Upper bound of bucket i: FIRST_UPPER_MS * 2 ** (i / PER_DOUBLING); the last bucket
@@ -45,10 +46,6 @@ def lower_ms(index: int) -> float:
     return 0.0 if index <= 0 else upper_ms(index - 1)
 
 
-def histogram_key(run_prefix: str) -> str:
-    return f"{run_prefix}:api-latency"
-
-
 def percentiles(buckets: Mapping[int, int]) -> dict[str, float]:
     """p50, p95, p99 in ms, interpolated linearly inside the bucket they fall in (as
     Prometheus' ``histogram_quantile``); ``requests`` is the count."""
@@ -69,11 +66,11 @@ def percentiles(buckets: Mapping[int, int]) -> dict[str, float]:
     return found
 
 
-def read_histograms(client: redis.Redis, run_prefix: str) -> dict[str, dict[int, int]]:
+def read_histograms(client: redis.Redis, run_id: str) -> dict[str, dict[int, int]]:
     """``{kind: {bucket: count}}`` of a run; fields that do not parse are skipped (the
     hash is ours, but a report never fails on one odd field)."""
     histograms: dict[str, dict[int, int]] = {}
-    raw: Mapping[Any, Any] = client.hgetall(histogram_key(run_prefix))
+    raw: Mapping[Any, Any] = client.hgetall(keys.RunKeys(run_id).api_latency)
     for field, value in raw.items():
         name = field.decode() if isinstance(field, bytes) else str(field)
         kind, _, index = name.rpartition(":")
@@ -105,10 +102,10 @@ class RequestTally:
         self.latency: Counter[str] = Counter()
 
     def observe(self, kind: str, status: int | None, seconds: float) -> None:
-        self.counts["api_requests"] += 1
-        self.counts[f"calls:{kind}"] += 1
-        self.counts[f"status:{status or 'error'}"] += 1
-        self.counts["api_us_sum"] += round(seconds * 1_000_000)
+        self.counts[keys.API_REQUESTS] += 1
+        self.counts[keys.calls_counter(kind)] += 1
+        self.counts[keys.status_counter(status or "error")] += 1
+        self.counts[keys.API_US_SUM] += round(seconds * 1_000_000)
         self.latency[f"{kind}:{bucket_of(seconds)}"] += 1
 
     def add_to(self, pipe: redis.client.Pipeline, store: RunStore) -> bool:
@@ -118,8 +115,8 @@ class RequestTally:
         if not counts:
             return False
         for field, amount in counts.items():
-            pipe.hincrby(store.counts_key, field, amount)
-        key = histogram_key(store.prefix)
+            pipe.hincrby(store.keys.counts, field, amount)
+        key = store.keys.api_latency
         for field, amount in latency.items():
             pipe.hincrby(key, field, amount)
         pipe.expire(key, DATA_TTL)

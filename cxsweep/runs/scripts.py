@@ -1,0 +1,175 @@
+"""The Lua scripts of a run's store: each a step that must happen at once in Redis
+(a check and the write it guards, a count and its marker), so that two workers, or a
+task and its redelivery, never interleave inside it.
+
+Keys and arguments are documented above each script; the keys come from ``keys``.
+"""
+
+# One page's kept numbers claim their E.164 in the run's hash; the lowest list position
+# wins. Whoever loses (this row, or the holder it displaces) is pushed to the run's
+# duplicates. KEYS: claims hash, duplicates list. ARGV: ttl, then (e164, position, row)
+# triples where row is the JSON the duplicates list keeps.
+CLAIM_NUMBERS = """
+local ttl = tonumber(ARGV[1])
+for i = 2, #ARGV, 3 do
+  local e164, pos, row = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
+  local held = redis.call('HGET', KEYS[1], e164)
+  if not held then
+    redis.call('HSET', KEYS[1], e164, pos .. '|' .. row)
+  else
+    local sep = string.find(held, '|', 1, true)
+    local held_pos = tonumber(string.sub(held, 1, sep - 1))
+    if pos < held_pos then
+      redis.call('HSET', KEYS[1], e164, pos .. '|' .. row)
+      redis.call('RPUSH', KEYS[2], string.sub(held, sep + 1))
+    elseif pos > held_pos then
+      redis.call('RPUSH', KEYS[2], row)
+    end
+  end
+end
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('EXPIRE', KEYS[2], ttl)
+return 1
+"""
+
+# Set a chunk's done marker and count the chunk, once. KEYS: marker, counts. ARGV: ttl.
+MARK_DONE = """
+if redis.call('SET', KEYS[1], 1, 'NX', 'EX', tonumber(ARGV[1])) then
+  redis.call('HINCRBY', KEYS[2], 'chunks_done', 1)
+end
+return 1
+"""
+
+# Pass a step's claim from one task to the task that continues it (back-pressure sends the
+# same page again under a new id). KEYS: the claim. ARGV: from id, to id, ttl.
+HAND_OFF = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
+return 1
+"""
+
+# Keep the cursor of page n, unless the platform announced it before for another page
+# (its paging loops). KEYS: cursors hash, seen-cursors hash. ARGV: page, cursor, digest,
+# ttl. Returns -1, or the page that had this cursor first.
+NOTE_CURSOR = """
+local held = redis.call('HGET', KEYS[2], ARGV[3])
+if held and held ~= ARGV[1] then return tonumber(held) end
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
+return -1
+"""
+
+# Each contact id belongs to the first page that claims it; a redelivered page finds its
+# own ids. KEYS: ids hash. ARGV: ttl, page, ids... Returns the ids another page holds.
+CLAIM_IDS = """
+local page, repeated = ARGV[2], {}
+for i = 3, #ARGV do
+  redis.call('HSETNX', KEYS[1], ARGV[i], page)
+  if redis.call('HGET', KEYS[1], ARGV[i]) ~= page then repeated[#repeated + 1] = ARGV[i] end
+end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+return repeated
+"""
+
+# Whether a run may send one more write request, read right before it is sent: the run
+# must still hold its list (its lock renewed as it goes), not be halted by the breaker,
+# and not be failed (by the watchdog, say). A run found without its lock is failed here,
+# so every other task of it stops at its next check. A permitted task is noted in the
+# run's writers (a sorted set by time of its last permit) until its outcomes are
+# recorded: whoever fails the run waits for those before writing its audit line.
+# KEYS: list lock, run meta, writers. ARGV: run id, lock ttl (ms), list id, writer
+# token, now. Returns "" or why not.
+WRITE_PERMIT = """
+local halted = redis.call('HGET', KEYS[2], 'halted')
+if halted then return 'halted: ' .. halted end
+local cancelled = redis.call('HGET', KEYS[2], 'cancelled')
+if cancelled then return 'cancelled: ' .. cancelled end
+local failed = redis.call('HGET', KEYS[2], 'error')
+if failed then return 'failed: ' .. failed end
+local holder = redis.call('GET', KEYS[1])
+if holder ~= ARGV[1] then
+  local who = holder and ('run ' .. holder) or 'nobody (it expired)'
+  local why = 'lost the lock of list ' .. ARGV[3] .. ' to ' .. who .. ': stopped writing'
+  redis.call('HSETNX', KEYS[2], 'error', why)
+  return 'failed: ' .. redis.call('HGET', KEYS[2], 'error')
+end
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+redis.call('ZADD', KEYS[3], tonumber(ARGV[5]), ARGV[4])
+redis.call('EXPIRE', KEYS[3], 86400)
+return ''
+"""
+
+# The freshness index: a row a planned write, id -> [before, after, reason] with ``after``
+# shrunk to {} (an update) or null (a removal): what the re-read compares and un-counts.
+# A later row for the same id (a duplicate's removal, indexed after the updates) wins.
+# KEYS: plan list, index hash. ARGV: ttl, first, last.
+INDEX_PLAN = """
+for _, raw in ipairs(redis.call('LRANGE', KEYS[1], ARGV[2], ARGV[3])) do
+  local row = cjson.decode(raw)
+  local after = row[3]
+  if after ~= cjson.null then after = {} end
+  redis.call('HSET', KEYS[2], row[1], cjson.encode({row[2], after, row[4]}))
+end
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+return 1
+"""
+
+# Each planned contact is judged once: its index row becomes "fresh", "stale" (changed on
+# the platform since our read) or "gone" (absent from the re-read list). A contact found
+# stale or gone leaves the plan's counts for ``stale``, so it is neither written nor a
+# failure. With ARGV[3] = "1" the caller is a write: the re-read must have ended (else it
+# gets an error, never a write on an unchecked plan). Returns each contact's state.
+# KEYS: index hash, counts hash, stale list, meta hash. ARGV: ttl, reason prefix,
+# need_verified, then (id, state) pairs.
+MARK_FRESHNESS = """
+if ARGV[3] == '1' and redis.call('HGET', KEYS[4], 'verified') ~= '1' then
+  return redis.error_reply('the list was not re-read before this write')
+end
+local states, stale = {}, 0
+for i = 4, #ARGV, 2 do
+  local id, state = ARGV[i], ARGV[i + 1]
+  local row = redis.call('HGET', KEYS[1], id)
+  if not row then
+    state = 'unplanned'
+  elseif string.sub(row, 1, 1) ~= '[' then
+    state = row
+  else
+    redis.call('HSET', KEYS[1], id, state)
+    if state ~= 'fresh' then
+      local entry = cjson.decode(row)
+      if entry[2] == cjson.null then
+        redis.call('HINCRBY', KEYS[2], 'to_remove', -1)
+        redis.call('HINCRBY', KEYS[2], ARGV[2] .. tostring(entry[3]), -1)
+      else
+        redis.call('HINCRBY', KEYS[2], 'to_update', -1)
+      end
+      redis.call('HINCRBY', KEYS[2], 'stale', 1)
+      redis.call('HINCRBY', KEYS[2], 'stale_' .. state, 1)
+      redis.call('RPUSH', KEYS[3], id)
+      stale = stale + 1
+    end
+  end
+  states[#states + 1] = state
+end
+if stale > 0 then redis.call('EXPIRE', KEYS[3], ARGV[1]) end
+return states
+"""
+
+# After the removals: a contact the list still holds was not removed, whatever its DELETE
+# was answered. KEYS: removed set, failures hash, counts hash. ARGV: ttl, why, ids.
+FLAG_STILL_PRESENT = """
+local found = {}
+for i = 3, #ARGV do
+  if redis.call('SREM', KEYS[1], ARGV[i]) == 1 then
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[2])
+    found[#found + 1] = ARGV[i]
+  end
+end
+if #found > 0 then
+  redis.call('HINCRBY', KEYS[3], 'still_present', #found)
+  redis.call('EXPIRE', KEYS[2], ARGV[1])
+end
+return found
+"""

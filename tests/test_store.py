@@ -1,0 +1,45 @@
+"""The run's store (cxsweep/runs/store.py and its parts writes.py, freshness.py) on a
+real Redis: counters that move once however often a step runs, and the write permit."""
+
+from __future__ import annotations
+
+import uuid
+
+import redis
+
+from cxsweep.runs.keys import list_lock
+from cxsweep.runs.store import ListLock, RunStore, prepare_run
+from cxsweep.settings import get_settings
+
+
+def test_chunks_are_counted_once(redis_client: redis.Redis) -> None:
+    store = RunStore(redis_client, f"chunks-{uuid.uuid4().hex[:8]}")
+    for _ in range(3):  # a redelivered or retried task marks its chunk again
+        store.mark_chunk_done("remove", 0)
+        store.commit_update_chunk(0, 100)
+    store.mark_chunk_done("remove", 1)
+    assert store.counts()["chunks_done"] == 3
+    assert store.counts()["updated"] == 100
+
+
+def test_permit_refuses_a_run_without_its_lock(redis_client: redis.Redis) -> None:
+    list_id = f"permit-{uuid.uuid4().hex[:8]}"
+    run_id = prepare_run(redis_client, list_id, dry_run=False)
+    store = RunStore(redis_client, run_id)
+    assert store.permit_write(list_id, "update:0") == ""
+    assert store.writers_active(within=30) == 1  # until its outcome is recorded
+    store.writer_done("update:0")
+    assert store.writers_active(within=30) == 0
+    # The lock lives longer than the broker's redelivery of a dead worker's task.
+    assert redis_client.pttl(list_lock(list_id)) > get_settings().visibility_timeout * 1000
+    redis_client.delete(list_lock(list_id))
+    assert ListLock(redis_client, list_id).acquire("other-run")
+    why = store.permit_write(list_id, "update:1")
+    assert why == f"failed: lost the lock of list {list_id} to run other-run: stopped writing"
+    assert ListLock(redis_client, list_id).holder() == "other-run", "not taken back"
+    assert store.meta()["error"].startswith("lost the lock")
+    assert store.writers_active(within=30) == 0
+    # Halted by its breaker, a run sends nothing either, whoever holds the list.
+    halted = RunStore(redis_client, prepare_run(redis_client, f"{list_id}-b", dry_run=False))
+    halted.set_meta(halted="5 consecutive server errors on writes")
+    assert halted.permit_write(f"{list_id}-b", "remove:0").startswith("halted: 5 consecutive")
