@@ -1,0 +1,126 @@
+"""Tests mirroring ``cxsweep/runs/writes.py``: guarded write requests, chunking, and a
+planned chunk written to the simulator over real sockets."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+import redis
+
+from cxsweep.errors import CxsweepError, RetryableApiError
+from cxsweep.phone.numbers import Directive, Sanitizer
+from cxsweep.platforms.base import Backend, WriteOutcome
+from cxsweep.platforms.factory import make_backend
+from cxsweep.runs.lock import ListLock
+from cxsweep.runs.model import PlanEntry
+from cxsweep.runs.pages import recheck_states
+from cxsweep.runs.plan import plan_stored_page
+from cxsweep.runs.store import RunStore
+from cxsweep.runs.writes import (
+    WriteStopped,
+    apply_remove_chunk,
+    apply_update_chunk,
+    fence,
+    fresh_entries,
+    guarded,
+    volatile_redis_refusal,
+    write_chunks,
+)
+from cxsweep.settings import get_settings
+
+
+def new_store(client: redis.Redis, list_id: str = "") -> RunStore:
+    store = RunStore(client, f"test-writes-{uuid.uuid4().hex[:10]}")
+    store.create(list_id or f"list-{store.run_id}", dry_run=False, options={})
+    return store
+
+
+def test_guarded_sends_nothing_without_the_lock(redis_client: redis.Redis) -> None:
+    store = new_store(redis_client)
+    sent: list[int] = []
+    with pytest.raises(WriteStopped, match="lost the lock"):
+        guarded(store, store.meta()["list_id"], "w", 3, lambda: sent.append(1) or WriteOutcome())
+    assert sent == []
+
+
+def test_guarded_feeds_server_errors_to_the_breaker(redis_client: redis.Redis) -> None:
+    store = new_store(redis_client)
+    list_id = store.meta()["list_id"]
+    lock = ListLock(redis_client, list_id)
+    assert lock.acquire(store.run_id)
+
+    def server_error() -> WriteOutcome:
+        raise RetryableApiError("503 from the platform", status=503)
+
+    def too_many() -> WriteOutcome:
+        raise RetryableApiError("429", status=429)
+
+    with pytest.raises(RetryableApiError):
+        guarded(store, list_id, "w", 2, too_many)
+    with pytest.raises(RetryableApiError):
+        guarded(store, list_id, "w", 2, server_error)
+    assert not store.halted()  # a 429 did not count
+    with pytest.raises(RetryableApiError):
+        guarded(store, list_id, "w", 2, server_error)
+    assert store.halted()
+    with pytest.raises(WriteStopped, match="halted"):
+        guarded(store, list_id, "w", 2, WriteOutcome)
+    lock.release(store.run_id)
+
+
+def test_write_chunks_queue_removals_first(redis_client: redis.Redis) -> None:
+    backend = make_backend(get_settings(), redis_client)
+    store = new_store(redis_client)
+    updates = [PlanEntry(f"u{i}", {"phone": "1"}, {"phone": "+1"}, None) for i in range(101)]
+    removes = [PlanEntry(f"r{i}", {"phone": "x"}, None, "invalid") for i in range(11)]
+    store.commit_page(0, updates, removes, {})
+    chunks = write_chunks(store, backend)
+    assert chunks == [("remove", 0), ("remove", 1), ("update", 0), ("update", 1)]
+
+
+def test_fresh_entries_refuses_before_the_reread_and_fence_fails(redis_client: redis.Redis) -> None:
+    store = new_store(redis_client)
+    with pytest.raises(CxsweepError, match="not re-read"):
+        fresh_entries(store, [PlanEntry("a", {}, None, "x")])
+    fence(store, "watchdog: no progress", request_seconds=0.5)
+    assert store.meta()["error"] == "watchdog: no progress"
+    assert volatile_redis_refusal(store, allowed_by_settings=True) == ""
+
+
+def planned_run(redis_client: redis.Redis, simulator: Any, backend: Backend) -> RunStore:
+    """A list read, planned, re-read and verified: ready to write, its lock held."""
+    list_id = f"writes-{uuid.uuid4().hex[:8]}"
+    simulator.put_list(
+        list_id,
+        contacts=[
+            {"id": f"{list_id}-ok", "phone": "+16502530000", "name": "n"},
+            {"id": f"{list_id}-fix", "phone": "(650) 253-0001", "name": "n"},
+            {"id": f"{list_id}-bad", "phone": "not a number", "name": "n"},
+        ],
+    )
+    store = new_store(redis_client, list_id)
+    page = backend.read_page(list_id, None)
+    plan_stored_page(store, 0, page.contacts, backend, lambda _: Sanitizer(Directive()))
+    store.index_plan()
+    states = recheck_states(store, backend, backend.read_page(list_id, None).contacts)
+    store.record_recheck_page("verify", 0, None, 100, states)
+    store.set_verified()
+    assert ListLock(redis_client, list_id).acquire(store.run_id)
+    return store
+
+
+def test_a_planned_chunk_is_written_once(redis_client: redis.Redis, simulator: Any) -> None:
+    backend = make_backend(get_settings(), redis_client)
+    store = planned_run(redis_client, simulator, backend)
+    list_id = store.meta()["list_id"]
+    result = apply_update_chunk(store, backend, list_id, 0, threshold=5)
+    assert result == {"ok": True, "kind": "update", "chunk": 0, "updated": 1, "failed": 0}
+    assert apply_update_chunk(store, backend, list_id, 0, threshold=5)["repeat"] is True
+    removed = apply_remove_chunk(store, backend, list_id, 0, threshold=5)
+    assert removed == {"ok": True, "kind": "remove", "chunk": 0, "failed": 0}
+    phones = {c["id"].removeprefix(f"{list_id}-"): c["phone"] for c in simulator.get_list(list_id)}
+    assert phones == {"ok": "+16502530000", "fix": "+16502530001"}
+    assert store.removed_count() == 1
+    ListLock(redis_client, list_id).release(store.run_id)
