@@ -1,4 +1,5 @@
-"""The sanitizer: never raises, keeps only E.164, and obeys every directive field."""
+"""cxsweep.phone.numbers: the sanitizer never raises, keeps only E.164, and obeys every
+directive field."""
 
 from __future__ import annotations
 
