@@ -41,6 +41,7 @@ def test_cxone_is_built_when_named(redis_client: redis.Redis) -> None:
 
 
 def test_a_rate_limit_of_zero_builds_no_limiter(redis_client: redis.Redis) -> None:
+    # The off-switch is the setting under test here; the suite itself runs the shipped limit.
     backend = make_backend(load_settings({**cxone_env(), "CXSWEEP_RATE_LIMIT": "0"}), redis_client)
     assert isinstance(backend, CxoneBackend)
     assert backend.http.limiter is None

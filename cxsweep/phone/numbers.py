@@ -322,20 +322,13 @@ class Sanitizer:
                 type_name,
                 detail="listed in a disposable-number file",
             )
-        if not self.enrich:
-            return Verdict(
-                raw,
-                e164,
-                None,
-                region,
-                type_name,
-                (time.perf_counter_ns() - started) / 1000.0,
-                extension_dropped=extension_dropped,
-            )
-        carrier_name = (
-            carrier.name_for_valid_number(number, "en") if type_code in _CARRIER_TYPES else ""
-        )
-        time_zones = _time_zones(number, type_code)
+        # Enrichment (carrier, time zones) is optional: the pipeline turns it off.
+        carrier_name = ""
+        time_zones: tuple[str, ...] = ()
+        if self.enrich:
+            if type_code in _CARRIER_TYPES:
+                carrier_name = carrier.name_for_valid_number(number, "en")
+            time_zones = _time_zones(number, type_code)
         return Verdict(
             raw,
             e164,
