@@ -326,6 +326,15 @@ def test_keep_first_removes_later_duplicates_in_list_order(
             outcomes[prefix] = (record, final)
             if prefix == "dup":
                 patched = {cid for cid in simulator.stats()["patched"] if cid.startswith(list_id)}
+                # Undone, every duplicate comes back, the one that needed no change (f,
+                # archived by no page) as well as those that did.
+                settings = launch.settings_for_run()
+                restore_id = launch.start_run(
+                    settings, list_id, dry_run=False, options={"restore_of": record["run_id"]}
+                )
+                restored = launch.wait_for_run(settings, restore_id, timeout=120, quiet=True)
+                assert restored["status"] == "completed", restored
+                back = {c["id"].rsplit("-", 1)[1]: c["phone"] for c in simulator.get_list(list_id)}
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
@@ -337,6 +346,7 @@ def test_keep_first_removes_later_duplicates_in_list_order(
     assert record["success_count"] == 1 and record["unchanged_count"] == 2
     assert record["purge_count"] == 3
     assert {cid.rsplit("-", 1)[1] for cid in patched} == {"a"}, "never PATCH a duplicate"
+    assert back == {c["id"]: c["phone"] for c in contacts}
     # The list the policy does not name keeps its duplicates.
     assert len(outcomes["all"][1]) == 6
 

@@ -21,6 +21,11 @@ RUN_INDEX = f"{NAMESPACE}:runs"
 RUN_PREFIX = f"{NAMESPACE}:run:"
 
 
+#: the run's archive field (a page number no read page has) holding the records of
+#: duplicates removed by ``keep_first`` that no page archived: they were to stay unchanged
+DUPLICATES_ARCHIVE_PAGE = -1
+
+
 def list_lock(list_id: str) -> str:
     """One run per list: the lock's value is the run id holding it."""
     return f"{NAMESPACE}:list-lock:{list_id}"

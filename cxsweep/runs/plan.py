@@ -108,7 +108,11 @@ def plan_page(
         if first_position is not None:
             # keep_first: who dials this number first is decided once the plan is whole.
             category = keys.TO_UPDATE if after else keys.UNCHANGED
-            row = json.dumps([contact_id, category, before])
+            # A contact left unchanged is in no archive page: should it lose its number's
+            # claim, its removal must still be undoable, so its row carries the record.
+            # (A contact to update is archived with its page.)
+            kept = None if after else contact
+            row = json.dumps([contact_id, category, before, kept])
             plan.numbers.append((str(primary.e164), first_position + position, row))
         for name, verdict in present:
             if not verdict.kept:

@@ -269,9 +269,16 @@ class RunStore(WriteState, Freshness):
             if pipe.exists(marker):
                 return 0
             rows = [json.loads(r) for r in pipe.lrange(self.keys.duplicates, 0, -1)]
+            # Removed duplicates that were to stay unchanged are archived here (the others
+            # are in their page's archive), so that a restore re-creates them too.
+            unchanged = [row[3] for row in rows if len(row) > 3 and row[3]]
             pipe.multi()
             pipe.set(marker, 1, ex=DATA_TTL)
-            for contact_id, category, before in rows:
+            if unchanged:
+                blob = zlib.compress(json.dumps(unchanged).encode(), 6)
+                pipe.hset(self.keys.archive, str(keys.DUPLICATES_ARCHIVE_PAGE), blob)
+                pipe.expire(self.keys.archive, ARCHIVE_TTL)
+            for contact_id, category, before, *_ in rows:
                 pipe.sadd(self.keys.duplicate_ids, contact_id)
                 pipe.rpush(
                     self.keys.removes,
