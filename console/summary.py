@@ -65,6 +65,8 @@ def print_summary(record: dict[str, Any]) -> None:
     if not dry:
         print(f"  removed    {record['purge_count']}")
         print(f"  failed     {record['failure_count']}")
+        if record.get("not_written"):
+            print(f"  not sent   {record['not_written']} (the run stopped before sending them)")
     reasons = record.get("reject_reasons") or {}
     if reasons:
         print("  rejects    " + ", ".join(f"{k} {v}" for k, v in reasons.items()))

@@ -92,10 +92,10 @@ def _row(list_id: str, run_id: str, meta: Mapping[str, str]) -> ListRow:
     row.checked = as_int(record.get("total_processed"))
     row.updated = as_int(record.get("planned_updates" if dry else "success_count"))
     row.removed = as_int(record.get("planned_removals" if dry else "purge_count"))
-    # A halted run's record counts every write it did not make as failed; on this page
-    # its row says halted, and why, instead of a count of failures it never had.
-    halted = row.outcome == "halted"
-    row.failures = 0 if dry or halted else as_int(record.get("failure_count"))
+    # Records written before ``not_written`` existed counted a halted run's unsent
+    # writes as failed; such a row says halted, and why, instead.
+    old_halted = row.outcome == "halted" and "not_written" not in record
+    row.failures = 0 if dry or old_halted else as_int(record.get("failure_count"))
     try:
         row.seconds = float(record.get("duration_seconds"))
     except (TypeError, ValueError):

@@ -43,6 +43,17 @@ def test_a_sweep_record_counts_what_was_planned_and_what_failed() -> None:
     assert record["duration_seconds"] == 12.5
 
 
+def test_a_halted_run_counts_its_unsent_writes_apart_from_its_failures() -> None:
+    for status in ("halted", "cancelled"):
+        record = build_record(
+            META, COUNTS, status=status, removed=4, finished_at=FINISHED, failed_records=1
+        )
+        assert record["failure_count"] == 1, status
+        assert record["not_written"] == (30 - 28) + (10 - 4) - 1, status
+    failed = build_record(META, COUNTS, status="failed", removed=4, finished_at=FINISHED)
+    assert (failed["failure_count"], failed["not_written"]) == ((30 - 28) + (10 - 4), 0)
+
+
 def test_reasons_are_sorted_by_count_and_zeros_left_out() -> None:
     record = build_record(META, COUNTS, status="completed", removed=10, finished_at=FINISHED)
     assert list(record["reject_reasons"].items()) == [("blocked_region", 7), ("too_short", 3)]

@@ -69,9 +69,15 @@ def build_record(
     options = json.loads(meta.get("options") or "{}")
     kind = kind_of(meta)
     restored = counts.get(keys.RESTORED_RECREATED, 0) + counts.get(keys.RESTORED_REVERTED, 0)
-    failures = 0 if dry_run else (planned_updates - updated) + (planned_removals - removed)
+    unmade = 0 if dry_run else (planned_updates - updated) + (planned_removals - removed)
+    failures, not_written = unmade, 0
     if kind == "restore":
         failures = failed_records
+    elif status in ("halted", "cancelled"):
+        # The run stopped its writes on purpose: what it never sent did not fail. Only
+        # the records the platform refused (or did not apply) are failures.
+        failures = min(failed_records, unmade)
+        not_written = unmade - failures
     return {
         "timestamp": iso(finished_at),
         "run_id": meta.get("run_id", ""),
@@ -83,6 +89,8 @@ def build_record(
         "success_count": updated,
         "unchanged_count": unchanged,
         "failure_count": failures,
+        # Planned writes a halted or cancelled run never sent.
+        "not_written": not_written,
         "purge_count": removed,
         "planned_updates": planned_updates,
         "planned_removals": planned_removals,
