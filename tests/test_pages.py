@@ -20,6 +20,7 @@ def test_page_count_rounds_up_and_never_reaches_zero() -> None:
     assert page_count(200, 100) == 2
     assert page_count(1, 100) == 1
     assert page_count(10, 0) == 1
+    assert page_count(0, 100) == 1
 
 
 def test_looping_cursor_names_both_pages() -> None:

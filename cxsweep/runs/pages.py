@@ -26,7 +26,7 @@ def looping_cursor(page_no: int, earlier: int) -> str:
 def page_count(total: int, page_size: int) -> int:
     """Pages of an offset-paged list of ``total`` contacts served ``page_size`` a page
     (at least one: an empty list has its first page)."""
-    return -(-total // page_size) if page_size else 1
+    return max(1, -(-total // page_size)) if page_size else 1
 
 
 def recheck_states(
