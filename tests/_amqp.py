@@ -38,9 +38,7 @@ def answers(url: str, timeout: float = 3.0) -> bool:
 
 
 def _rabbitmqctl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=60
-    )
+    return subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=60)
 
 
 def unavailable() -> str:

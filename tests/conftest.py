@@ -10,6 +10,7 @@ import gc
 import json
 import os
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,10 @@ import pytest
 import redis
 
 from cxsweep.runs.store import persistence_problem
+from cxsweep.settings import get_settings
 from devtools.localredis import LocalRedis, free_port, redis_answers
 from tests import _amqp
+from tests._cxone import PHONES
 
 _private_redis: LocalRedis | None = None
 _volatile_redis = ""
@@ -155,3 +158,29 @@ def audit_lines(path: Path, run_id: str) -> list[dict[str, Any]]:
         return []
     lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return [line for line in lines if line.get("run_id") == run_id]
+
+
+@pytest.fixture
+def cxone(simulator: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """CXSWEEP_BACKEND=cxone against the session simulator, with a fresh access key.
+
+    A new key per test gives the test its own Redis namespace (token, tenant, API base).
+    """
+    key_id, key_secret = f"key-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    simulator.configure(access_keys={key_id: key_secret}, job_delay=0.3)
+    env = {
+        "CXSWEEP_BACKEND": "cxone",
+        "CXSWEEP_CXONE_AUTH_URL": simulator.url,
+        "CXSWEEP_CXONE_ACCESS_KEY_ID": key_id,
+        "CXSWEEP_CXONE_ACCESS_KEY_SECRET": key_secret,
+        "CXSWEEP_CXONE_PHONE_COLUMNS": ",".join(PHONES),
+        "CXSWEEP_CXONE_UPLOAD_BATCH": "60",
+        "CXSWEEP_CXONE_REMOVE_BATCH": "15",
+        "CXSWEEP_CXONE_JOB_POLL_SECONDS": "0.2",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    yield env
+    monkeypatch.undo()
+    get_settings.cache_clear()

@@ -70,9 +70,7 @@ def _celery_settings(broker_url: str) -> dict[str, object]:
         " 'queues': {n: [q[n].exchange.type, q[n].queue_arguments] for n in q}}))"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("CXSWEEP_")}
-    env.update(
-        CXSWEEP_ENV_FILE=os.devnull, CXSWEEP_BROKER_URL=broker_url, CXSWEEP_METRICS_PORT="0"
-    )
+    env.update(CXSWEEP_ENV_FILE=os.devnull, CXSWEEP_BROKER_URL=broker_url, CXSWEEP_METRICS_PORT="0")
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True
     ).stdout

@@ -147,9 +147,7 @@ def sweep_to_kill_point(stack: Stack, seed: int, cli_timeout: int = 60) -> Crash
     reached = wait_until(lambda: stack.sim.total_requests() - base >= target, timeout=30)
     assert reached, "the sweep never got to the kill point"
     killed_at = stack.sim.total_requests() - base
-    return CrashRun(
-        ref_list, crash_list, original, ref_record, ref_requests, killed_at, first, cli
-    )
+    return CrashRun(ref_list, crash_list, original, ref_record, ref_requests, killed_at, first, cli)
 
 
 def kill_whole_worker(worker: subprocess.Popen[bytes]) -> None:

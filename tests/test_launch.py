@@ -78,9 +78,7 @@ def test_a_refusal_before_launch_fails_the_run_and_frees_the_list(
         raise CxsweepError("not this one")
 
     with pytest.raises(CxsweepError, match="not this one"):
-        launch.start_run(
-            launch.settings_for_run(), list_id, dry_run=False, before_launch=refuse
-        )
+        launch.start_run(launch.settings_for_run(), list_id, dry_run=False, before_launch=refuse)
     store = RunStore(redis_client, started[0])
     assert store.meta()["status"] == "failed" and "refused before" in store.meta()["error"]
     assert not store.begun()

@@ -35,4 +35,3 @@ def test_hold_matches_a_quoted_argument_only() -> None:
     held = UnackedMessages(['[["20260101T000000Z-abcd1234", 0], {}, {}]', ""])
     assert held.hold("20260101T000000Z-abcd1234")
     assert not held.hold("20260101T000000Z-abcd")
-

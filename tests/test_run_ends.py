@@ -188,9 +188,7 @@ def test_plan_ready_delivered_twice_leaves_a_completed_run_completed(
     assert len(audit_lines(audit_log_path, run_id)) == 1
 
 
-def _flaky_updates(
-    monkeypatch: pytest.MonkeyPatch, errors: list[Exception]
-) -> dict[int, int]:
+def _flaky_updates(monkeypatch: pytest.MonkeyPatch, errors: list[Exception]) -> dict[int, int]:
     """Make every update chunk raise ``errors`` one after another before it writes;
     returns the calls per chunk."""
     real = writes.apply_update_chunk

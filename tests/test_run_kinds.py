@@ -21,7 +21,10 @@ def _record(kind: str | None, counts: dict[str, int], **meta: Any) -> dict[str, 
         **{k: str(v) for k, v in meta.items()},
     }
     return audit.build_record(
-        fields, counts, status="completed", removed=counts.get("removed", 0),
+        fields,
+        counts,
+        status="completed",
+        removed=counts.get("removed", 0),
         finished_at=STARTED + 12.0,
     )
 
@@ -62,8 +65,15 @@ def test_a_restore_report_counts_what_was_put_back() -> None:
 def test_an_apply_report_says_what_the_plan_met() -> None:
     record = _record(
         "apply",
-        {"fetched": 300, "to_update": 2, "updated": 2, "stale": 1, "already_applied": 40,
-         "plan_seen_update": 43, "plan_seen_remove": 0},
+        {
+            "fetched": 300,
+            "to_update": 2,
+            "updated": 2,
+            "stale": 1,
+            "already_applied": 40,
+            "plan_seen_update": 43,
+            "plan_seen_remove": 0,
+        },
         plan_updates=45,
         plan_removals=7,
     )

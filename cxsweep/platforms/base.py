@@ -113,4 +113,3 @@ class Backend(Protocol):
     def create_contacts(self, list_id: str, contacts: Sequence[Mapping[str, Any]]) -> WriteOutcome:
         """Re-create removed contacts as they were (restore); ids already present are
         reported as ``missing`` (nothing to do), refused ones as ``failed``."""
-
