@@ -198,6 +198,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{run_id}  {kind:<7}  list {meta.get('list_id')}  "
             + progress_line(meta, store.counts(), end - started).strip()
         )
+        # Read from the run itself, so they show while it goes, not only once recorded.
+        for warning in store.warnings():
+            print(f"    WARNING: {warning}")
         delivery = Outbox(client).describe(run_id)
         if delivery:
             print(f"    webhook: {delivery}")

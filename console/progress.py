@@ -51,9 +51,7 @@ class Progress:
         reading = meta.get("status") == "reading"
         # Until the last page is read, the total is only known when the platform says it.
         read_total = total or (None if reading else read)
-        head = (
-            f"{WORDS[kind]} {meta.get('run_id', '?')}  {meta.get('status', '?')}  {elapsed:.1f}s"
-        )
+        head = f"{WORDS[kind]} {meta.get('run_id', '?')}  {meta.get('status', '?')}  {elapsed:.1f}s"
         lines = [
             head,
             f"  read      {_bar(read, read_total)} {read:>9,} contacts  {rates['read']:>8,.0f}/s",

@@ -312,57 +312,63 @@ def render_html(record: Mapping[str, Any], extras: Mapping[str, Any] | None = No
     by_kind = record.get("api_latency_ms")
     steps = extra.get("slowest_steps")
     note = own_note(record)
-    return templates().get_template("run_report.html").render(
-        run_id=record.get("run_id", ""),
-        list_id=record.get("list_id", ""),
-        kind=kind,
-        eyebrow=EYEBROWS.get(kind, EYEBROWS["sweep"]),
-        tag=TAGS.get(kind),
-        started=fmt_when(record.get("started_at")),
-        finished=fmt_when(record.get("finished_at")),
-        took=fmt_duration(record.get("duration_seconds")),
-        lead=lead,
-        status=status,
-        fg=fg,
-        bg=bg,
-        headline=headline,
-        note=note,
-        show_note=bool(note or status != "completed" or dry or kind == "restore"),
-        restore=_restore_view(record) if kind == "restore" else None,
-        apply_rows=_apply_rows(record) if kind == "apply" else None,
-        tiles=tiles,
-        fetched=f"{fetched:,}",
-        outcome=outcome_bar(segments),
-        rejects=f"{sum(v for _, v in sorted_counts(reasons)):,}",
-        reasons_chart=bar_chart(
-            reasons, colour=CHART_COLOURS["reasons"], title="Rejects by reason"
-        ),
-        region_chart=bar_chart(
-            record.get("by_region"),
-            colour=CHART_COLOURS["regions"],
-            title="Kept contacts by region",
-            label=str,
-            width=HALF,
-        ),
-        type_chart=bar_chart(
-            record.get("by_line_type"),
-            colour=CHART_COLOURS["types"],
-            title="Kept contacts by line type",
-            width=HALF,
-        ),
-        api_tiles=api_tiles,
-        api_charts=api_charts,
-        percentiles=(
-            [(name, fmt_num(value)) for name, value in percentiles.items()]
-            if isinstance(percentiles, Mapping) and percentiles
-            else None
-        ),
-        latency_by_kind=(
-            _latency_by_kind_rows(by_kind) if isinstance(by_kind, Mapping) and by_kind else None
-        ),
-        steps=_step_rows(steps) if isinstance(steps, list) and steps else None,
-        recorded=fmt_when(record.get("timestamp")),
-        generated=fmt_when(extra.get("generated_at") or datetime.now(UTC).isoformat()),
+    return (
+        templates()
+        .get_template("run_report.html")
+        .render(
+            run_id=record.get("run_id", ""),
+            list_id=record.get("list_id", ""),
+            kind=kind,
+            eyebrow=EYEBROWS.get(kind, EYEBROWS["sweep"]),
+            tag=TAGS.get(kind),
+            started=fmt_when(record.get("started_at")),
+            finished=fmt_when(record.get("finished_at")),
+            took=fmt_duration(record.get("duration_seconds")),
+            lead=lead,
+            status=status,
+            fg=fg,
+            bg=bg,
+            headline=headline,
+            note=note,
+            show_note=bool(note or status != "completed" or dry or kind == "restore"),
+            warnings=[str(w) for w in record.get("warnings") or ()],
+            already_suppressed=as_int(record.get("already_suppressed")),
+            restore=_restore_view(record) if kind == "restore" else None,
+            apply_rows=_apply_rows(record) if kind == "apply" else None,
+            tiles=tiles,
+            fetched=f"{fetched:,}",
+            outcome=outcome_bar(segments),
+            rejects=f"{sum(v for _, v in sorted_counts(reasons)):,}",
+            reasons_chart=bar_chart(
+                reasons, colour=CHART_COLOURS["reasons"], title="Rejects by reason"
+            ),
+            region_chart=bar_chart(
+                record.get("by_region"),
+                colour=CHART_COLOURS["regions"],
+                title="Kept contacts by region",
+                label=str,
+                width=HALF,
+            ),
+            type_chart=bar_chart(
+                record.get("by_line_type"),
+                colour=CHART_COLOURS["types"],
+                title="Kept contacts by line type",
+                width=HALF,
+            ),
+            api_tiles=api_tiles,
+            api_charts=api_charts,
+            percentiles=(
+                [(name, fmt_num(value)) for name, value in percentiles.items()]
+                if isinstance(percentiles, Mapping) and percentiles
+                else None
+            ),
+            latency_by_kind=(
+                _latency_by_kind_rows(by_kind) if isinstance(by_kind, Mapping) and by_kind else None
+            ),
+            steps=_step_rows(steps) if isinstance(steps, list) and steps else None,
+            recorded=fmt_when(record.get("timestamp")),
+            generated=fmt_when(extra.get("generated_at") or datetime.now(UTC).isoformat()),
+        )
     )
 
 

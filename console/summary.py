@@ -82,9 +82,13 @@ def print_summary(record: dict[str, Any]) -> None:
         )
     if record.get("kind") == "apply":
         _print_apply_lines(record)
+    if record.get("already_suppressed"):
+        print(f"  suppressed {record['already_suppressed']} reject(s) already in the DNC group")
     print(f"  took       {record.get('duration_seconds', 0)} s")
     note = own_note(record)
     if note:
         print(f"  note       {note}")
+    for warning in record.get("warnings") or ():
+        print(f"  WARNING    {warning}")
     if record["status"] == "halted":
         print("  the run HALTED for manual review: nothing further was removed")

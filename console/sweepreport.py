@@ -157,7 +157,8 @@ def render_sweep_html(
     )
     told = ", ".join(f"{outcomes[o]:,} {o}" for o in ORDER if outcomes[o])
     lead = (
-        f"{len(rows):,} lists in this sweep" + (f": {told}." if told else ".")
+        f"{len(rows):,} lists in this sweep"
+        + (f": {told}." if told else ".")
         + f" {totals['checked']:,} contacts checked, {totals['updated']:,}"
         + (" would be updated" if dry else " updated")
         + f", {totals['removed']:,}"
@@ -203,9 +204,9 @@ def render_sweep_html(
             "colour": OUTCOME_COLOURS["failed"],
         },
     ]
-    timed = sorted(
-        (r for r in rows if r.seconds is not None), key=lambda r: -(r.seconds or 0.0)
-    )[:SLOWEST]
+    timed = sorted((r for r in rows if r.seconds is not None), key=lambda r: -(r.seconds or 0.0))[
+        :SLOWEST
+    ]
     longest = max((r.seconds or 0.0 for r in timed), default=0.0) or 1.0
     slowest = [
         {
@@ -248,15 +249,19 @@ def render_sweep_html(
         "excluded": as_int(meta.get("excluded")),
         "own_schedule": as_int(meta.get("own_schedule")),
     }
-    return templates().get_template("sweep_report.html").render(
-        sweep=sweep,
-        lead=lead,
-        tiles=tiles,
-        rows=table,
-        totals={k: fmt_num(v) for k, v in totals.items()},
-        words=words,
-        slowest=slowest,
-        generated=fmt_when(generated_at or datetime.now(UTC).isoformat()),
+    return (
+        templates()
+        .get_template("sweep_report.html")
+        .render(
+            sweep=sweep,
+            lead=lead,
+            tiles=tiles,
+            rows=table,
+            totals={k: fmt_num(v) for k, v in totals.items()},
+            words=words,
+            slowest=slowest,
+            generated=fmt_when(generated_at or datetime.now(UTC).isoformat()),
+        )
     )
 
 

@@ -388,6 +388,11 @@ class Settings:
     cxone_include_inactive: bool = setting(
         False, "CXone: scheduled sweeps also sweep lists whose status is Inactive"
     )
+    cxone_dnc_search: bool = setting(
+        True,
+        "CXone: look each number up (`POST dnc-groups/search`, a request per number) and"
+        " push to the DNC group only those it does not hold yet",
+    )
 
     @property
     def broker(self) -> str:

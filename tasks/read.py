@@ -112,6 +112,7 @@ def fetch_page(
             if not store.page_committed(page_no):  # a redelivered task re-reads
                 store.store_page(page_no, page.contacts)
             store.note_page_read(page_no, len(page.contacts))
+            store.add_warnings(page.warnings)
             read += 1
             if page.total is not None and page_no == 0:
                 store.set_meta(total_records=page.total)

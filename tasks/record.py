@@ -112,6 +112,7 @@ def record_run(store: RunStore, status: str, message: str = "", *, owner: str) -
             failed_records=store.failure_count(),
             stale_ids=store.stale_ids(20),
             failed_ids=store.failures_sample(20),
+            warnings=store.warnings(),
             api_latency=latency.summary(latency.read_histograms(store.redis, store.run_id)),
         )
         path = audit.append_audit_line(settings().audit_log, record)

@@ -62,12 +62,14 @@ def test_warns_of_a_running_or_unscrubbed_skill(
     simulator.set_skill_running(4002)
     client = backend(redis_client)
     with caplog.at_level("WARNING", logger="cxsweep.platforms"):
-        client.read_page(quiet, None)
+        assert client.read_page(quiet, None).warnings == ()
         assert not caplog.records
-        client.read_page(loud, None)
-    messages = [r.getMessage() for r in caplog.records]
-    assert any("skill 4002 is running" in m for m in messages), messages
-    assert any("4002 not scrubbed against DNC group" in m for m in messages), messages
+        warned = client.read_page(loud, None).warnings
+    # Logged, and handed to the run with the first page so that the operator sees them.
+    assert len(warned) == 2, warned
+    assert "skill 4002 is running" in warned[0]
+    assert "4002 not scrubbed against DNC group 7001" in warned[1]
+    assert [r.getMessage() for r in caplog.records] == list(warned)
 
 
 def test_scheduled_sweeps_skip_inactive_lists(

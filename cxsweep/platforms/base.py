@@ -17,11 +17,15 @@ from typing import Any, Protocol
 
 @dataclass(frozen=True)
 class Page:
-    """One page of a list: raw records, and the cursor of the next page (None: last)."""
+    """One page of a list: raw records, and the cursor of the next page (None: last).
+
+    ``warnings`` are what the platform showed that the operator must hear of (a CXone
+    skill that dials what is uploaded to it, say): the run keeps and reports them."""
 
     contacts: list[dict[str, Any]]
     next_cursor: str | None
     total: int | None = None
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,8 @@ class WriteOutcome:
     done: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    #: what else the batch met, added to the run's counters (``keys`` names)
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 INVALID_ID = "invalid contact id"

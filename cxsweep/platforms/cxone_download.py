@@ -129,9 +129,10 @@ class ListDownload(CxoneSession):
         """
         token, served, offset = self._parse_cursor(cursor)
         total: int | None = None
+        warnings: tuple[str, ...] = ()
         path = SPOOL_DIR / f"{token}.jsonl"
         if not token or not path.exists():
-            token, total = self._download(list_id)
+            token, total, warnings = self._download(list_id)
             path = SPOOL_DIR / f"{token}.jsonl"
             offset = 0
             with path.open("rb") as spool:
@@ -153,8 +154,9 @@ class ListDownload(CxoneSession):
         served += len(records)
         if not more:
             path.unlink(missing_ok=True)
-            return Page(contacts=records, next_cursor=None, total=total)
-        return Page(contacts=records, next_cursor=f"{token}:{served}:{offset}", total=total)
+            return Page(contacts=records, next_cursor=None, total=total, warnings=warnings)
+        cursor = f"{token}:{served}:{offset}"
+        return Page(contacts=records, next_cursor=cursor, total=total, warnings=warnings)
 
     @staticmethod
     def _parse_cursor(cursor: str | None) -> tuple[str, int, int]:
@@ -166,8 +168,9 @@ class ListDownload(CxoneSession):
             raise ApiError(f"not a CXone page cursor: {cursor[:40]!r}")
         return token, int(served), int(offset)
 
-    def _download(self, list_id: str) -> tuple[str, int]:
-        """Stream the list into a new spool file; its token and how many records."""
+    def _download(self, list_id: str) -> tuple[str, int, tuple[str, ...]]:
+        """Stream the list into a new spool file; its token, how many records, and the
+        warnings about the list."""
         SPOOL_DIR.mkdir(mode=0o700, exist_ok=True)
         cutoff = time.time() - SPOOL_MAX_AGE
         for old in SPOOL_DIR.iterdir():
@@ -187,8 +190,8 @@ class ListDownload(CxoneSession):
             part.rename(SPOOL_DIR / f"{token}.jsonl")
         finally:
             part.unlink(missing_ok=True)
-        self._remember_list(list_id, info)
-        return token, count
+        warnings = self._remember_list(list_id, info)
+        return token, count, warnings
 
     def stream_list(self, list_id: str, info: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """The list's records as the download answer arrives (``GET lists/call-lists/
@@ -249,9 +252,10 @@ class ListDownload(CxoneSession):
         info["skills"] = skills
         info["count"] = count
 
-    def _remember_list(self, list_id: str, info: Mapping[str, Any]) -> None:
+    def _remember_list(self, list_id: str, info: Mapping[str, Any]) -> tuple[str, ...]:
         """What writes need later (the name for removeProspects, the expiration date for
-        uploads), and warnings about what would keep dialing."""
+        uploads); the warnings about what would keep dialing, logged and returned for the
+        run to keep and report."""
         for field, key in (
             ("listName", self._keys.list_name(list_id)),
             ("listExpirationDate", self._keys.list_expiry(list_id)),
@@ -262,32 +266,35 @@ class ListDownload(CxoneSession):
         skills = set(info.get("skills") or ())
         if self.settings.cxone_skill_id:
             skills.add(self.settings.cxone_skill_id)
-        for skill in sorted(skills):
-            self._check_running(list_id, skill)
+        warnings = [self._check_running(list_id, skill) for skill in sorted(skills)]
         if self.settings.cxone_dnc_group_id and skills:
-            self._check_scrubbed(list_id, skills)
+            warnings.append(self._check_scrubbed(list_id, skills))
+        shown = tuple(w for w in warnings if w)
+        for warning in shown:
+            log.warning("%s", warning)
+        return shown
 
-    def _check_running(self, list_id: str, skill: str) -> None:
-        """Warn when the list's skill is running: uploads to it are dialed whatever
+    def _check_running(self, list_id: str, skill: str) -> str | None:
+        """A warning when the list's skill is running: uploads to it are dialed whatever
         ``startSkill`` says. Assumed: ``GET skills/{id}`` answers ``skills[0].isRunning``
         (an open client reads that field); a skill that cannot be read is not judged."""
         url = f"{self.api_base()}/skills/{quote(skill, safe='')}"
         try:
             body = self._call("skill", f"GET {path_of(url)}", "GET", url)
         except NotFound:
-            return
+            return None
         found = body.get("skills") if isinstance(body, dict) else None
         first = found[0] if isinstance(found, list) and found else body
         if isinstance(first, dict) and first.get("isRunning") is True:
-            log.warning(
-                "list %s: skill %s is running: corrected records uploaded to it are dialed"
-                " at once; sweep lists whose skill is paused",
-                list_id,
-                skill,
+            return (
+                f"list {list_id}: skill {skill} is running: corrected records uploaded to it"
+                " are dialed at once (startSkill=false does not stop it); sweep lists whose"
+                " skill is paused"
             )
+        return None
 
-    def _check_scrubbed(self, list_id: str, skills: set[str]) -> None:
-        """Warn when the list's skill is not scrubbed against the DNC group: numbers
+    def _check_scrubbed(self, list_id: str, skills: set[str]) -> str | None:
+        """A warning when the list's skill is not scrubbed against the DNC group: numbers
         pushed to the group would not stop that skill from dialing them."""
         group = quote(self.settings.cxone_dnc_group_id, safe="")
         url = f"{self.api_base()}/dnc-groups/{group}/scrubbed-skills"
@@ -295,14 +302,13 @@ class ListDownload(CxoneSession):
         scrubbed = body.get("scrubbedSkills") if isinstance(body, dict) else None
         ids = {str(s.get("skillId")) for s in scrubbed or [] if isinstance(s, dict)}
         missing = sorted(skills - ids)
-        if missing:
-            log.warning(
-                "list %s: skill(s) %s not scrubbed against DNC group %s: numbers cxsweep"
-                " adds to the group will not stop that skill dialing them",
-                list_id,
-                ", ".join(missing),
-                self.settings.cxone_dnc_group_id,
-            )
+        if not missing:
+            return None
+        return (
+            f"list {list_id}: skill(s) {', '.join(missing)} not scrubbed against DNC group"
+            f" {self.settings.cxone_dnc_group_id}: numbers cxsweep adds to the group will"
+            " not stop that skill dialing them"
+        )
 
     def _check_record(self, call: str, position: int, record: Any) -> int:
         """Check one record; its size in characters of data."""

@@ -23,6 +23,7 @@ from cxsweep.runs.store import kind_of
 
 _append_lock = threading.Lock()
 
+
 def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -48,6 +49,7 @@ def build_record(
     stale_ids: Sequence[str] = (),
     failed_ids: Mapping[str, str] | None = None,
     api_latency: Mapping[str, Mapping[str, float]] | None = None,
+    warnings: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The audit fields of a run from its metadata and counters (all kept in Redis).
 
@@ -114,6 +116,10 @@ def build_record(
         # A sample of each (the first 20): who changed under us, and who failed and why.
         "stale_ids": list(stale_ids),
         "failed_ids": dict(failed_ids or {}),
+        # What the platform showed that may undo the sweep's work (a CXone skill still
+        # dialing, one not scrubbed against the DNC group), and rejects already suppressed.
+        "warnings": list(warnings),
+        "already_suppressed": counts.get(keys.ALREADY_SUPPRESSED, 0),
         "restored": restored,
         "restore_of": options.get("restore_of"),
         **_kind_fields(kind, meta, counts),

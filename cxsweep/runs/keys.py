@@ -57,6 +57,8 @@ class RunKeys:
         self.restored = f"{prefix}:restored"
         self.freshness = f"{prefix}:freshness"
         self.api_latency = f"{prefix}:api-latency"
+        # What the platform said that the operator must see (a skill still dialing).
+        self.warnings = f"{prefix}:warnings"
         self.duplicates_done = self.done("duplicates")
 
     def claim(self, step: str) -> str:
@@ -164,6 +166,12 @@ class CxoneKeys:
     def phones(self, list_id: str) -> str:
         return f"{self.prefix}:phones:{list_id}"
 
+    def dnc_state(self, list_id: str) -> str:
+        """Rejects of a list whose DNC push is settled: ``suppressed`` (the group held
+        every number already) or ``pushed``; a retried removal neither looks up nor
+        pushes them again."""
+        return f"{self.prefix}:dnc:{list_id}"
+
     def upload(self, rows_digest: str) -> str:
         return f"{self.prefix}:upload:{rows_digest}"
 
@@ -206,6 +214,8 @@ STALE_PREFIX = "stale_"
 STILL_PRESENT = "still_present"
 REPEATED_ID = "repeated_id"
 ALREADY_APPLIED = "already_applied"
+#: rejects whose numbers the DNC group already held: no DNC push was needed
+ALREADY_SUPPRESSED = "already_suppressed"
 PLAN_SEEN_UPDATE = "plan_seen_update"
 PLAN_SEEN_REMOVE = "plan_seen_remove"
 RESTORED_RECREATED = "restored_recreated"

@@ -16,6 +16,7 @@ from cxsweep.runs.store import RunStore
 PAGES_PER_TASK = 10
 SECONDS_PER_TASK = 2.0
 
+
 def looping_cursor(page_no: int, earlier: int) -> str:
     return (
         f"the platform's nextPageUri after page {page_no} points back to page {earlier}:"

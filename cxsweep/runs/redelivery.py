@@ -43,8 +43,7 @@ class UnackedMessages:
     @classmethod
     def read(cls, client: redis.Redis) -> UnackedMessages:
         bodies = [
-            _body_text(raw)
-            for _, raw in cast(Any, client.hscan_iter(UNACKED_KEY, count=500))
+            _body_text(raw) for _, raw in cast(Any, client.hscan_iter(UNACKED_KEY, count=500))
         ]
         return cls(bodies)
 

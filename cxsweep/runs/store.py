@@ -354,6 +354,18 @@ class RunStore(WriteState, Freshness):
             pipe.expire(self.keys.stale, DATA_TTL)
             pipe.execute()
 
+    def add_warnings(self, warnings: Iterable[str]) -> None:
+        """Warnings the platform gave while the run read it; each kept once."""
+        shown = list(warnings)
+        if shown:
+            pipe = self.redis.pipeline()
+            pipe.sadd(self.keys.warnings, *shown)
+            pipe.expire(self.keys.warnings, DATA_TTL)
+            pipe.execute()
+
+    def warnings(self) -> list[str]:
+        return sorted(text(w) for w in cast(set[bytes], self.redis.smembers(self.keys.warnings)))
+
     def stale_ids(self, limit: int = 20) -> list[str]:
         return [text(x) for x in self.redis.lrange(self.keys.stale, 0, limit - 1)]
 

@@ -201,9 +201,7 @@ class Outbox:
         fields = {"state": FAILED, "last_error": why[:300], "signed": int(signed)}
         self._end_attempt(run_id, fields, keep=None)
 
-    def retry_later(
-        self, run_id: str, why: str, *, signed: bool, now: float | None = None
-    ) -> str:
+    def retry_later(self, run_id: str, why: str, *, signed: bool, now: float | None = None) -> str:
         """An attempt that may pass later: the next is scheduled, or, a day after the
         run was recorded, the delivery is abandoned. Returns the new state."""
         now = time.time() if now is None else now

@@ -162,6 +162,8 @@ def apply_remove_chunk(
                     store.note_write_outcome(server_error=True, threshold=threshold)
                 raise
             why = store.record_removed(outcome.done, outcome.missing, list_id, writer)
+            for counter, amount in outcome.counts.items():
+                store.incr(counter, amount)
             failed.update(outcome.failed)
     finally:
         store.writer_done(writer)

@@ -30,7 +30,9 @@ KINDS = (
     "remove_prospects",
     "upload",
     "job",
+    "jobs",
     "dnc",
+    "dnc_search",
     "access_key",
     "scrubbed",
     "skill",
@@ -58,6 +60,7 @@ NAMED_ACTIONS = frozenset(
         "redirect",
         "loop_cursor",
         "fake_success",
+        "lose_answer",
     }
 )
 # Requests remembered for ``requests_seen()`` (the newest; a bench sends millions).

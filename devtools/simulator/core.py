@@ -40,6 +40,8 @@ ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("POST", re.compile(r"^/auth/token/?$"), "cxone_token"),
     ("POST", re.compile(r"^/authentication/v1/token/access-key/?$"), "access_key"),
     ("GET", re.compile(rf"^{_CX}/lists/call-lists/?$"), "cxone_lists"),
+    # Before the list route: "jobs" is not a list id.
+    ("GET", re.compile(rf"^{_CX}/lists/call-lists/jobs/?$"), "jobs"),
     ("GET", re.compile(rf"^{_CX}/lists/call-lists/jobs/(?P<job>[^/]+)/?$"), "job"),
     ("GET", re.compile(rf"^{_CX}/lists/call-lists/(?P<list>[^/]+)/?$"), "cxone_read"),
     ("POST", re.compile(rf"^{_CX}/lists/call-lists/(?P<list>[^/]+)/upload/?$"), "upload"),
@@ -48,6 +50,7 @@ ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
         re.compile(rf"^{_CX}/lists/call-lists/(?P<name>[^/]+)/removeProspects/?$"),
         "remove_prospects",
     ),
+    ("POST", re.compile(rf"^{_CX}/dnc-groups/search/?$"), "dnc_search"),
     ("POST", re.compile(rf"^{_CX}/dnc-groups/(?P<group>[^/]+)/records/?$"), "dnc"),
     ("GET", re.compile(rf"^{_CX}/dnc-groups/(?P<group>[^/]+)/scrubbed-skills/?$"), "scrubbed"),
     ("GET", re.compile(rf"^{_CX}/skills/(?P<skill>\d+)/?$"), "skill"),

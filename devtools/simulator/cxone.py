@@ -344,6 +344,39 @@ class CxoneRoutes(SimulatorState):
             self._stats["jobs_submitted"] += 1
         return json_response(200, {"jobId": int(job_id)})
 
+    def _job_row(self, job: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "jobId": job["jobId"],
+            "listId": int(job["listId"]) if job["listId"].isdigit() else job["listId"],
+            "listName": job["listName"],
+            "submitDate": job["submitDate"],
+            "startDate": job["submitDate"],
+            "isComplete": job["done"],
+            "isCancelled": False,
+            "completedDate": job.get("completedDate"),
+        }
+
+    def _api_jobs(self, params: dict[str, str], req: Request) -> Response:
+        """Every upload job of the business unit, newest first. Assumed: the schema names
+        no query parameters; ``_links.next`` pages (here by skip/top, as the lists do)."""
+        if not self._authorized(req):
+            return error_response("jobs", 401)
+        try:
+            skip, top = self._skip_top(req, 100, 1000)
+        except ValueError as exc:
+            return json_response(400, {"error": str(exc)})
+        with self._lock:
+            self._settle_jobs()
+            every = [self._job_row(job) for job in reversed(list(self._jobs.values()))]
+        return json_response(
+            200,
+            {
+                "totalRecords": len(every),
+                "_links": self._links(req, skip, top, len(every)),
+                "uploadJobs": every[skip : skip + top],
+            },
+        )
+
     def _api_job(self, params: dict[str, str], req: Request) -> Response:
         if not self._authorized(req):
             return error_response("job", 401)
@@ -352,18 +385,32 @@ class CxoneRoutes(SimulatorState):
             job = self._jobs.get(params["job"])
             if job is None:
                 return json_response(404, {"error": "job_not_found"})
-            payload = {
-                "jobId": job["jobId"],
-                "listId": int(job["listId"]) if job["listId"].isdigit() else job["listId"],
-                "listName": job["listName"],
-                "submitDate": job["submitDate"],
-                "startDate": job["submitDate"],
-                "isComplete": job["done"],
-                "isCancelled": False,
-                "completedDate": job.get("completedDate"),
-            }
+            payload = self._job_row(job)
         # Status only: what each row did is not in the answer (NICE's schema).
         return json_response(200, {"uploadJobs": [payload]})
+
+    def _api_dnc_search(self, params: dict[str, str], req: Request) -> Response:
+        """The groups holding one number (``?phoneNumber=``), as ``searchResults``."""
+        if not self._authorized(req):
+            return error_response("dnc_search", 401)
+        phone = (req.query.get("phoneNumber") or [""])[0]
+        if not phone.isdigit():
+            return json_response(400, {"error": "phoneNumber must be digits"})
+        with self._lock:
+            rows = [
+                {
+                    "dncGroupId": int(gid) if gid.isdigit() else gid,
+                    "dncGroupName": f"Group {gid}",
+                    "dncGroupDescription": "",
+                    "formattedPhone": phone,
+                    "expiredDate": held[phone].get("expiredDate"),
+                    "dateCollected": "2026-01-01T00:00:00Z",
+                    "lastUpdateTime": "2026-01-01T00:00:00Z",
+                }
+                for gid, held in self._dnc.items()
+                if phone in held
+            ]
+        return json_response(200, {"searchResults": rows})
 
     def _api_dnc(self, params: dict[str, str], req: Request) -> Response:
         if not self._authorized(req):
@@ -389,8 +436,9 @@ class CxoneRoutes(SimulatorState):
                         {"success": False, "error": "InvalidPhone", "formattedPhone": phone}
                     )
                     continue
+                # Assumed: a number already in the group is overwritten (its expiry too).
+                self._stats["dnc_rewritten" if phone in group else "dnc_added"] += 1
                 group[phone] = {"expiredDate": item.get("expiredDate")}
-                self._stats["dnc_added"] += 1
                 results.append({"success": True, "error": None, "formattedPhone": phone})
         errors = sum(1 for r in results if not r["success"])
         return json_response(200, {"resultSet": {"errorCount": errors, "recordResults": results}})

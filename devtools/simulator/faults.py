@@ -83,10 +83,17 @@ class FaultRoutes(SimulatorState):
         if action == "redirect":
             # 307: a client that follows sends the same method and body over there.
             return Response(307, b"", {"Location": f"{rule.origin}{req.path}"})
-        if action in ("foreign_link", "inject_contacts", "shift_page"):
+        if action in ("foreign_link", "inject_contacts", "shift_page", "lose_answer"):
             return None  # served as usual, then changed by _after_fault
         if action == "missing_contacts":
-            if kind.startswith("cxone") or kind in ("remove_prospects", "upload", "job", "dnc"):
+            if kind.startswith("cxone") or kind in (
+                "remove_prospects",
+                "upload",
+                "job",
+                "jobs",
+                "dnc",
+                "dnc_search",
+            ):
                 return json_response(200, {"_links": {}})
             return json_response(200, {"nextPageUri": None})
         if action == "bad_json":
@@ -127,6 +134,9 @@ class FaultRoutes(SimulatorState):
         if rule.action == "shift_page":
             self._shift(kind, params, response)
             return response
+        if rule.action == "lose_answer":
+            # The call took effect (an upload made its job) but its answer never arrives.
+            return Response(0, drop=True)
         if rule.action not in ("foreign_link", "inject_contacts"):
             return response
         if response.chunks is not None:  # a CXone list answer, sent as encoded

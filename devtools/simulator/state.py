@@ -210,9 +210,19 @@ class SimulatorState:
             self._remove_failures.update(remove or {})
             self._upload_failures.update(upload or {})
 
-    def add_dnc_group(self, group_id: str, scrubbed_skills: Iterable[int] = (4001,)) -> None:
+    def add_dnc_group(
+        self,
+        group_id: str,
+        scrubbed_skills: Iterable[int] = (4001,),
+        numbers: Mapping[str, str | None] | Iterable[str] = (),
+    ) -> None:
+        """A DNC group blocking ``scrubbed_skills``, holding ``numbers`` (digits, or
+        digits to an ``expiredDate``) already."""
+        held = dict(numbers) if isinstance(numbers, Mapping) else dict.fromkeys(numbers)
         with self._lock:
-            self._dnc.setdefault(str(group_id), {})
+            group = self._dnc.setdefault(str(group_id), {})
+            for phone, expires in held.items():
+                group[phone] = {"expiredDate": expires, "seeded": True}
             self._scrubbed[str(group_id)] = list(scrubbed_skills)
 
     def set_skill_running(self, skill_id: int, running: bool = True) -> None:

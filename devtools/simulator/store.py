@@ -191,4 +191,5 @@ def new_stats() -> dict[str, Any]:
         "upload_failed": 0,
         "jobs_submitted": 0,
         "dnc_added": 0,
+        "dnc_rewritten": 0,
     }
