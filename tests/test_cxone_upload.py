@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import redis
 
+from cxsweep.errors import RetryableApiError
 from cxsweep.platforms.base import Change
 from cxsweep.platforms.cxone import JobPending
 from tests._cxone import backend, new_list_id
@@ -62,3 +63,66 @@ def test_upload_carries_the_lists_own_expiration_date(
     with pytest.raises(JobPending):
         client.update_contacts(list_id, [Change(record["ExternalId"], {"WorkNumber": ""}, record)])
     assert simulator.jobs()[0]["expirationDate"] == "2099-06-30T00:00:00Z"
+
+
+def test_an_upload_whose_answer_was_lost_is_found_among_the_jobs(
+    cxone: dict[str, str], simulator: Any, redis_client: redis.Redis
+) -> None:
+    list_id = new_list_id()
+    simulator.put_call_list(list_id, count=6, seed=4)
+    records = simulator.get_call_list(list_id)
+    # Every phone column rewritten: a row left holding a bad number is refused by the job.
+    changes = [
+        Change(
+            r["ExternalId"],
+            {"PhoneNumber": f"+1650253001{i}", "MobileNumber": "", "WorkNumber": ""},
+            r,
+        )
+        for i, r in enumerate(records[:3])
+    ]
+    # The upload is served (its job made) and the connection drops before the answer.
+    simulator.add_faults(
+        [{"method": "POST", "path": "/upload$", "action": "lose_answer", "times": 1}]
+    )
+    client = backend(redis_client)
+    with pytest.raises(RetryableApiError):
+        client.update_contacts(list_id, changes)
+    assert simulator.stats()["jobs_submitted"] == 1
+    lost = str(simulator.jobs()[-1]["jobId"])
+    # The retry finds that job on the list instead of uploading again, and follows it.
+    with pytest.raises(JobPending) as pending:
+        client.update_contacts(list_id, changes)
+    assert pending.value.job_id == lost
+    time.sleep(0.4)
+    outcome = client.update_contacts(list_id, changes)
+    assert not outcome.failed, outcome.failed
+    assert sorted(outcome.done) == sorted(c.contact_id for c in changes)
+    stats = simulator.stats()
+    assert stats["jobs_submitted"] == 1 and stats["requests"]["jobs"] == 1
+    assert all(times == 1 for times in stats["uploaded"].values())
+
+
+def test_a_lost_upload_is_sent_again_when_its_job_is_in_doubt(
+    cxone: dict[str, str], simulator: Any, redis_client: redis.Redis
+) -> None:
+    list_id = new_list_id()
+    simulator.put_call_list(list_id, count=6, seed=4)
+    records = simulator.get_call_list(list_id)
+    mine = [Change(records[0]["ExternalId"], {"WorkNumber": ""}, records[0])]
+    theirs = [Change(records[1]["ExternalId"], {"WorkNumber": ""}, records[1])]
+    simulator.add_faults(
+        [{"method": "POST", "path": "/upload$", "action": "lose_answer", "times": 1}]
+    )
+    client = backend(redis_client)
+    with pytest.raises(RetryableApiError):
+        client.update_contacts(list_id, mine)
+    # Someone else uploads to the list meanwhile: two unknown jobs near the lost one,
+    # and nothing tells which is ours. The rows go again (an overwrite is harmless).
+    with pytest.raises(JobPending):
+        backend(redis_client).update_contacts(list_id, theirs)
+    lost, other = (str(job["jobId"]) for job in simulator.jobs()[-2:])
+    redis_client.srem(client._keys.known_jobs(list_id), other)  # as if not cxsweep's
+    with pytest.raises(JobPending) as pending:
+        client.update_contacts(list_id, mine)
+    assert pending.value.job_id not in (lost, other)
+    assert simulator.stats()["jobs_submitted"] == 3

@@ -10,7 +10,8 @@ import datetime
 import hashlib
 import io
 import json
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -27,8 +28,14 @@ from cxsweep.platforms.http import (
 )
 from cxsweep.redisconn import text
 
-# A worker that claimed an upload and died before sending it frees the claim this soon.
+log = logging.getLogger(__name__)
+
+# A worker that claimed an upload and died frees the claim this soon; its upload, if it
+# went out, is then looked for among the list's jobs within this much of its start.
 UPLOAD_CLAIM_SECONDS = 120
+# Assumed: the platform's clock (a job's submitDate) is within 5 minutes of Redis's.
+JOB_CLOCK_SKEW = 300
+MAX_JOB_PAGES = 50
 # After a job ends its result is kept a little, for a retry of the same chunk.
 JOB_RESULT_SECONDS = 900
 MAX_JOB_POLL_SECONDS = 60.0
@@ -107,24 +114,7 @@ class ListUploads(ListDownload):
         canonical = json.dumps([list_id, rows], sort_keys=True, default=str)
         digest = hashlib.sha256(canonical.encode()).hexdigest()[:24]
         key = self._keys.upload(digest)
-        job_id = text(self.redis.hget(key, "job_id"))
-        if not job_id:
-            if not self.redis.hsetnx(key, "state", "uploading"):
-                raise JobPending(
-                    "another worker is uploading this chunk",
-                    job_id="",
-                    retry_after=self.settings.cxone_job_poll_seconds,
-                )
-            self.redis.expire(key, UPLOAD_CLAIM_SECONDS)
-            try:
-                job_id = self._upload(list_id, rows, digest)
-            except BaseException:
-                self.redis.delete(key)
-                raise
-            pipe = self.redis.pipeline()
-            pipe.hset(key, mapping={"job_id": job_id, "state": "submitted", "polls": 0})
-            pipe.expire(key, self.settings.run_deadline_seconds)
-            pipe.execute()
+        job_id = text(self.redis.hget(key, "job_id")) or self._submit(list_id, rows, digest)
         ids = [self.contact_id(row) for row in rows]
         ended_at = text(self.redis.hget(key, "ended_at"))
         if not ended_at:
@@ -172,6 +162,103 @@ class ListUploads(ListDownload):
                     f"{got.get(column)!r}, not {row.get(column)!r}"
                 )
         return failures
+
+    def _submit(self, list_id: str, rows: list[dict[str, Any]], digest: str) -> str:
+        """The job of this upload of ``rows``: sent now, or found again when an earlier
+        attempt sent it but its id was lost (the answer never came, or the worker died
+        before keeping it)."""
+        lease = self._keys.upload_lease(digest)
+        if not self.redis.set(lease, 1, nx=True, ex=UPLOAD_CLAIM_SECONDS):
+            raise JobPending(
+                "another worker is uploading this chunk",
+                job_id="",
+                retry_after=self.settings.cxone_job_poll_seconds,
+            )
+        key, pending = self._keys.upload(digest), self._keys.uploads_pending(list_id)
+        deadline = self.settings.run_deadline_seconds
+        try:
+            attempted = text(self.redis.hget(key, "attempted_at"))
+            job_id = self._find_lost_job(list_id, digest, float(attempted)) if attempted else None
+            if job_id is None:
+                # Kept before the request leaves: a retry knows to look for its job.
+                now = self._now()
+                pipe = self.redis.pipeline()
+                pipe.hset(key, "attempted_at", now)
+                pipe.expire(key, deadline)
+                pipe.hset(pending, digest, now)
+                pipe.expire(pending, deadline)
+                pipe.execute()
+                job_id = self._upload(list_id, rows, digest)
+            pipe = self.redis.pipeline()
+            pipe.hset(key, mapping={"job_id": job_id, "state": "submitted", "polls": 0})
+            pipe.expire(key, deadline)
+            pipe.sadd(self._keys.known_jobs(list_id), job_id)
+            pipe.expire(self._keys.known_jobs(list_id), deadline)
+            pipe.hdel(pending, digest)
+            pipe.execute()
+            return job_id
+        finally:
+            self.redis.delete(lease)
+
+    def _find_lost_job(self, list_id: str, digest: str, attempted_at: float) -> str | None:
+        """The job an earlier attempt of this upload made, if the list's jobs show it
+        beyond doubt; None means upload again (an overwrite of the same rows is harmless).
+
+        ``GET lists/call-lists/jobs`` names no file and no uploader [A], so a job is
+        told apart by list and time only: it must be the one job on this list, submitted
+        around the attempt, that cxsweep does not know the id of, while no other upload
+        to the list was in flight at that time (whose job it could be).
+        """
+        window = UPLOAD_CLAIM_SECONDS + JOB_CLOCK_SKEW
+        in_flight = [
+            float(text(when))
+            for other, when in self.redis.hgetall(self._keys.uploads_pending(list_id)).items()
+            if text(other) != digest
+        ]
+        if any(abs(when - attempted_at) <= window for when in in_flight):
+            log.info("list %s: another upload was in flight: uploading again", list_id)
+            return None
+        known = {text(j) for j in self.redis.smembers(self._keys.known_jobs(list_id))}
+        try:
+            jobs = list(self._iter_jobs())
+        except MalformedResponse as exc:
+            log.warning("list %s: %s: uploading again", list_id, exc)
+            return None
+        found = [
+            str(job["jobId"])
+            for job in jobs
+            if str(job.get("listId")) == list_id
+            and str(job.get("jobId")) not in known
+            and _submitted_within(job.get("submitDate"), attempted_at - JOB_CLOCK_SKEW, window * 2)
+        ]
+        if len(found) != 1:
+            log.info(
+                "list %s: %d unknown job(s) near the lost upload: uploading again",
+                list_id,
+                len(found),
+            )
+            return None
+        log.info("list %s: upload job %s was lost with its answer: following it", list_id, found[0])
+        return found[0]
+
+    def _iter_jobs(self) -> Iterator[dict[str, Any]]:
+        """Every upload job ``GET lists/call-lists/jobs`` shows. Assumed: no query
+        parameters, ``_links.next`` pages (the answer carries ``_links`` [A])."""
+        url: str | None = f"{self.api_base()}/lists/call-lists/jobs"
+        seen: set[str] = set()
+        while url and url not in seen and len(seen) < MAX_JOB_PAGES:
+            seen.add(url)
+            call = f"GET {path_of(url)}"
+            body = self._call("jobs", call, "GET", url)
+            jobs = body.get("uploadJobs") if isinstance(body, dict) else None
+            if not isinstance(jobs, list) or not all(
+                isinstance(j, dict) and isinstance(j.get("jobId"), int | str) for j in jobs
+            ):
+                raise MalformedResponse(f"{call}: 'uploadJobs' is missing or malformed")
+            yield from jobs
+            if not jobs:
+                return
+            url = self._next_link(body)
 
     def _expiration_date(self, list_id: str) -> str:
         """Uploads must carry one: the list's own, else CXONE_LIST_EXPIRATION_DAYS ahead."""
@@ -224,3 +311,17 @@ class ListUploads(ListDownload):
             if str(job.get("jobId")) == job_id:
                 return job
         raise MalformedResponse(f"{call}: 'uploadJobs' does not name job {job_id}")
+
+
+def _submitted_within(value: Any, start: float, seconds: float) -> bool:
+    """Whether a job's ``submitDate`` (Assumed: ISO 8601, UTC unless it says) falls in
+    ``seconds`` from ``start``."""
+    if not isinstance(value, str):
+        return False
+    try:
+        when = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return start <= when.timestamp() <= start + seconds

@@ -175,6 +175,18 @@ class CxoneKeys:
     def upload(self, rows_digest: str) -> str:
         return f"{self.prefix}:upload:{rows_digest}"
 
+    def upload_lease(self, rows_digest: str) -> str:
+        """Held by the one worker sending an upload; expires if that worker dies."""
+        return f"{self.prefix}:upload-lease:{rows_digest}"
+
+    def uploads_pending(self, list_id: str) -> str:
+        """Uploads to a list sent (or about to be) whose job id is not kept yet."""
+        return f"{self.prefix}:uploads-pending:{list_id}"
+
+    def known_jobs(self, list_id: str) -> str:
+        """The upload jobs cxsweep kept the id of, on one list."""
+        return f"{self.prefix}:jobs:{list_id}"
+
     def read_back(self, list_id: str, part: str) -> str:
         """A list's read-back: ``want``, ``seen``, ``lock``, ``took``."""
         return f"{self.prefix}:rb:{list_id}:{part}"
