@@ -108,3 +108,14 @@ def test_lines_are_appended_whole_from_many_threads(tmp_path: Path) -> None:
     parsed = [json.loads(line) for line in lines]  # no line torn by another's write
     assert parsed[0] == record
     assert {p["run_id"] for p in parsed[1:]} == {f"r{i}" for i in range(8)}
+
+
+def test_the_platforms_warnings_and_suppressed_rejects_reach_the_record() -> None:
+    warning = "list 7: skill 4001 is running: corrected records uploaded to it are dialed"
+    counts = {**COUNTS, keys.ALREADY_SUPPRESSED: 4}
+    record = build_record(
+        META, counts, status="completed", removed=10, finished_at=FINISHED, warnings=[warning]
+    )
+    assert record["warnings"] == [warning] and record["already_suppressed"] == 4
+    quiet = build_record(META, COUNTS, status="completed", removed=10, finished_at=FINISHED)
+    assert quiet["warnings"] == [] and quiet["already_suppressed"] == 0

@@ -28,11 +28,11 @@ def test_full_sweep_through_cxone(
     simulator: Any,
     redis_client: redis.Redis,
     monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     # Discovery, not an explicit API URL; removed numbers go to a DNC group.
     monkeypatch.delenv("CXSWEEP_API_URL")
     monkeypatch.setenv("CXSWEEP_CXONE_DNC_GROUP_ID", DNC_GROUP)
-    simulator.add_dnc_group(DNC_GROUP)
     simulator.configure(page_size=50, job_delay=1.0)
     list_id = "4100021"  # fixed: the seeded mix of good and bad numbers depends on it
     simulator.put_call_list(list_id, count=400, seed=21)
@@ -43,6 +43,13 @@ def test_full_sweep_through_cxone(
     # The seed must hold records with a good and a bad number, or this proves little.
     mixed = [cid for cid, after in changes.items() if "" in after.values() and cid not in removed]
     assert len(mixed) >= 10 and len(removed) >= 10
+    # Two rejects whose numbers the group holds already: nothing is pushed for them.
+    suppressed = [cid for cid in sorted(removed) if digits_of(by_id[cid])][1:3]
+    simulator.add_dnc_group(
+        DNC_GROUP, numbers=[n for cid in suppressed for n in digits_of(by_id[cid])]
+    )
+    # The list's skill dials what is uploaded to it: the operator must hear of it.
+    simulator.set_skill_running(4001)
 
     locked = sorted(removed)[0]
     refused = sorted(mixed)[0]
@@ -80,6 +87,10 @@ def test_full_sweep_through_cxone(
     assert record["total_processed"] == len(original)
     assert record["purge_count"] == len(removed) - 1
     assert record["success_count"] == len(changes) - 1
+    assert record["already_suppressed"] == len(suppressed)
+    assert len(record["warnings"]) == 1 and "skill 4001 is running" in record["warnings"][0]
+    assert cli.main(["status", run_id]) == 0
+    assert "WARNING: list 4100021: skill 4001 is running" in capsys.readouterr().out
 
     final = {r["ExternalId"]: r for r in simulator.get_call_list(list_id)}
     assert set(final) == (set(by_id) - removed) | {locked}
@@ -107,6 +118,7 @@ def test_full_sweep_through_cxone(
     assert stats["statuses"].get("429", 0) >= 1 and stats["statuses"].get("401", 0) >= 1
 
     dnc = set(simulator.dnc_numbers(DNC_GROUP))
+    assert stats["dnc_rewritten"] == 0
     for cid in removed - {locked}:
         for column in PHONES:
             digits = "".join(ch for ch in by_id[cid][column] if ch.isdigit())
@@ -229,3 +241,8 @@ def test_new_settings_are_validated() -> None:
     access_key.require_api()  # no client id needed
     with pytest.raises(SettingsError, match="CLIENT_ID"):
         load_settings({**base, "CXSWEEP_CXONE_ACCESS_KEY_ID": "k"}).require_api()
+
+
+def digits_of(record: dict[str, Any]) -> list[str]:
+    found = ("".join(ch for ch in record[c] if ch.isdigit()) for c in PHONES)
+    return [d for d in found if len(d) >= 7]

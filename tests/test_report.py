@@ -278,3 +278,13 @@ def test_report_in_headless_chromium(browser: str, tmp_path: Path) -> None:
     if copy_to:
         Path(copy_to).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(copy_to) / "report.png")
+
+
+def test_the_platforms_warnings_are_shown() -> None:
+    record = realistic_record(
+        warnings=["list 7: skill <4001> is running"], already_suppressed=1_234
+    )
+    text = _text(render_html(record, EXTRAS)).text
+    assert "The platform warned" in text and "list 7: skill <4001> is running" in text
+    assert "1,234 rejected contact(s) had numbers already in the do-not-call group" in text
+    assert "The platform warned" not in _text(render_html(realistic_record(), EXTRAS)).text
