@@ -27,19 +27,22 @@ def test_upload_is_followed_by_retries_not_repeated(
         Change(r["ExternalId"], {"MobileNumber": f"+1650253000{i}"}, r)
         for i, r in enumerate(records[:2])
     ]
+    # Long enough that a loaded machine still polls the job before it ends.
+    simulator.configure(job_delay=2.0)
     client = backend(redis_client)
     with pytest.raises(JobPending) as pending:
         client.update_contacts(list_id, changes)
     assert pending.value.status is None and pending.value.retry_after == pytest.approx(0.2)
     with pytest.raises(JobPending):
         client.update_contacts(list_id, changes)  # polls the same job
-    time.sleep(0.4)
+    time.sleep(2.1)
     # The job says only that it is complete: the list is read back, and the row the
     # platform dropped is a failure, with what the list holds instead.
     outcome = client.update_contacts(list_id, changes)
     assert outcome.done == [records[0]["ExternalId"]]
+    job = simulator.jobs()[-1]["jobId"]  # the simulator numbers jobs across the session
     assert outcome.failed == {
-        records[1]["ExternalId"]: "upload job 1 ended but the list holds MobileNumber="
+        records[1]["ExternalId"]: f"upload job {job} ended but the list holds MobileNumber="
         f"{records[1]['MobileNumber']!r}, not '+16502530001'"
     }
     stats = simulator.stats()
@@ -84,6 +87,7 @@ def test_an_upload_whose_answer_was_lost_is_found_among_the_jobs(
     simulator.add_faults(
         [{"method": "POST", "path": "/upload$", "action": "lose_answer", "times": 1}]
     )
+    simulator.configure(job_delay=2.0)  # still running when the retry polls it
     client = backend(redis_client)
     with pytest.raises(RetryableApiError):
         client.update_contacts(list_id, changes)
@@ -93,7 +97,7 @@ def test_an_upload_whose_answer_was_lost_is_found_among_the_jobs(
     with pytest.raises(JobPending) as pending:
         client.update_contacts(list_id, changes)
     assert pending.value.job_id == lost
-    time.sleep(0.4)
+    time.sleep(2.1)
     outcome = client.update_contacts(list_id, changes)
     assert not outcome.failed, outcome.failed
     assert sorted(outcome.done) == sorted(c.contact_id for c in changes)
