@@ -1,6 +1,7 @@
 """The NICE CXone routes (docs/cxone-api.md section 2; docs/cxone.md): the issuer and
 discovery, password/refresh and access-key tokens, calling lists read whole, removeProspects,
-uploads as status-only jobs, DNC records, scrubbed skills and skills."""
+uploads as status-only jobs and the list of jobs, DNC records and their search, scrubbed
+skills and skills."""
 
 from __future__ import annotations
 
