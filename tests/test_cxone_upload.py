@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis
 
-from cxsweep.errors import RetryableApiError
+from cxsweep.errors import ApiError, RetryableApiError
 from cxsweep.platforms.base import Change
 from cxsweep.platforms.cxone import JobPending
 from tests._cxone import backend, new_list_id
@@ -130,3 +130,30 @@ def test_a_lost_upload_is_sent_again_when_its_job_is_in_doubt(
         client.update_contacts(list_id, mine)
     assert pending.value.job_id not in (lost, other)
     assert simulator.stats()["jobs_submitted"] == 3
+
+
+def test_only_an_upload_that_may_have_landed_is_looked_for(
+    cxone: dict[str, str], simulator: Any, redis_client: redis.Redis
+) -> None:
+    list_id = new_list_id()
+    simulator.put_call_list(list_id, count=4, seed=4)
+    records = simulator.get_call_list(list_id)
+    client = backend(redis_client)
+    simulator.configure(job_delay=2.0)
+    # A 400 answer: the platform refused the file, there is no job to look for.
+    refused = [Change(records[0]["ExternalId"], {"WorkNumber": ""}, records[0])]
+    simulator.add_faults([{"method": "POST", "path": "/upload$", "action": 400, "times": 1}])
+    with pytest.raises(ApiError):
+        client.update_contacts(list_id, refused)
+    with pytest.raises(JobPending):
+        client.update_contacts(list_id, refused)
+    assert simulator.stats()["requests"].get("jobs", 0) == 0
+    # A 503 may come from a gateway after the platform took the file: its jobs are asked.
+    unsure = [Change(records[1]["ExternalId"], {"WorkNumber": ""}, records[1])]
+    simulator.add_faults([{"method": "POST", "path": "/upload$", "action": 503, "times": 1}])
+    with pytest.raises(RetryableApiError):
+        client.update_contacts(list_id, unsure)
+    with pytest.raises(JobPending):
+        client.update_contacts(list_id, unsure)
+    stats = simulator.stats()
+    assert stats["requests"]["jobs"] == 1 and stats["jobs_submitted"] == 2

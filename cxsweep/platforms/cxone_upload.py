@@ -16,9 +16,11 @@ from typing import Any
 from urllib.parse import quote
 
 from cxsweep.errors import (
+    ApiError,
     MalformedResponse,
     NotFound,
     NotYet,
+    RetryableApiError,
 )
 from cxsweep.platforms.base import Change, WriteOutcome, contact_id_problem, writable_ids
 from cxsweep.platforms.cxone_download import ListDownload
@@ -188,7 +190,14 @@ class ListUploads(ListDownload):
                 pipe.hset(pending, digest, now)
                 pipe.expire(pending, deadline)
                 pipe.execute()
-                job_id = self._upload(list_id, rows, digest)
+                try:
+                    job_id = self._upload(list_id, rows, digest)
+                except (ApiError, RetryableApiError) as exc:
+                    if isinstance(exc, NotYet) or 400 <= (exc.status or 0) < 500:
+                        # Never sent (our rate limiter) or refused: no job to look for.
+                        self.redis.hdel(key, "attempted_at")
+                        self.redis.hdel(pending, digest)
+                    raise
             pipe = self.redis.pipeline()
             pipe.hset(key, mapping={"job_id": job_id, "state": "submitted", "polls": 0})
             pipe.expire(key, deadline)
