@@ -383,3 +383,46 @@ def test_racing_threads_take_a_list_once(redis_client: Any) -> None:
     lock = ListLock(redis_client, list_id)
     assert lock.holder() == won[0]
     lock.release(won[0])
+
+
+def test_cxone_upload_in_flight_when_killed_is_followed_not_sent_again(stack: Stack) -> None:
+    """CXone: the pool process is SIGKILLed while its upload is in flight. The platform
+    takes the file (its job exists) but no job id ever reaches Redis; the redelivered task
+    finds that job among the list's jobs (once the dead worker's lease lapses) instead of
+    uploading the rows a second time."""
+    key_id, key_secret = "crash-key", "crash-key-secret-7c41"
+    stack.sim.configure(access_keys={key_id: key_secret}, job_delay=0.5)
+    stack.extra_env.update(
+        {
+            "CXSWEEP_BACKEND": "cxone",
+            "CXSWEEP_CXONE_AUTH_URL": stack.sim.url,
+            "CXSWEEP_CXONE_ACCESS_KEY_ID": key_id,
+            "CXSWEEP_CXONE_ACCESS_KEY_SECRET": key_secret,
+            "CXSWEEP_CXONE_PHONE_COLUMNS": "PhoneNumber,MobileNumber,WorkNumber",
+            "CXSWEEP_CXONE_JOB_POLL_SECONDS": "1",
+        }
+    )
+    list_id = "6100042"
+    stack.sim.put_call_list(list_id, count=150, seed=42)
+    # The upload is held 4 s before it is served: the worker dies with it in flight.
+    stack.sim.add_faults(
+        [{"method": "POST", "path": "/upload$", "action": "hang", "seconds": 4, "times": 1}]
+    )
+    first = stack.start_worker("a")
+    cli = stack.run_cli(list_id, "--timeout", "400", "--allow-purge-ratio", "1")
+    assert wait_until(lambda: stack.sim.stats()["requests"].get("upload", 0) >= 1, timeout=120)
+    for pid in child_pids(first.pid):
+        os.kill(pid, signal.SIGKILL)
+    assert wait_until(lambda: "signal 9" in stack.worker_log("a"), timeout=10)
+    # The platform took the file all the same.
+    assert wait_until(lambda: stack.sim.stats()["jobs_submitted"] == 1, timeout=10)
+    stack.start_worker("b")
+    code, record, err = finish(cli, timeout=420)
+    assert record is not None, err
+    assert record["status"] == "completed" and code == 0, record
+    assert record["success_count"] == record["planned_updates"] > 0
+    stats = stack.sim.stats()
+    assert stats["jobs_submitted"] == 1, "the rows were uploaded again"
+    assert stats["requests"]["jobs"] >= 1
+    logs = stack.worker_log("a") + stack.worker_log("b")
+    assert "was lost with its answer: following it" in logs
