@@ -85,3 +85,67 @@ def test_mark_freshness_and_flag_still_present(redis_client: redis.Redis) -> Non
     assert store.confirm_page(0, None, 100, ["a", "q"]) == ["a"]
     assert store.counts()["still_present"] == 1 and "a" in store.failures()
     lock.release(store.run_id)
+
+
+def test_claim_ids_in_slices_of_a_long_page(redis_client: redis.Redis) -> None:
+    # The script reads and claims ids a slice of 1,000 at a time: ids past the first
+    # slice, and an id repeated across slices of the same page, are still judged right.
+    store = new_store(redis_client)
+    first = [f"c{i}" for i in range(2500)]
+    assert store.claim_ids(0, [*first, "c5", "c1999"]) == set()
+    later = [f"c{i}" for i in range(2400, 3700)]
+    assert store.claim_ids(1, later) == {f"c{i}" for i in range(2400, 2500)}
+    assert store.claim_ids(0, first) == set()  # a redelivery of page 0 finds its own
+    assert store.claim_ids(1, later) == {f"c{i}" for i in range(2400, 2500)}
+
+
+def test_mark_freshness_batched_judges_each_contact_once(redis_client: redis.Redis) -> None:
+    store = new_store(redis_client)
+    ids = [f"r{i}" for i in range(1200)]
+    entries = [PlanEntry(c, {"phone": "x"}, None, "unparseable") for c in ids]
+    upd = PlanEntry("u", {"phone": "1"}, {"phone": "+1"}, None)
+    unparseable = keys.REASON_PREFIX + "unparseable"
+    store.commit_page(
+        0, [upd], entries, {keys.TO_UPDATE: 1, keys.TO_REMOVE: 1200, unparseable: 1200}
+    )
+    store.index_plan(batch=700)  # slices that do not divide the plan evenly
+    # Named twice in one call, a contact is judged at its first mention (as two calls).
+    states = {c: "fresh" for c in ids[:1000]}
+    store.record_recheck_page("verify", 0, None, 100, {**states, "u": "stale"})
+    store.set_verified()
+    got = store.claim_fresh(["r1100", "r1100", "r5", "u", "nobody"])
+    assert got == ["gone", "gone", "fresh", "stale", "unplanned"]
+    counts = store.counts()
+    assert counts[keys.STALE] == 2
+    assert counts[keys.STALE_PREFIX + "gone"] == counts[keys.STALE_PREFIX + "stale"] == 1
+    assert counts[keys.TO_REMOVE] == 1199 and counts[keys.TO_UPDATE] == 0
+    assert counts[unparseable] == 1199
+    assert sorted(store.stale_ids()) == ["r1100", "u"]
+    assert store.claim_fresh(ids[1000:1101])[:2] == ["gone", "gone"]
+    assert store.counts()[keys.STALE] == 102  # 100 more: r1100 counted once over both calls
+
+
+def test_index_plan_lets_a_later_row_win(redis_client: redis.Redis) -> None:
+    store = new_store(redis_client)
+    updates = [PlanEntry(f"k{i}", {"phone": "1"}, {"phone": "+1"}, None) for i in range(1300)]
+    dup = PlanEntry("k7", {"phone": "1"}, None, "duplicate")
+    store.commit_page(0, updates, [dup], {keys.TO_UPDATE: 1300, keys.TO_REMOVE: 1})
+    store.index_plan()
+    index = store.plan_index_among(["k7", "k1299", "nobody"])
+    assert set(index) == {"k7", "k1299"}
+    assert index["k7"].after is None and index["k7"].reason == "duplicate"
+    assert index["k1299"].after == {}
+
+
+def test_flag_still_present_names_each_contact_once(redis_client: redis.Redis) -> None:
+    store = new_store(redis_client)
+    list_id = store.meta()["list_id"]
+    lock = ListLock(redis_client, list_id)
+    assert lock.acquire(store.run_id)
+    removed = [f"d{i}" for i in range(1500)]
+    assert store.record_removed(removed, [], list_id, "w") == ""
+    page = [f"other{i}" for i in range(1200)] + ["d3", "d1400", "d3"]
+    assert store.confirm_page(0, None, 100, page) == ["d3", "d1400"]
+    assert store.counts()[keys.STILL_PRESENT] == 2
+    assert set(store.failures()) == {"d3", "d1400"}
+    lock.release(store.run_id)

@@ -63,11 +63,24 @@ return -1
 
 # Each contact id belongs to the first page that claims it; a redelivered page finds its
 # own ids. KEYS: ids hash. ARGV: ttl, page, ids... Returns the ids another page holds.
+# Two commands per slice of ids (HMGET, then one HSET of the unclaimed), not two per id:
+# this runs for every contact of the list.
 CLAIM_IDS = """
 local page, repeated = ARGV[2], {}
-for i = 3, #ARGV do
-  redis.call('HSETNX', KEYS[1], ARGV[i], page)
-  if redis.call('HGET', KEYS[1], ARGV[i]) ~= page then repeated[#repeated + 1] = ARGV[i] end
+for first = 3, #ARGV, 1000 do
+  local last = math.min(first + 999, #ARGV)
+  local held = redis.call('HMGET', KEYS[1], unpack(ARGV, first, last))
+  local claims = {}
+  for i = 1, #held do
+    local id = ARGV[first + i - 1]
+    if not held[i] then
+      claims[#claims + 1] = id
+      claims[#claims + 1] = page
+    elseif held[i] ~= page then
+      repeated[#repeated + 1] = id
+    end
+  end
+  if #claims > 0 then redis.call('HSET', KEYS[1], unpack(claims)) end
 end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 return repeated
@@ -103,15 +116,23 @@ return ''
 
 # The freshness index: a row a planned write, id -> [before, after, reason] with ``after``
 # shrunk to {} (an update) or null (a removal): what the re-read compares and un-counts.
-# A later row for the same id (a duplicate's removal, indexed after the updates) wins.
+# A later row for the same id (a duplicate's removal, indexed after the updates) wins
+# (HSET sets its fields in order). One HSET per 500 rows, not one per row.
 # KEYS: plan list, index hash. ARGV: ttl, first, last.
 INDEX_PLAN = """
+local rows = {}
 for _, raw in ipairs(redis.call('LRANGE', KEYS[1], ARGV[2], ARGV[3])) do
   local row = cjson.decode(raw)
   local after = row[3]
   if after ~= cjson.null then after = {} end
-  redis.call('HSET', KEYS[2], row[1], cjson.encode({row[2], after, row[4]}))
+  rows[#rows + 1] = row[1]
+  rows[#rows + 1] = cjson.encode({row[2], after, row[4]})
+  if #rows >= 1000 then
+    redis.call('HSET', KEYS[2], unpack(rows))
+    rows = {}
+  end
 end
+if #rows > 0 then redis.call('HSET', KEYS[2], unpack(rows)) end
 redis.call('EXPIRE', KEYS[2], ARGV[1])
 return 1
 """
@@ -121,50 +142,77 @@ return 1
 # stale or gone leaves the plan's counts for ``stale``, so it is neither written nor a
 # failure. With ARGV[3] = "1" the caller is a write: the re-read must have ended (else it
 # gets an error, never a write on an unchecked plan). Returns each contact's state.
+# The rows are read with one HMGET and judged with one HSET per slice of ids, the counts
+# moved once per call: this runs for every planned contact, twice. An id given twice
+# in one call is judged at its first mention, as if the calls were one after another.
 # KEYS: index hash, counts hash, stale list, meta hash. ARGV: ttl, reason prefix,
 # need_verified, then (id, state) pairs.
 MARK_FRESHNESS = """
 if ARGV[3] == '1' and redis.call('HGET', KEYS[4], 'verified') ~= '1' then
   return redis.error_reply('the list was not re-read before this write')
 end
-local states, stale = {}, 0
-for i = 4, #ARGV, 2 do
-  local id, state = ARGV[i], ARGV[i + 1]
-  local row = redis.call('HGET', KEYS[1], id)
-  if not row then
-    state = 'unplanned'
-  elseif string.sub(row, 1, 1) ~= '[' then
-    state = row
-  else
-    redis.call('HSET', KEYS[1], id, state)
-    if state ~= 'fresh' then
-      local entry = cjson.decode(row)
-      if entry[2] == cjson.null then
-        redis.call('HINCRBY', KEYS[2], 'to_remove', -1)
-        redis.call('HINCRBY', KEYS[2], ARGV[2] .. tostring(entry[3]), -1)
-      else
-        redis.call('HINCRBY', KEYS[2], 'to_update', -1)
+local states, judged, moves, stale = {}, {}, {}, {}
+local function move(field, by) moves[field] = (moves[field] or 0) + by end
+for first = 4, #ARGV, 1000 do
+  local last = math.min(first + 999, #ARGV)
+  local ids = {}
+  for i = first, last, 2 do ids[#ids + 1] = ARGV[i] end
+  local rows = redis.call('HMGET', KEYS[1], unpack(ids))
+  local marks = {}
+  for n, id in ipairs(ids) do
+    local state, row = ARGV[first + 2 * n - 1], rows[n]
+    if judged[id] then
+      state = judged[id]
+    elseif not row then
+      state = 'unplanned'
+    elseif string.sub(row, 1, 1) ~= '[' then
+      state = row
+    else
+      judged[id] = state
+      marks[#marks + 1] = id
+      marks[#marks + 1] = state
+      if state ~= 'fresh' then
+        local entry = cjson.decode(row)
+        if entry[2] == cjson.null then
+          move('to_remove', -1)
+          move(ARGV[2] .. tostring(entry[3]), -1)
+        else
+          move('to_update', -1)
+        end
+        move('stale', 1)
+        move('stale_' .. state, 1)
+        stale[#stale + 1] = id
       end
-      redis.call('HINCRBY', KEYS[2], 'stale', 1)
-      redis.call('HINCRBY', KEYS[2], 'stale_' .. state, 1)
-      redis.call('RPUSH', KEYS[3], id)
-      stale = stale + 1
     end
+    states[#states + 1] = state
   end
-  states[#states + 1] = state
+  if #marks > 0 then redis.call('HSET', KEYS[1], unpack(marks)) end
 end
-if stale > 0 then redis.call('EXPIRE', KEYS[3], ARGV[1]) end
+for field, by in pairs(moves) do redis.call('HINCRBY', KEYS[2], field, by) end
+if #stale > 0 then
+  for first = 1, #stale, 1000 do
+    redis.call('RPUSH', KEYS[3], unpack(stale, first, math.min(first + 999, #stale)))
+  end
+  redis.call('EXPIRE', KEYS[3], ARGV[1])
+end
 return states
 """
 
 # After the removals: a contact the list still holds was not removed, whatever its DELETE
-# was answered. KEYS: removed set, failures hash, counts hash. ARGV: ttl, why, ids.
+# was answered. One SMISMEMBER per slice of ids: the re-read list is mostly contacts never
+# removed, and only those found removed are written. KEYS: removed set, failures hash,
+# counts hash. ARGV: ttl, why, ids.
 FLAG_STILL_PRESENT = """
 local found = {}
-for i = 3, #ARGV do
-  if redis.call('SREM', KEYS[1], ARGV[i]) == 1 then
-    redis.call('HSET', KEYS[2], ARGV[i], ARGV[2])
-    found[#found + 1] = ARGV[i]
+for first = 3, #ARGV, 1000 do
+  local last = math.min(first + 999, #ARGV)
+  local flags = redis.call('SMISMEMBER', KEYS[1], unpack(ARGV, first, last))
+  for i = 1, #flags do
+    local id = ARGV[first + i - 1]
+    if flags[i] == 1 and redis.call('SREM', KEYS[1], id) == 1 then
+      redis.call('HSET', KEYS[2], id, ARGV[2])
+      found[#found + 1] = id
+    end
   end
 end
 if #found > 0 then
