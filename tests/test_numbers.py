@@ -77,6 +77,17 @@ def test_check_many_keeps_order_and_length(raws: list[object]) -> None:
             assert verdict.raw == raw
 
 
+def test_a_string_repeated_in_one_call_is_judged_once_and_alike() -> None:
+    raws = ["(650) 253-0000", "not a number", "(650) 253-0000", "not a number", "+44 20 7946 0018"]
+    sanitizer = Sanitizer(OPEN)
+    verdicts = sanitizer.check_many(raws)
+    assert verdicts[0] is verdicts[2] and verdicts[1] is verdicts[3]
+    alone = [sanitizer.check(raw) for raw in raws]
+    for shared, single in zip(verdicts, alone, strict=True):
+        assert (shared.e164, shared.reason) == (single.e164, single.reason)
+        assert shared.region == single.region
+
+
 national = st.text(alphabet="0123456789", min_size=2, max_size=14)
 codes = st.sampled_from(sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE))
 

@@ -234,7 +234,20 @@ class Sanitizer:
     def check_many(self, raws: Iterable[object]) -> list[Verdict]:
         if self._disposable is not None:
             self._disposable.maybe_refresh()
-        verdicts = [self._timed(raw) for raw in raws]
+        # A string met again in the same call gets the verdict already made: judging is
+        # a pure function of the string and the directive (the disposable list is only
+        # refreshed above, between calls), and a page repeats numbers (households,
+        # switchboards, a contact's phone twice in its fields).
+        judged: dict[str, Verdict] = {}
+        verdicts = []
+        for raw in raws:
+            if not isinstance(raw, str):
+                verdicts.append(self._timed(raw))
+                continue
+            verdict = judged.get(raw)
+            if verdict is None:
+                verdict = judged[raw] = self._timed(raw)
+            verdicts.append(verdict)
         if self.lookup is not None:
             verdicts = self._apply_lookup(verdicts, self.lookup)
         return verdicts
