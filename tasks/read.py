@@ -1,7 +1,8 @@
 """A run's first phase, a chord: ``fetch_page`` reads page n, stores its contacts in Redis
-and adds to its own chord ``sanitize_page(n)`` and ``fetch_page(n + 1)``; sanitizing page
-1 so runs while page 2 is read. The chord's callback ``plan_ready`` sees the whole plan,
-judges it and starts the re-read before writing (``tasks.recheck``, ``tasks.write``).
+and adds to its own chord ``sanitize_page(n, k)`` (pages n to n + k - 1, about a thousand
+contacts) and ``fetch_page(n + 1)``; sanitizing pages 1 and 2 so runs while page 3 is
+read. The chord's callback ``plan_ready`` sees the whole plan, judges it and starts the
+re-read before writing (``tasks.recheck``, ``tasks.write``).
 
 Header tasks never raise for good: they return a ``Failure`` so the callback always runs
 and records the failure. One that fails anyway (a bug, a hard time limit) fails its
@@ -41,6 +42,10 @@ from tasks.write import list_verified
 # Reading pauses while this many pages wait to be sanitized: Redis holds that many.
 PAGES_AHEAD = 16
 BACK_PRESSURE_WAIT = 0.5
+# Read pages are handed to sanitize tasks about this many contacts at a time: a task
+# costs the worker milliseconds of Celery plumbing whatever it does, as much as judging
+# a few hundred numbers, so a page of 500 per task paid it once per 500 contacts.
+CONTACTS_PER_SANITIZE = 1000
 
 
 @shared_task(name="tasks.sweep.begin_run", ignore_result=True)
@@ -90,6 +95,10 @@ def fetch_page(
     if page_no > 0 and cursor is None:
         return fail_run(store, f"the cursor of page {page_no} is not in Redis", page=page_no)
     started, first, read = time.monotonic(), page_no, 0
+    # Pages read and not yet handed to a sanitize task (contiguous): handed a few at a
+    # time (``CONTACTS_PER_SANITIZE``), and whatever is left when the loop ends.
+    unsanitized: list[int] = []
+    unsanitized_contacts = 0
     with api_backend(store) as backend:
         while True:
             counts = store.counts()
@@ -116,7 +125,11 @@ def fetch_page(
             read += 1
             if page.total is not None and page_no == 0:
                 store.set_meta(total_records=page.total)
-            self.add_to_chord(sanitize_page.si(run_id, page_no))
+            unsanitized.append(page_no)
+            unsanitized_contacts += len(page.contacts)
+            if unsanitized_contacts >= CONTACTS_PER_SANITIZE:
+                self.add_to_chord(sanitize_page.si(run_id, unsanitized[0], len(unsanitized)))
+                unsanitized, unsanitized_contacts = [], 0
             if page_no == 0 and backend.parallel_pages and page.total is not None:
                 # Offset paging with a known total: every other page is read at once.
                 size = max(1, len(page.contacts))
@@ -138,30 +151,42 @@ def fetch_page(
             if read >= pages.PAGES_PER_TASK or time.monotonic() - started > pages.SECONDS_PER_TASK:
                 self.add_to_chord(fetch_page.si(run_id, page_no))
                 break
+        # Every way out of the loop but a failed run comes here: no read page is left
+        # without its sanitize task (the plan is judged only when every page committed).
+        if unsanitized:
+            self.add_to_chord(sanitize_page.si(run_id, unsanitized[0], len(unsanitized)))
     return {"ok": True, "page": first, "pages": read}
 
 
 @shared_task(bind=True, base=ApiTask, name="tasks.sweep.sanitize_page")
-def sanitize_page(self: ApiTask, run_id: str, page_no: int) -> PagePlanned | Failure:
+def sanitize_page(
+    self: ApiTask, run_id: str, page_no: int, pages: int = 1
+) -> PagePlanned | Failure:
+    """Sanitize ``pages`` read pages from ``page_no`` on, each committed on its own and
+    once: a retried or redelivered task skips the pages it committed already."""
     store = run_store(run_id)
-    contacts = store.load_page(page_no)
-    if contacts is None:
-        if store.page_committed(page_no):
-            return {"ok": True, "page": page_no, "repeat": True}
-        return fail_run(store, f"page {page_no} is no longer in Redis (expired?)")
-    try:
-        judged = plan.plan_stored_page(store, page_no, contacts, plain_backend(), sanitizer_for)
-    except RetryableApiError as exc:  # the paid line-type look-up, throttled or down
-        gave_up = self.retry_or_give_up(exc, store)
-        return fail_run(store, f"sanitizing page {page_no}: {gave_up['error']}", page=page_no)
-    except (CxsweepError, SoftTimeLimitExceeded) as exc:
-        return fail_run(store, f"sanitizing page {page_no}: {exc}")
-    return {
-        "ok": True,
-        "page": page_no,
-        "update": len(judged.updates),
-        "remove": len(judged.removes),
-    }
+    backend = plain_backend()
+    done: PagePlanned = {"ok": True, "page": page_no, "update": 0, "remove": 0}
+    repeats = 0
+    for number in range(page_no, page_no + pages):
+        contacts = store.load_page(number)
+        if contacts is None:
+            if store.page_committed(number):
+                repeats += 1
+                continue
+            return fail_run(store, f"page {number} is no longer in Redis (expired?)")
+        try:
+            judged = plan.plan_stored_page(store, number, contacts, backend, sanitizer_for)
+        except RetryableApiError as exc:  # the paid line-type look-up, throttled or down
+            gave_up = self.retry_or_give_up(exc, store)
+            return fail_run(store, f"sanitizing page {number}: {gave_up['error']}", page=number)
+        except (CxsweepError, SoftTimeLimitExceeded) as exc:
+            return fail_run(store, f"sanitizing page {number}: {exc}")
+        done["update"] = done.get("update", 0) + len(judged.updates)
+        done["remove"] = done.get("remove", 0) + len(judged.removes)
+    if repeats == pages:
+        return {"ok": True, "page": page_no, "repeat": True}
+    return done
 
 
 @shared_task(bind=True, name="tasks.sweep.plan_ready")

@@ -42,7 +42,7 @@ class PageRead(TypedDict):
 
 
 class PagePlanned(TypedDict):
-    """``sanitize_page``: the page's planned updates and removals."""
+    """``sanitize_page``: the planned updates and removals of its pages (from ``page``)."""
 
     ok: Literal[True]
     page: int

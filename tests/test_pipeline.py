@@ -288,3 +288,30 @@ def test_no_write_on_a_redis_that_would_forget_the_run(tmp_path: Path) -> None:
         assert record is not None, err
         assert (code, record["status"]) == (0, "completed"), record["message"]
         assert stack.sim.stats()["requests"]["delete"] > 0
+
+
+@pytest.mark.usefixtures("sweep_worker")
+def test_a_sanitize_task_of_several_pages_commits_each_once(redis_client: redis.Redis) -> None:
+    """``fetch_page`` hands pages to ``sanitize_page`` a few at a time: each page is
+    committed on its own, once, and a task that meets a committed page (a redelivery, a
+    retry after some of its pages) skips it and plans the others."""
+    from cxsweep.runs import keys
+    from devtools.seed import messy_contacts
+    from tasks.read import sanitize_page
+
+    store = RunStore(redis_client, f"multi-{uuid.uuid4().hex[:10]}")
+    store.create(f"list-{store.run_id}", dry_run=True, options={})
+    contacts = messy_contacts(store.run_id, 300, seed=3)
+    for page_no in range(3):
+        store.store_page(page_no, contacts[page_no * 100 : (page_no + 1) * 100])
+    middle = sanitize_page(store.run_id, 1, 1)
+    both = sanitize_page(store.run_id, 0, 3)
+    assert both["ok"] and both["page"] == 0 and not both.get("repeat")
+    planned = sum(middle.get(k, 0) + both.get(k, 0) for k in ("update", "remove"))
+    updates, removes = store.plan_sizes()
+    assert planned == updates + removes > 0
+    assert store.pages_missing(3) == []
+    counts = store.counts()
+    assert counts[keys.PAGES_SANITIZED] == 3 and counts[keys.FETCHED] == 300
+    assert sanitize_page(store.run_id, 0, 3) == {"ok": True, "page": 0, "repeat": True}
+    assert store.counts()[keys.FETCHED] == 300
