@@ -53,3 +53,27 @@ def test_recheck_states_judges_planned_contacts_fresh_or_stale(redis_client: red
         {"id": "k1", "phone": "+16502530009"},  # never planned
     ]
     assert recheck_states(store, backend, reread) == {"u1": "fresh", "u2": "stale", "r1": "fresh"}
+
+
+def test_recheck_states_a_contact_shown_twice_is_stale_if_either_is(
+    redis_client: redis.Redis,
+) -> None:
+    backend = make_backend(get_settings(), redis_client)
+    store = RunStore(redis_client, f"test-pages-{uuid.uuid4().hex[:10]}")
+    store.create("list-pages", dry_run=False, options={})
+    updates = [
+        PlanEntry(f"u{i}", {"phone": f"(650) 253-000{i}"}, {"phone": f"+1650253000{i}"}, None)
+        for i in range(1, 4)
+    ]
+    store.commit_page(0, updates, [], {})
+    store.index_plan()
+    reread = [
+        {"id": "u1", "phone": "+442070313000"},  # changed, then shown as planned
+        {"id": "u1", "phone": "(650) 253-0001"},
+        {"id": "u2", "phone": "(650) 253-0002"},  # as planned, then changed
+        {"id": "u2", "phone": "+442070313000"},
+        {"id": "u3", "phone": "(650) 253-0003"},  # as planned twice
+        {"id": "u3", "phone": "(650) 253-0003"},
+    ]
+    expected = {"u1": "stale", "u2": "stale", "u3": "fresh"}
+    assert recheck_states(store, backend, reread) == expected

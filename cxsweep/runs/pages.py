@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cxsweep.platforms.base import Backend, Page
-from cxsweep.runs.plan import plan_page_from_plan
+from cxsweep.runs.plan import judge_planned
 from cxsweep.runs.store import RunStore
 
 # Pages one read task reads before handing the rest to a fresh task (so no task runs
@@ -36,9 +36,19 @@ def recheck_states(
     """The verify pass over one re-read page: each planned contact on it is ``fresh``
     (as the plan saw it) or ``stale`` (changed since), judged as ``apply`` judges a plan."""
     ids = [backend.contact_id(contact) for contact in contacts]
-    judged = plan_page_from_plan(contacts, store.plan_index_among(ids), backend)
-    states = {entry.contact_id: "fresh" for entry in judged.updates + judged.removes}
-    states.update(dict.fromkeys(judged.stale, "stale"))
+    planned = store.plan_index_among(ids)
+    # Only the planned contacts are looked at (``plan_page_from_plan`` also counts every
+    # contact for apply's record, which this pass does not keep). A contact shown twice
+    # is stale if either showing is; one already holding what the plan writes is left
+    # out (the write then finds it ``gone``), as before.
+    states: dict[str, str] = {}
+    for contact, contact_id in zip(contacts, ids, strict=True):
+        entry = planned.get(contact_id)
+        if entry is None or states.get(contact_id) == "stale":
+            continue
+        judged = judge_planned(contact, entry)
+        if judged != "applied":
+            states[contact_id] = judged
     return states
 
 

@@ -133,6 +133,19 @@ def plan_page(
     return plan
 
 
+def judge_planned(contact: dict[str, Any], entry: PlanEntry) -> str:
+    """``fresh`` when the contact still holds the numbers the plan saw, ``applied`` when
+    it already holds what the plan would write (the same plan, applied before), else
+    ``stale`` (changed on the platform since)."""
+    now = {name: contact.get(name) for name in entry.before}
+    if now == entry.before:
+        return "fresh"
+    wanted = {**entry.before, **entry.after} if entry.after is not None else None
+    if wanted and all((now.get(k) or "") == (v or "") for k, v in wanted.items()):
+        return "applied"
+    return "stale"
+
+
 def plan_page_from_plan(
     contacts: Sequence[dict[str, Any]], planned: dict[str, PlanEntry], backend: Backend
 ) -> PagePlan:
@@ -150,10 +163,9 @@ def plan_page_from_plan(
             counts[keys.UNCHANGED] += 1
             continue
         counts[keys.PLAN_SEEN_REMOVE if entry.after is None else "plan_seen_update"] += 1
-        now = {name: contact.get(name) for name in entry.before}
-        if now != entry.before:
-            wanted = {**entry.before, **entry.after} if entry.after is not None else None
-            if wanted and all((now.get(k) or "") == (v or "") for k, v in wanted.items()):
+        judged = judge_planned(contact, entry)
+        if judged != "fresh":
+            if judged == "applied":
                 counts[keys.ALREADY_APPLIED] += 1  # the same plan, applied before
                 continue
             counts[keys.STALE] += 1
