@@ -539,13 +539,12 @@ class Bench:
             # redis_cpu is already this run's; what it spent before the writes, subtracted
             "redis": self.redis_cpu() - cpu_at_writing[1],
         }
-        if self.py_spy is not None:
-            (self.py_spy / f"{sc.name}-redis.json").write_text(
-                json.dumps(
-                    {"run": commands, "write_phase": write_commands, "write_cpu": write_cpu},
-                    indent=1,
-                )
-            )
+        # Kept with the run's logs (and the profile): every command's count and the
+        # write phase's CPU, for comparing two runs.
+        phases = {"run": commands, "write_phase": write_commands, "write_cpu": write_cpu}
+        for folder in (self.work, self.py_spy):
+            if folder is not None:
+                (folder / f"{sc.name}-redis.json").write_text(json.dumps(phases, indent=1))
         return Result(
             system="cxsweep",
             scenario=sc,
