@@ -539,13 +539,12 @@ class Bench:
             # redis_cpu is already this run's; what it spent before the writes, subtracted
             "redis": self.redis_cpu() - cpu_at_writing[1],
         }
-        if self.py_spy is not None:
-            (self.py_spy / f"{sc.name}-redis.json").write_text(
-                json.dumps(
-                    {"run": commands, "write_phase": write_commands, "write_cpu": write_cpu},
-                    indent=1,
-                )
-            )
+        # Kept with the run's logs (and the profile): every command's count and the
+        # write phase's CPU, for comparing two runs.
+        phases = {"run": commands, "write_phase": write_commands, "write_cpu": write_cpu}
+        for folder in (self.work, self.py_spy):
+            if folder is not None:
+                (folder / f"{sc.name}-redis.json").write_text(json.dumps(phases, indent=1))
         return Result(
             system="cxsweep",
             scenario=sc,
@@ -581,6 +580,7 @@ class Bench:
                     for what in ("requests", "pages")
                 },
                 "redis_commands": commands,
+                "write_commands": write_commands,
             },
         )
 
@@ -930,11 +930,22 @@ def _commands_note(r: Result) -> str:
     commands = r.detail["redis_commands"]
     total = sum(commands.values())
     top = sorted(commands.items(), key=lambda kv: -kv[1])[:8]
-    return (
+    note = (
         f"Redis commands {total:,} ({total / r.scenario.count:.2f}/contact; top: "
         + ", ".join(f"{k} {v:,}" for k, v in top)
         + ");"
     )
+    # From the run's turn to `writing` (the verify re-read, the writes, the confirm, the
+    # record): what issue 15's write-phase cuts move.
+    writes = r.detail.get("write_commands")
+    if writes:
+        sent = sum(r.requests.get(k, 0) for k in ("patch", "delete"))
+        top = sorted(writes.items(), key=lambda kv: -kv[1])[:10]
+        note += (
+            f" write phase {sum(writes.values()):,} ({sum(writes.values()) / max(1, sent):.2f}"
+            f"/write request; top: " + ", ".join(f"{k} {v:,}" for k, v in top) + ");"
+        )
+    return note
 
 
 def fixed_cost_breakdown(r: Result) -> str:

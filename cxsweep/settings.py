@@ -309,6 +309,15 @@ class Settings:
     http_pool_size: int = setting(
         32, "pooled connections per worker process", minimum=1, maximum=1024
     )
+    # Sizes the removal tasks (``cxsweep.runs.writes.removals_per_task``): about two a
+    # slot, so every slot is busy without a task's overhead repeated every few removals.
+    write_slots: int = setting(
+        32,
+        "worker slots that take write tasks, summed over the fleet (the I/O workers'"
+        " threads): removals are cut into about two tasks a slot, 10 to 100 contacts each",
+        minimum=1,
+        maximum=100_000,
+    )
     sweep_schedule: str = setting(
         "",
         "crontab of beat's sweep of every list",

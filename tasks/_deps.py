@@ -106,9 +106,12 @@ class RequestCounts(RequestTally):
     def flush(self) -> None:
         progressed, self.progressed = self.progressed, False
         task_id = current_task.request.id if current_task else None
+        # Failures are counted only by an attempt that then retries: a first attempt
+        # has none to forgive.
+        retried = bool(current_task and current_task.request.retries)
         pipe = self.store.redis.pipeline(transaction=False)
         pending = self.add_to(pipe, self.store)
-        if progressed and task_id:
+        if progressed and task_id and retried:
             pipe.delete(failures_key(self.store, task_id))
             pending = True
         if pending:
@@ -122,11 +125,15 @@ def plain_backend() -> Backend:
 
 
 @contextlib.contextmanager
-def api_backend(store: RunStore, tag: str = "") -> Iterator[Backend]:
+def api_backend(
+    store: RunStore, tag: str = "", counts: RequestCounts | None = None
+) -> Iterator[Backend]:
     """The backend for a step that calls the API; its requests are counted in the run
     when the step ends, however it ends (a retry included); also as ``{tag}_requests``
-    when tagged (the cost of a pass, apart)."""
-    counts = RequestCounts(store, tag)
+    when tagged (the cost of a pass, apart). A step that keeps its own ``counts`` (a
+    write chunk keeps them with its done marker) passes them: what it did not take is
+    counted here."""
+    counts = counts if counts is not None else RequestCounts(store, tag)
     try:
         yield make_backend(settings(), redis_client(), observer=counts.observe)
     finally:

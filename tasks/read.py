@@ -206,7 +206,8 @@ def plan_ready(self: Any, results: list[Any], run_id: str) -> Handed:
     )
     if judgement.status != "write":
         return record_later(run_id, judgement.status, judgement.message)
-    chunks = writes.write_chunks(store, plain_backend())
+    # Fixes the run's removal task size to the fleet's slots (every later call reads it).
+    chunks = writes.write_chunks(store, plain_backend(), slots=settings().write_slots)
     if not chunks:
         return record_later(run_id, "completed", "nothing to write")
     refusal = writes.volatile_redis_refusal(

@@ -101,6 +101,8 @@ def record_run(store: RunStore, status: str, message: str = "", *, owner: str) -
         return {"ok": True, "repeat": True}
     meta = store.meta()
     if not meta.get("record"):
+        # The write chunks' request counts, kept with their done markers: added once.
+        store.settle_write_tallies()
         finished_at = audit.now()
         record = audit.build_record(
             meta,

@@ -14,7 +14,15 @@ from celery import chord, shared_task
 from cxsweep.errors import CxsweepError, RetryableApiError
 from cxsweep.runs import keys, writes
 from cxsweep.runs.outcomes import unsuccessful, why
-from tasks._deps import ApiTask, api_backend, keep_lock, plain_backend, run_store, settings
+from tasks._deps import (
+    ApiTask,
+    RequestCounts,
+    api_backend,
+    keep_lock,
+    plain_backend,
+    run_store,
+    settings,
+)
 from tasks.recheck import recheck_list
 from tasks.record import on_failure_end, record_later
 from tasks.results import ChunkResult, Handed
@@ -51,9 +59,12 @@ def _write(task: ApiTask, run_id: str, kind: str, index: int) -> ChunkResult:
     threshold = settings().breaker_threshold
     # Looked up on the module when called: a test swaps in a failing chunk.
     apply = writes.apply_update_chunk if kind == "update" else writes.apply_remove_chunk
+    # The chunk's requests are kept with its done marker (added to the run's counters
+    # once, at its record); those of an attempt that does not mark it, counted as before.
+    counts = RequestCounts(store)
     try:
-        with api_backend(store) as backend:
-            result = apply(store, backend, list_id, index, threshold=threshold)
+        with api_backend(store, counts=counts) as backend:
+            result = apply(store, backend, list_id, index, threshold=threshold, tally=counts)
     except RetryableApiError as exc:
         if store.halted():
             return {"ok": False, "kind": kind, "chunk": index, "halted": True}
@@ -71,12 +82,15 @@ def _write(task: ApiTask, run_id: str, kind: str, index: int) -> ChunkResult:
     return result
 
 
-@shared_task(bind=True, base=ApiTask, name="tasks.sweep.write_updates")
+# No STARTED state stored for a write task (task_track_started): nothing reads it (the
+# CLI and the watchdog read the run's counters and writers, Flower the task events), and
+# it costs a result write and a publish per task.
+@shared_task(bind=True, base=ApiTask, name="tasks.sweep.write_updates", track_started=False)
 def write_updates(self: ApiTask, run_id: str, index: int) -> ChunkResult:
     return _write(self, run_id, "update", index)
 
 
-@shared_task(bind=True, base=ApiTask, name="tasks.sweep.write_removals")
+@shared_task(bind=True, base=ApiTask, name="tasks.sweep.write_removals", track_started=False)
 def write_removals(self: ApiTask, run_id: str, index: int) -> ChunkResult:
     return _write(self, run_id, "remove", index)
 

@@ -38,7 +38,7 @@ def swept_list(client: redis.Redis, simulator: Any) -> tuple[str, RunStore, dict
     source.commit_page(0, [], [], {}, archive=list(before.values()))
     lock = ListLock(client, list_id)
     assert lock.acquire(source.run_id)
-    source.record_removed([before["gone"]["id"]], [], list_id, "remove:0")
+    source.record_removed([before["gone"]["id"]], [], "remove:0", answered=True)
     lock.release(source.run_id)
     return list_id, source, before
 

@@ -81,7 +81,7 @@ def test_mark_freshness_and_flag_still_present(redis_client: redis.Redis) -> Non
     assert store.counts()[keys.TO_REMOVE] == 1 and store.counts()[keys.STALE] == 1
     lock = ListLock(redis_client, store.meta()["list_id"])
     assert lock.acquire(store.run_id)
-    assert store.record_removed(["a"], [], store.meta()["list_id"], "w") == ""
+    store.record_removed(["a"], [], "w", answered=True)
     assert store.confirm_page(0, None, 100, ["a", "q"]) == ["a"]
     assert store.counts()["still_present"] == 1 and "a" in store.failures()
     lock.release(store.run_id)

@@ -3,6 +3,7 @@ real Redis: counters that move once however often a step runs, and the write per
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import redis
@@ -43,3 +44,26 @@ def test_permit_refuses_a_run_without_its_lock(redis_client: redis.Redis) -> Non
     halted = RunStore(redis_client, prepare_run(redis_client, f"{list_id}-b", dry_run=False))
     halted.set_meta(halted="5 consecutive server errors on writes")
     assert halted.permit_write(f"{list_id}-b", "remove:0").startswith("halted: 5 consecutive")
+
+
+def test_a_run_whose_write_tasks_still_send_is_not_stalled(redis_client: redis.Redis) -> None:
+    """A write task counts its requests when it ends: throttled, one of 100 removals may
+    run for minutes without a counter moving. Its permits say it goes on."""
+    from cxsweep.runs.store import overdue_runs
+
+    list_id = f"stall-{uuid.uuid4().hex[:8]}"
+    store = RunStore(redis_client, prepare_run(redis_client, list_id, dry_run=False))
+    store.set_meta(status="writing")
+    now = time.time()
+
+    def stalled(at: float) -> bool:
+        found = overdue_runs(redis_client, stall_seconds=60, now=at)
+        return store.run_id in {s.run_id for s, _ in found}
+
+    assert not stalled(now)  # first look: progress noted
+    assert store.permit_write(list_id, "remove:0") == ""
+    assert not stalled(now + 50)
+    redis_client.zadd(store.keys.writers, {"remove:0": now + 100})  # a permit at +100 s
+    assert not stalled(now + 120), "no counter moved, but a request was permitted"
+    store.writer_done("remove:0")
+    assert stalled(now + 200)

@@ -13,6 +13,8 @@ from cxsweep.errors import CxsweepError, RetryableApiError
 from cxsweep.phone.numbers import Directive, Sanitizer
 from cxsweep.platforms.base import Backend, WriteOutcome
 from cxsweep.platforms.factory import make_backend
+from cxsweep.runs import keys
+from cxsweep.runs.latency import RequestTally
 from cxsweep.runs.lock import ListLock
 from cxsweep.runs.model import PlanEntry
 from cxsweep.runs.pages import recheck_states
@@ -25,6 +27,7 @@ from cxsweep.runs.writes import (
     fence,
     fresh_entries,
     guarded,
+    removals_per_task,
     volatile_redis_refusal,
     write_chunks,
 )
@@ -70,13 +73,32 @@ def test_guarded_feeds_server_errors_to_the_breaker(redis_client: redis.Redis) -
     lock.release(store.run_id)
 
 
+def test_removal_tasks_are_sized_to_the_fleet() -> None:
+    assert removals_per_task(1_939, 1, 32) == 31  # about two tasks a slot
+    assert removals_per_task(100, 1, 32) == 10  # a small plan: no smaller than 10
+    assert removals_per_task(1_000_000, 1, 32) == 100  # nor bigger than 100
+    assert removals_per_task(150, 100, 32) == 100  # whole removeProspects calls (CXone)
+    assert removals_per_task(0, 1, 0) == 10
+
+
+def test_write_chunks_fix_the_removal_size_once(redis_client: redis.Redis) -> None:
+    backend = make_backend(get_settings(), redis_client)
+    store = new_store(redis_client)
+    removes = [PlanEntry(f"r{i}", {"phone": "x"}, None, "invalid") for i in range(101)]
+    store.commit_page(0, [], removes, {})
+    chunks = write_chunks(store, backend, slots=2)  # planned: 101 / (2 x 2) -> 26 a task
+    assert chunks == [("remove", i) for i in range(4)] and store.removals_per_task() == 26
+    # Every later call (each wave of writes) reads it back, whatever its settings.
+    assert write_chunks(store, backend) == write_chunks(store, backend, slots=64) == chunks
+
+
 def test_write_chunks_queue_removals_first(redis_client: redis.Redis) -> None:
     backend = make_backend(get_settings(), redis_client)
     store = new_store(redis_client)
     updates = [PlanEntry(f"u{i}", {"phone": "1"}, {"phone": "+1"}, None) for i in range(101)]
     removes = [PlanEntry(f"r{i}", {"phone": "x"}, None, "invalid") for i in range(11)]
     store.commit_page(0, updates, removes, {})
-    chunks = write_chunks(store, backend)
+    chunks = write_chunks(store, backend)  # a run planned before the size was stored: 10
     assert chunks == [("remove", 0), ("remove", 1), ("update", 0), ("update", 1)]
 
 
@@ -89,15 +111,19 @@ def test_fresh_entries_refuses_before_the_reread_and_fence_fails(redis_client: r
     assert volatile_redis_refusal(store, allowed_by_settings=True) == ""
 
 
-def planned_run(redis_client: redis.Redis, simulator: Any, backend: Backend) -> RunStore:
+def planned_run(
+    redis_client: redis.Redis, simulator: Any, backend: Backend, bad: int = 1
+) -> RunStore:
     """A list read, planned, re-read and verified: ready to write, its lock held."""
     list_id = f"writes-{uuid.uuid4().hex[:8]}"
+    rejects = [{"id": f"{list_id}-bad", "phone": "not a number", "name": "n"}]
+    rejects += [{"id": f"{list_id}-bad{i}", "phone": "nope", "name": "n"} for i in range(1, bad)]
     simulator.put_list(
         list_id,
         contacts=[
             {"id": f"{list_id}-ok", "phone": "+16502530000", "name": "n"},
             {"id": f"{list_id}-fix", "phone": "(650) 253-0001", "name": "n"},
-            {"id": f"{list_id}-bad", "phone": "not a number", "name": "n"},
+            *rejects,
         ],
     )
     store = new_store(redis_client, list_id)
@@ -123,4 +149,39 @@ def test_a_planned_chunk_is_written_once(redis_client: redis.Redis, simulator: A
     phones = {c["id"].removeprefix(f"{list_id}-"): c["phone"] for c in simulator.get_list(list_id)}
     assert phones == {"ok": "+16502530000", "fix": "+16502530001"}
     assert store.removed_count() == 1
+    ListLock(redis_client, list_id).release(store.run_id)
+
+
+def test_a_removal_chunk_counts_its_removals_however_it_stops(
+    redis_client: redis.Redis, simulator: Any
+) -> None:
+    """Removals are counted once a task stops sending, not one by one: a server error
+    mid-chunk leaves those done counted (its retry skips them), the writer done and the
+    streak standing; the chunk's requests are kept with its done marker and added once,
+    as many as the platform saw."""
+    tally = RequestTally()
+    backend = make_backend(get_settings(), redis_client, observer=tally.observe)
+    store = planned_run(redis_client, simulator, backend, bad=4)
+    list_id = store.meta()["list_id"]
+    tally.clear()  # the reads that planned the run
+    deletes_before = simulator.stats()["requests"].get("delete", 0)
+    simulator.add_faults([{"method": "DELETE", "path": list_id, "action": 503, "after": 2}])
+    with pytest.raises(RetryableApiError):
+        apply_remove_chunk(store, backend, list_id, 0, threshold=5, tally=tally)
+    assert store.removed_count() == 2 and store.writers_active(within=60) == 0
+    assert store.meta()["consecutive_5xx"] == "1" and not store.chunk_done("remove", 0)
+    tally.flush_to(store)  # as the task does when it retries
+    simulator.clear_faults()
+    result = apply_remove_chunk(store, backend, list_id, 0, threshold=5, tally=tally)
+    assert result == {"ok": True, "kind": "remove", "chunk": 0, "failed": 0}
+    assert store.removed_count() == 4 and "consecutive_5xx" not in store.meta()
+    assert tally.snapshot() is None, "kept with the done marker"
+    assert apply_remove_chunk(store, backend, list_id, 0, threshold=5, tally=tally)["repeat"]
+    assert store.counts()[keys.API_REQUESTS] == 3, "the first attempt's, counted as it retried"
+    store.settle_write_tallies()
+    deletes = simulator.stats()["requests"]["delete"] - deletes_before
+    assert deletes == 5  # two, a 503, the two left
+    assert (
+        store.counts()[keys.calls_counter("delete")] == deletes == store.counts()[keys.API_REQUESTS]
+    )
     ListLock(redis_client, list_id).release(store.run_id)

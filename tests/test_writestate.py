@@ -11,7 +11,9 @@ import redis
 
 from cxsweep.runs import keys
 from cxsweep.runs.lock import ListLock
+from cxsweep.runs.model import DATA_TTL, ChunkTally
 from cxsweep.runs.store import RunStore
+from cxsweep.runs.writestate import SERVER_ERROR_STREAK
 
 
 @pytest.fixture
@@ -54,6 +56,63 @@ def test_permit_refuses_a_halted_cancelled_or_failed_run(store: RunStore) -> Non
     assert other.permit_write(list_id, "w") == "failed: watchdog: stalled"
 
 
+def test_a_permit_ends_the_streak_only_after_an_answer(store: RunStore) -> None:
+    """The removals' permit carries the previous request's answer: a success between
+    server errors (another task's, say) means they were not consecutive."""
+    list_id = store.meta()["list_id"]
+    for _ in range(2):
+        assert not store.note_write_outcome(server_error=True, threshold=3)
+    assert store.permit_write(list_id, "remove:0", answered=False) == ""
+    assert store.meta()[SERVER_ERROR_STREAK] == "2", "no answer yet: the streak stands"
+    assert store.permit_write(list_id, "remove:0", answered=True) == ""
+    assert SERVER_ERROR_STREAK not in store.meta()
+    for _ in range(2):
+        assert not store.note_write_outcome(server_error=True, threshold=3)
+    store.record_removed(["a"], [], "remove:0", answered=True)  # the task's last answer
+    assert SERVER_ERROR_STREAK not in store.meta()
+    assert not store.note_write_outcome(server_error=True, threshold=3)
+    store.record_removed([], [], "remove:1", answered=False)  # it ended on a 5xx
+    assert store.meta()[SERVER_ERROR_STREAK] == "1"
+
+
+def test_the_permit_renews_the_lock_only_when_asked(store: RunStore) -> None:
+    list_id = store.meta()["list_id"]
+    lock = keys.list_lock(list_id)
+    store.redis.pexpire(lock, 100_000)
+    assert store.permit_write(list_id, "remove:0", renew=False) == ""
+    assert store.redis.pttl(lock) <= 100_000
+    assert store.permit_write(list_id, "remove:0") == ""
+    assert store.redis.pttl(lock) > 100_000
+    assert 0 < store.redis.ttl(store.keys.writers) <= 86400
+
+
+def test_a_chunk_keeps_its_tally_until_the_record_adds_it_once(store: RunStore) -> None:
+    tally: ChunkTally = {
+        "counts": {keys.API_REQUESTS: 3, keys.calls_counter("delete"): 3},
+        "latency": {"delete:40": 3},
+    }
+    assert store.mark_chunk_done("remove", 0, tally=tally)
+    assert not store.mark_chunk_done("remove", 0, tally=tally), "a redelivery: not kept twice"
+    assert store.commit_update_chunk(0, 7, tally={"counts": {keys.API_REQUESTS: 1}, "latency": {}})
+    counts = store.counts()
+    assert counts[keys.CHUNKS_DONE] == 2 and counts[keys.UPDATED] == 7, "live: the progress"
+    assert keys.API_REQUESTS not in counts, "the tallies wait for the record"
+    assert 0 < store.redis.ttl(store.keys.write_tallies) <= DATA_TTL
+    store.settle_write_tallies()
+    store.settle_write_tallies()  # a retried record
+    counts = store.counts()
+    assert counts[keys.API_REQUESTS] == 4 and counts[keys.calls_counter("delete")] == 3
+    assert store.redis.hget(store.keys.api_latency, "delete:40") == b"3"
+    assert not store.redis.exists(store.keys.write_tallies)
+
+
+def test_the_removal_task_size_is_fixed_once(store: RunStore) -> None:
+    assert store.removals_per_task() is None
+    assert store.fix_removals_per_task(40) == 40
+    assert store.fix_removals_per_task(70) == 40
+    assert store.removals_per_task() == 40
+
+
 def test_breaker_trips_on_consecutive_server_errors_only(store: RunStore) -> None:
     assert not store.note_write_outcome(server_error=True, threshold=3)
     assert not store.note_write_outcome(server_error=True, threshold=3)
@@ -67,9 +126,12 @@ def test_breaker_trips_on_consecutive_server_errors_only(store: RunStore) -> Non
 
 def test_removals_and_failures_are_counted_as_sets(store: RunStore) -> None:
     list_id = store.meta()["list_id"]
-    assert store.record_removed(["a", "b"], ["c"], list_id, "remove:0") == ""
-    assert store.record_removed(["a"], [], list_id, "remove:0") == ""  # a redelivery
-    assert store.removed_count() == 3
+    assert store.permit_write(list_id, "remove:0") == ""
+    store.record_removed(["a", "b"], ["c"], "remove:0", answered=True, counts={"met": 2})
+    assert store.writers_active(within=60) == 0, "the writer is done once its removals count"
+    store.record_removed(["a"], [], "remove:0", answered=True)  # a redelivery
+    assert store.removed_count() == 3 and store.counts()["met"] == 2
+    assert 0 < store.redis.ttl(store.keys.removed) <= DATA_TTL
     assert store.removed_ids_among(["a", "c", "z"]) == {"a", "c"}
     store.record_failures({"x": "409 conflict", "y": "400 invalid"})
     store.record_failures({})

@@ -45,10 +45,12 @@ class RunKeys:
         self.archive = f"{prefix}:archive"
         self.failures = f"{prefix}:write-failures"
         self.number_claims = f"{prefix}:number-claims"
-        self.server_error_streak = f"{prefix}:consecutive-5xx"
         self.duplicates = f"{prefix}:duplicates"
         self.duplicate_ids = f"{prefix}:duplicate-ids"
         self.writers = f"{prefix}:writers"
+        #: list: the counts of each write chunk, pushed with its done marker, added to
+        #: ``counts`` once when the run is recorded (``WriteState.settle_write_tallies``)
+        self.write_tallies = f"{prefix}:write-tallies"
         self.cursors = f"{prefix}:cursors"
         self.seen_cursors = f"{prefix}:seen-cursors"
         self.contact_ids = f"{prefix}:contact-ids"

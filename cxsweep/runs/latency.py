@@ -20,6 +20,7 @@ from typing import Any
 import redis
 
 from cxsweep.runs import keys
+from cxsweep.runs.model import ChunkTally
 from cxsweep.runs.store import DATA_TTL, RunStore
 
 # Upper bound of bucket i: FIRST_UPPER_MS * 2 ** (i / PER_DOUBLING); the last bucket
@@ -107,6 +108,16 @@ class RequestTally:
         self.counts[keys.status_counter(status or "error")] += 1
         self.counts[keys.API_US_SUM] += round(seconds * 1_000_000)
         self.latency[f"{kind}:{bucket_of(seconds)}"] += 1
+
+    def snapshot(self) -> ChunkTally | None:
+        """What was counted so far, as a write chunk keeps it with its done marker (None:
+        nothing); ``clear`` once it is kept there."""
+        if not self.counts:
+            return None
+        return {"counts": dict(self.counts), "latency": dict(self.latency)}
+
+    def clear(self) -> None:
+        self.counts, self.latency = Counter(), Counter()
 
     def add_to(self, pipe: redis.client.Pipeline, store: RunStore) -> bool:
         """Queue the counts on ``pipe`` (and forget them); whether there were any."""

@@ -8,7 +8,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 # Bulky keys (pages, the plan) expire on their own; a week covers any review of a dry run.
 DATA_TTL = 7 * 24 * 3600
@@ -44,6 +44,15 @@ def kind_of(meta: Mapping[str, str]) -> str:
 
 def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(4)
+
+
+class ChunkTally(TypedDict):
+    """What a write chunk's requests add to the run's counters (``counts``, by counter
+    name) and latency histogram (``latency``, by ``{kind}:{bucket}``), kept with its done
+    marker until the run is recorded."""
+
+    counts: dict[str, int]
+    latency: dict[str, int]
 
 
 @dataclass(frozen=True)

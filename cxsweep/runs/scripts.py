@@ -32,10 +32,17 @@ redis.call('EXPIRE', KEYS[2], ttl)
 return 1
 """
 
-# Set a chunk's done marker and count the chunk, once. KEYS: marker, counts. ARGV: ttl.
+# Set a chunk's done marker and count the chunk, once. The task that sets it also keeps
+# its tally (the API requests the chunk took, JSON) for the run's record, which adds every
+# chunk's at once: a chunk is one command here, not one per counter. The tallies' list
+# gets its TTL when this creates it, not at every push. KEYS: marker, counts, tallies.
+# ARGV: ttl, contacts updated, tally ("": none). Returns 1 when it set the marker.
 MARK_DONE = """
-if redis.call('SET', KEYS[1], 1, 'NX', 'EX', tonumber(ARGV[1])) then
-  redis.call('HINCRBY', KEYS[2], 'chunks_done', 1)
+if not redis.call('SET', KEYS[1], 1, 'NX', 'EX', tonumber(ARGV[1])) then return 0 end
+redis.call('HINCRBY', KEYS[2], 'chunks_done', 1)
+if ARGV[2] ~= '0' then redis.call('HINCRBY', KEYS[2], 'updated', tonumber(ARGV[2])) end
+if ARGV[3] ~= '' and redis.call('RPUSH', KEYS[3], ARGV[3]) == 1 then
+  redis.call('EXPIRE', KEYS[3], tonumber(ARGV[1]))
 end
 return 1
 """
@@ -87,20 +94,23 @@ return repeated
 """
 
 # Whether a run may send one more write request, read right before it is sent: the run
-# must still hold its list (its lock renewed as it goes), not be halted by the breaker,
-# and not be failed (by the watchdog, say). A run found without its lock is failed here,
-# so every other task of it stops at its next check. A permitted task is noted in the
-# run's writers (a sorted set by time of its last permit) until its outcomes are
-# recorded: whoever fails the run waits for those before writing its audit line.
-# KEYS: list lock, run meta, writers. ARGV: run id, lock ttl (ms), list id, writer
-# token, now. Returns "" or why not.
+# must still hold its list, not be halted by the breaker, and not be failed (by the
+# watchdog, say). A run found without its lock is failed here, so every other task of it
+# stops at its next check. A permitted task is noted in the run's writers (a sorted set
+# by time of its last permit) until its outcomes are recorded: whoever fails the run
+# waits for those before writing its audit line. It also carries the previous request's
+# answer: one that was not a server error ends the run's streak of them (a meta field,
+# read with the others, so ending no streak costs nothing). The lock is renewed only when
+# asked (a task renews it as it starts and then about every minute, not per request) and
+# the writers' TTL is set when a writer joins, not at every permit.
+# KEYS: list lock, run meta, writers. ARGV: run id, lock ttl (ms; 0: no renewal), list
+# id, writer token, now, "1" when the previous request was answered. Returns "" or why not.
 WRITE_PERMIT = """
-local halted = redis.call('HGET', KEYS[2], 'halted')
-if halted then return 'halted: ' .. halted end
-local cancelled = redis.call('HGET', KEYS[2], 'cancelled')
-if cancelled then return 'cancelled: ' .. cancelled end
-local failed = redis.call('HGET', KEYS[2], 'error')
-if failed then return 'failed: ' .. failed end
+local meta = redis.call('HMGET', KEYS[2], 'halted', 'cancelled', 'error', 'consecutive_5xx')
+if meta[1] then return 'halted: ' .. meta[1] end
+if meta[2] then return 'cancelled: ' .. meta[2] end
+if meta[3] then return 'failed: ' .. meta[3] end
+if ARGV[6] == '1' and meta[4] then redis.call('HDEL', KEYS[2], 'consecutive_5xx') end
 local holder = redis.call('GET', KEYS[1])
 if holder ~= ARGV[1] then
   local who = holder and ('run ' .. holder) or 'nobody (it expired)'
@@ -108,9 +118,10 @@ if holder ~= ARGV[1] then
   redis.call('HSETNX', KEYS[2], 'error', why)
   return 'failed: ' .. redis.call('HGET', KEYS[2], 'error')
 end
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
-redis.call('ZADD', KEYS[3], tonumber(ARGV[5]), ARGV[4])
-redis.call('EXPIRE', KEYS[3], 86400)
+if ARGV[2] ~= '0' then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2])) end
+if redis.call('ZADD', KEYS[3], tonumber(ARGV[5]), ARGV[4]) == 1 then
+  redis.call('EXPIRE', KEYS[3], 86400)
+end
 return ''
 """
 

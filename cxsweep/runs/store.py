@@ -74,6 +74,7 @@ class RunStore(WriteState, Freshness):
         self.meta_key = self.keys.meta
         self.counts_key = self.keys.counts
         self._write_permit = client.register_script(scripts.WRITE_PERMIT)
+        self._mark_done = client.register_script(scripts.MARK_DONE)
 
     # --- metadata -------------------------------------------------------------------
 
@@ -433,8 +434,9 @@ def overdue_runs(
     """Active runs past their deadline, or whose counters have not moved for
     ``stall_seconds`` (a chord that lost a member to a Redis restart, a lost callback),
     with why. A run for which ``awaiting_redelivery`` holds (its messages wait for the
-    broker to deliver them again) is not stalled: its stall is counted from the last
-    time they were seen waiting. Every call notes each active run's progress."""
+    broker to deliver them again), or one of whose write tasks was permitted a request
+    within ``stall_seconds``, is not stalled: its stall is counted from the last time
+    they were seen. Every call notes each active run's progress."""
     now = time.time() if now is None else now
     found = []
     for raw in cast(list[bytes], client.zrangebyscore(RUN_INDEX, now - DATA_TTL, now)):
@@ -449,7 +451,10 @@ def overdue_runs(
         if progress != meta.get("progress"):
             store.set_meta(progress=progress, progress_at=now)
         elif now - float(meta.get("progress_at") or now) > stall_seconds:
-            if awaiting_redelivery(store.run_id):
+            # A write task's counters move when it ends; until then, the permit it takes
+            # before each request (throttled, a task of 100 removals may take minutes)
+            # says it goes on.
+            if awaiting_redelivery(store.run_id) or store.writers_active(stall_seconds, now):
                 store.set_meta(progress_at=now)
                 continue
             minutes = stall_seconds / 60

@@ -5,6 +5,7 @@ the run may still write (its list held, not halted or failed), fed to the run's 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from functools import partial
 
@@ -12,12 +13,18 @@ import redis
 
 from cxsweep.errors import CxsweepError, RetryableApiError
 from cxsweep.platforms.base import Backend, Change, WriteOutcome
+from cxsweep.runs.latency import RequestTally
 from cxsweep.runs.outcomes import ChunkResult
 from cxsweep.runs.store import PlanEntry, RunStore, persistence_problem
 
-# DELETE-style removals (one contact a request) are grouped this many to a task: enough
-# to spread a task's overhead, few enough that the last tasks do not leave a long tail.
-REMOVALS_PER_TASK = 10
+# Contacts per removal task: see ``removals_per_task``.
+REMOVALS_PER_TASK_MIN = 10
+REMOVALS_PER_TASK_MAX = 100
+# What every run planned before the size was fixed per run used (it keeps it to the end).
+LEGACY_REMOVALS_PER_TASK = 10
+# A long removal task renews its list's lock this often (its task renewed it as it began;
+# the lock outlives the broker's visibility timeout, many times this).
+LOCK_RENEWAL_SECONDS = 60.0
 
 
 class WriteStopped(CxsweepError):
@@ -61,14 +68,47 @@ def fresh_entries(store: RunStore, entries: list[PlanEntry]) -> list[PlanEntry]:
     return [e for e, state in zip(entries, states, strict=True) if state == "fresh"]
 
 
-def chunk_sizes(backend: Backend) -> tuple[int, int]:
-    """Contacts per update task and per removal task."""
-    return backend.update_batch_size, max(backend.remove_batch_size, REMOVALS_PER_TASK)
+def removals_per_task(removals: int, batch: int, slots: int) -> int:
+    """Contacts per removal task for a plan of ``removals``, on a fleet of ``slots`` worker
+    slots: about two tasks a slot, 10 to 100 contacts, whole requests of ``batch``.
+
+    A task costs the same whatever its size: ~45 Redis commands of Celery's plumbing
+    (message, ack, result, chord counter) and ~15 of its own prologue, against ~4 for each
+    removal (the permit before its request). At the former fixed 10 a task, the tasks cost
+    more than the removals (bench/PROFILE.md). Two tasks a slot keep the fan-out that makes
+    an unthrottled run fast (every slot busy from the start), and a slot whose first task
+    ends early takes the second; the update tasks, queued after the removals, fill the
+    slots the last removal tasks leave free. At most 100: a task's requests go one after
+    the other, so much bigger tasks would end the writes with a tail of a few slots
+    working (and a crash repeats more of them); at least 10: below that the overhead is
+    back, and a small plan is fast anyway."""
+    per_task = -(-removals // (2 * max(1, slots)))
+    size = min(REMOVALS_PER_TASK_MAX, max(REMOVALS_PER_TASK_MIN, per_task))
+    # CXone removes 100 a request: a task sends whole requests.
+    return max(batch, -(-size // batch) * batch)
 
 
-def write_chunks(store: RunStore, backend: Backend) -> list[tuple[str, int]]:
-    update_chunk, remove_chunk = chunk_sizes(backend)
+def chunk_sizes(backend: Backend, per_removal_task: int | None = None) -> tuple[int, int]:
+    """Contacts per update task and per removal task (the run's own, fixed when it was
+    planned: ``write_chunks``; the former fixed size for a run planned before)."""
+    legacy = max(backend.remove_batch_size, LEGACY_REMOVALS_PER_TASK)
+    return backend.update_batch_size, per_removal_task or legacy
+
+
+def write_chunks(
+    store: RunStore, backend: Backend, *, slots: int | None = None
+) -> list[tuple[str, int]]:
+    """The run's write chunks, removals first. The first call with ``slots`` (the fleet's
+    ``write_slots``, when the run is planned) fixes the run's removal task size; every
+    later call, and every task, reads it back, so a chunk's index names the same contacts
+    whichever worker (and settings) runs it."""
     updates, removes = store.plan_sizes()
+    size = store.removals_per_task()
+    if size is None and slots is not None:
+        size = store.fix_removals_per_task(
+            removals_per_task(removes, backend.remove_batch_size, slots)
+        )
+    update_chunk, remove_chunk = chunk_sizes(backend, size)
     # Removal tasks are the long ones (a request per contact on v2): queued first, they
     # do not end the run with a tail of them on a few worker slots.
     return [("remove", i) for i in range(-(-removes // remove_chunk))] + [
@@ -77,11 +117,17 @@ def write_chunks(store: RunStore, backend: Backend) -> list[tuple[str, int]]:
 
 
 def guarded(
-    store: RunStore, list_id: str, writer: str, threshold: int, send: Callable[[], WriteOutcome]
+    store: RunStore,
+    list_id: str,
+    writer: str,
+    threshold: int,
+    send: Callable[[], WriteOutcome],
+    *,
+    renew: bool = True,
 ) -> WriteOutcome:
-    """Send one write request if the run may still write (``RunStore.permit_write``),
-    feeding its outcome to the run's breaker."""
-    why = store.permit_write(list_id, writer)
+    """Send one write request if the run may still write (``RunStore.permit_write``,
+    renewing the list's lock when ``renew``), feeding its outcome to the run's breaker."""
+    why = store.permit_write(list_id, writer, renew=renew)
     if why:
         raise WriteStopped(why)
     try:
@@ -96,9 +142,27 @@ def guarded(
     return result
 
 
+def _mark_done(
+    store: RunStore, kind: str, index: int, tally: RequestTally | None, updated: int = 0
+) -> None:
+    """Mark the chunk done, keeping with it what ``tally`` counted of its requests (the
+    run's record adds it once); cleared once kept, else the task counts it as before."""
+    kept = tally.snapshot() if tally is not None else None
+    if store.mark_chunk_done(kind, index, updated=updated, tally=kept) and tally is not None:
+        tally.clear()
+
+
 def apply_update_chunk(
-    store: RunStore, backend: Backend, list_id: str, index: int, *, threshold: int
+    store: RunStore,
+    backend: Backend,
+    list_id: str,
+    index: int,
+    *,
+    threshold: int,
+    tally: RequestTally | None = None,
 ) -> ChunkResult:
+    """Write update chunk ``index``; ``tally``, the counter of the backend's requests, is
+    kept with the chunk's done marker (``_mark_done``)."""
     if store.chunk_done("update", index):
         return {"ok": True, "kind": "update", "chunk": index, "repeat": True}
     if store.halted():
@@ -109,15 +173,16 @@ def apply_update_chunk(
     duplicates = store.duplicates_among([e.contact_id for e in entries])
     entries = fresh_entries(store, [e for e in entries if e.contact_id not in duplicates])
     if not entries:
-        store.commit_update_chunk(index, 0)
+        _mark_done(store, "update", index, tally)
         return {"ok": True, "kind": "update", "chunk": index, "updated": 0}
     changes = [Change(e.contact_id, e.after or {}, record=e.record or {}) for e in entries]
     writer = f"update:{index}"
     try:
         send = partial(backend.update_contacts, list_id, changes)
-        outcome = guarded(store, list_id, writer, threshold, send)
+        # One request: its task renewed the list's lock as it began (tasks.write).
+        outcome = guarded(store, list_id, writer, threshold, send, renew=False)
         store.record_failures(outcome.failed)
-        store.commit_update_chunk(index, len(outcome.done))
+        _mark_done(store, "update", index, tally, updated=len(outcome.done))
     finally:
         store.writer_done(writer)
     result: ChunkResult = {
@@ -135,40 +200,64 @@ def apply_update_chunk(
 
 
 def apply_remove_chunk(
-    store: RunStore, backend: Backend, list_id: str, index: int, *, threshold: int
+    store: RunStore,
+    backend: Backend,
+    list_id: str,
+    index: int,
+    *,
+    threshold: int,
+    tally: RequestTally | None = None,
 ) -> ChunkResult:
+    """Write removal chunk ``index``: a permit before every request, the removals counted
+    once the task stops sending (``RunStore.record_removed``, however it stops: a retry
+    or a stop included), ``tally`` kept with the done marker (``_mark_done``).
+
+    A worker killed mid-chunk loses the removals it had not counted yet: its redelivery
+    sends those again, the platform answers them gone, and they count as removed then."""
     if store.chunk_done("remove", index):
         return {"ok": True, "kind": "remove", "chunk": index, "repeat": True}
-    _, size = chunk_sizes(backend)
+    _, size = chunk_sizes(backend, store.removals_per_task())
     entries = fresh_entries(store, store.plan_slice("remove", index * size, (index + 1) * size))
     ids = [e.contact_id for e in entries]
     done = store.removed_ids_among(ids)
     pending = [cid for cid in ids if cid not in done]
+    removed: list[str] = []
+    gone: list[str] = []
+    # What else the requests met (``WriteOutcome.counts``), counted with the removals.
+    met: Counter[str] = Counter()
     failed: dict[str, str] = {}
     writer = f"remove:{index}"
+    answered = False
+    renewed = time.monotonic()  # the task renewed the lock as it began (tasks.write)
     try:
-        why = store.permit_write(list_id, writer) if pending else ""
         for start in range(0, len(pending), backend.remove_batch_size):
-            # Checked right before every request (read back with the previous one's
-            # outcome, in the same round trip): once the breaker trips or the run loses
-            # its list, no further removal leaves.
+            # Checked right before every request, with the previous one's answer (which
+            # ends the run's streak of server errors): once the breaker trips or the run
+            # loses its list, no further removal leaves.
+            renew = time.monotonic() - renewed >= LOCK_RENEWAL_SECONDS
+            why = store.permit_write(list_id, writer, answered=answered, renew=renew)
             if why:
                 raise WriteStopped(why)
+            if renew:
+                renewed = time.monotonic()
             batch = pending[start : start + backend.remove_batch_size]
+            answered = False
             try:
                 outcome = backend.remove_contacts(list_id, batch)
             except RetryableApiError as exc:
                 if exc.is_server_error:
                     store.note_write_outcome(server_error=True, threshold=threshold)
                 raise
-            why = store.record_removed(outcome.done, outcome.missing, list_id, writer)
-            for counter, amount in outcome.counts.items():
-                store.incr(counter, amount)
+            answered = True
+            removed += outcome.done
+            gone += outcome.missing
+            met.update(outcome.counts)
             failed.update(outcome.failed)
     finally:
-        store.writer_done(writer)
+        if pending:
+            store.record_removed(removed, gone, writer, answered=answered, counts=met)
     store.record_failures(failed)
-    store.mark_chunk_done("remove", index)
+    _mark_done(store, "remove", index, tally)
     result: ChunkResult = {"ok": not failed, "kind": "remove", "chunk": index}
     result["failed"] = len(failed)
     if failed:

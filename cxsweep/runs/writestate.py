@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
@@ -13,9 +14,14 @@ from redis.client import Pipeline
 from redis.commands.core import Script
 
 from cxsweep.redisconn import text
-from cxsweep.runs import keys, scripts
+from cxsweep.runs import keys
 from cxsweep.runs.lock import lock_ttl
-from cxsweep.runs.model import DATA_TTL
+from cxsweep.runs.model import DATA_TTL, ChunkTally
+
+# The run's streak of server errors on writes: a field of its meta, so that the permit
+# read before every write request reads it with the rest (``scripts.WRITE_PERMIT`` names
+# it too).
+SERVER_ERROR_STREAK = "consecutive_5xx"
 
 
 class WriteState:
@@ -24,8 +30,9 @@ class WriteState:
     redis: redis.Redis
     run_id: str
     keys: keys.RunKeys
-    #: ``scripts.WRITE_PERMIT``, registered by the store
+    #: ``scripts.WRITE_PERMIT`` and ``scripts.MARK_DONE``, registered by the store
     _write_permit: Script
+    _mark_done: Script
 
     if TYPE_CHECKING:
 
@@ -34,61 +41,79 @@ class WriteState:
     def chunk_done(self, kind: str, index: int) -> bool:
         return bool(self.redis.exists(self.keys.done(kind, index)))
 
-    def commit_update_chunk(self, index: int, updated: int) -> bool:
+    def commit_update_chunk(
+        self, index: int, updated: int, tally: ChunkTally | None = None
+    ) -> bool:
         """Count a PATCHed chunk once, however often its task ran."""
-        marker = self.keys.done("update", index)
+        return self.mark_chunk_done("update", index, updated=updated, tally=tally)
 
-        def apply(pipe: Pipeline) -> bool:
-            if pipe.exists(marker):
-                return False
-            pipe.multi()
-            pipe.set(marker, 1, ex=DATA_TTL)
-            pipe.hincrby(self.keys.counts, keys.UPDATED, updated)
-            pipe.hincrby(self.keys.counts, keys.CHUNKS_DONE, 1)
-            return True
-
-        # redis-py's stubs type the callable as returning None; value_from_callable says otherwise.
-        return bool(self.redis.transaction(apply, marker, value_from_callable=True))  # type: ignore[arg-type]
-
-    def permit_write(self, list_id: str, writer: str) -> str:
+    def permit_write(
+        self, list_id: str, writer: str, *, answered: bool = False, renew: bool = True
+    ) -> str:
         """Right before a write request: "" when it may be sent, else why not (the run
-        lost its list, was halted or failed). One round trip that also renews the lock
-        and notes ``writer`` (the task's token) as writing until ``writer_done``."""
-        return self._permit(self.redis.pipeline(transaction=False), list_id, writer)
-
-    def _permit(self, pipe: Pipeline, list_id: str, writer: str) -> str:
-        ttl_ms = int(lock_ttl() * 1000)
+        lost its list, was halted or failed). One round trip that notes ``writer`` (the
+        task's token) as writing until ``writer_done``, ends the run's streak of server
+        errors when ``answered`` (the writer's previous request got an answer that was not
+        one) and renews the list's lock when ``renew``."""
+        ttl_ms = int(lock_ttl() * 1000) if renew else 0
         # Sent by its SHA (redis-py loads it once): this runs before every write request.
-        self._write_permit(
+        why = self._write_permit(
             keys=[keys.list_lock(list_id), self.keys.meta, self.keys.writers],
-            args=[self.run_id, ttl_ms, list_id, writer, time.time()],
-            client=pipe,
+            args=[self.run_id, ttl_ms, list_id, writer, time.time(), int(answered)],
         )
-        return text(pipe.execute()[-1])
+        return text(why)
 
     def writer_done(self, writer: str) -> None:
         """The task's outcomes are recorded: nothing of it is in flight any more."""
         self.redis.zrem(self.keys.writers, writer)
 
-    def writers_active(self, within: float) -> int:
+    def writers_active(self, within: float, now: float | None = None) -> int:
         """Tasks permitted a write in the last ``within`` seconds and not done yet."""
-        return int(self.redis.zcount(self.keys.writers, time.time() - within, "+inf"))
+        since = (time.time() if now is None else now) - within
+        return int(self.redis.zcount(self.keys.writers, since, "+inf"))
 
     def record_removed(
-        self, removed: list[str], already_gone: list[str], list_id: str, writer: str
-    ) -> str:
-        """Count removals (a set: a removal repeated by a redelivered task counts once),
-        end the run's streak of server errors, and tell whether the next request may go
-        (``permit_write``): all in one round trip, as it happens after every removal."""
+        self,
+        removed: list[str],
+        already_gone: list[str],
+        writer: str,
+        *,
+        answered: bool,
+        counts: Mapping[str, int] | None = None,
+    ) -> None:
+        """A removal task's removals, once it stops sending (done, stopped or retrying):
+        counted as a set (a removal repeated by a redelivered task counts once), with
+        what else its requests met (``counts``, added to the run's counters), the run's
+        streak of server errors ended when its last request was ``answered``, and the
+        writer noted done (after its removals: whoever fences the run waits for that).
+        One round trip a task, not one a removal: the permit before each request is the
+        only per-request command."""
         pipe = self.redis.pipeline(transaction=False)
+        for field, amount in (counts or {}).items():
+            if amount:
+                pipe.hincrby(self.keys.counts, field, amount)
         if removed or already_gone:
             pipe.sadd(self.keys.removed, *removed, *already_gone)
             pipe.expire(self.keys.removed, DATA_TTL)
         if already_gone:
             pipe.sadd(self.keys.already_gone, *already_gone)
             pipe.expire(self.keys.already_gone, DATA_TTL)
-        pipe.set(self.keys.server_error_streak, 0, ex=DATA_TTL)
-        return self._permit(pipe, list_id, writer)
+        if answered:
+            pipe.hdel(self.keys.meta, SERVER_ERROR_STREAK)
+        pipe.zrem(self.keys.writers, writer)
+        pipe.execute()
+
+    def removals_per_task(self) -> int | None:
+        """The run's contacts per removal task (None: planned before it was stored)."""
+        raw = self.redis.hget(self.keys.meta, "removals_per_task")
+        return int(raw) if raw else None
+
+    def fix_removals_per_task(self, size: int) -> int:
+        """Store the run's removal task size unless one is stored; the one that holds."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hsetnx(self.keys.meta, "removals_per_task", size)
+        pipe.hget(self.keys.meta, "removals_per_task")
+        return int(pipe.execute()[-1])
 
     def removed_ids_among(self, contact_ids: list[str]) -> set[str]:
         if not contact_ids:
@@ -112,10 +137,47 @@ class WriteState:
     def removed_count(self) -> int:
         return int(self.redis.scard(self.keys.removed))
 
-    def mark_chunk_done(self, kind: str, index: int) -> None:
-        """Mark a chunk written; counted once, however often its task ran."""
+    def mark_chunk_done(
+        self, kind: str, index: int, *, updated: int = 0, tally: ChunkTally | None = None
+    ) -> bool:
+        """Mark a chunk written, with the contacts it ``updated`` and its ``tally`` (the
+        API requests it took, added to the run's counters when it is recorded:
+        ``settle_write_tallies``); counted once, however often its task ran. False when
+        another attempt marked it first (its tally is then the caller's to count)."""
         marker = self.keys.done(kind, index)
-        self.redis.eval(scripts.MARK_DONE, 2, marker, self.keys.counts, DATA_TTL)
+        found = self._mark_done(
+            keys=[marker, self.keys.counts, self.keys.write_tallies],
+            args=[DATA_TTL, updated, json.dumps(tally, separators=(",", ":")) if tally else ""],
+        )
+        return bool(found)
+
+    def settle_write_tallies(self) -> None:
+        """Add the tallies the write chunks kept with their done markers to the run's
+        counters and latency histogram: once, at the run's record (a redelivered record
+        finds none left). The chunks' own counters are then as exact as the markers that
+        say each chunk was written once."""
+        key = self.keys.write_tallies
+
+        def apply(pipe: Pipeline) -> None:
+            rows = pipe.lrange(key, 0, -1)
+            if not rows:
+                return
+            counts: Counter[str] = Counter()
+            latency: Counter[str] = Counter()
+            for raw in rows:
+                tally = json.loads(raw)
+                counts.update(tally.get("counts", {}))
+                latency.update(tally.get("latency", {}))
+            pipe.multi()
+            for field, amount in counts.items():
+                pipe.hincrby(self.keys.counts, field, amount)
+            for field, amount in latency.items():
+                pipe.hincrby(self.keys.api_latency, field, amount)
+            if latency:
+                pipe.expire(self.keys.api_latency, DATA_TTL)
+            pipe.delete(key)
+
+        self.redis.transaction(apply, key)
 
     # --- the breaker ----------------------------------------------------------------
 
@@ -129,15 +191,13 @@ class WriteState:
         return bool(self.redis.hsetnx(self.keys.meta, "cancelled", message[:500]))
 
     def note_write_outcome(self, server_error: bool, threshold: int) -> bool:
-        """Track consecutive 5xx answers to this run's writes; True once it trips."""
-        key = self.keys.server_error_streak
+        """Track consecutive 5xx answers to this run's writes; True once it trips (any
+        other answer ends the streak; ``permit_write`` does so too, for the removals)."""
         if not server_error:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.set(key, 0, ex=DATA_TTL)
-            pipe.hget(self.keys.meta, "halted")
-            return pipe.execute()[-1] is not None
-        streak = int(self.redis.incr(key))
-        self.redis.expire(key, DATA_TTL)
+            # A no-op (nothing written) when there is no streak, the usual case.
+            self.redis.hdel(self.keys.meta, SERVER_ERROR_STREAK)
+            return False
+        streak = int(self.redis.hincrby(self.keys.meta, SERVER_ERROR_STREAK, 1))
         if streak >= threshold:
             self.redis.hsetnx(
                 self.keys.meta,
