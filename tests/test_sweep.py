@@ -129,7 +129,8 @@ def test_sweep_with_429_5xx_and_revoked_token_ends_right(
         "dry_run",
     ):
         assert field in lines[0]
-    assert 0 < lines[0]["avg_latency_ms"] < 50
+    # Milliseconds (not seconds, not microseconds), whatever the load on the machine.
+    assert 0 < lines[0]["avg_latency_ms"] < 1000
 
     hooks = wait_for_webhooks(simulator, run_id)
     assert len(hooks) == 1
