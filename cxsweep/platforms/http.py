@@ -39,7 +39,7 @@ log = logging.getLogger("cxsweep.platforms.http")
 # (call kind, HTTP status or None for a transport failure, seconds)
 ResponseObserver = Callable[[str, int | None, float], None]
 
-_sessions: dict[int, requests.Session] = {}
+_sessions: dict[tuple[int, int], requests.Session] = {}
 _sessions_lock = threading.Lock()
 
 
@@ -116,11 +116,13 @@ class ResolvedSession(requests.Session):
 
 
 def shared_session(pool_size: int) -> requests.Session:
-    """The process's pooled session (keep-alive connections reused across tasks)."""
+    """The process's pooled session (keep-alive connections reused across tasks); a
+    forked child makes its own rather than share its parent's sockets."""
+    key = (os.getpid(), pool_size)
     with _sessions_lock:
-        session = _sessions.get(pool_size)
+        session = _sessions.get(key)
         if session is None:
-            session = _sessions[pool_size] = ResolvedSession(pool_size)
+            session = _sessions[key] = ResolvedSession(pool_size)
         return session
 
 
