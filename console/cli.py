@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import math
 import os
@@ -420,6 +421,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The ``cxsweep`` program: ``main``, then exit without the interpreter's last
+    garbage collections over every object the imports made (~0.1 s on a 2-core machine,
+    a tenth of a short run's fixed cost): the process is ending, there is nothing to
+    free. Exit handlers still run (logging flushes there), so do stdout and stderr's
+    flushes; every file the commands write is closed by its ``with`` block."""
+    code = main()
+    gc.disable()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    sys.exit(main())
+    entry()

@@ -20,6 +20,9 @@ from cxsweep.runs import keys
 from cxsweep.runs.store import RunStore
 from cxsweep.settings import Settings, get_settings
 
+# How often ``wait_for_run`` looks at the run.
+POLL_SECONDS = 0.05
+
 
 def _warn(message: str) -> None:
     print(f"cxsweep: {message}", file=sys.stderr)
@@ -260,4 +263,6 @@ def wait_for_run(
         ):
             _warn("no worker has picked the run up yet: is `celery -A workers worker` running?")
             warned_no_worker = True
-        time.sleep(0.2)
+        # Two small reads per look: looking often costs Redis little and ends the wait
+        # within ~50 ms of the record (at 0.2 s the operator waited 0.1 s on average).
+        time.sleep(POLL_SECONDS)

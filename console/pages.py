@@ -9,13 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 
 def templates() -> Environment:
     """The packaged templates, autoescaped (``report.css`` is included, not escaped)."""
+    # Imported here: every ``cxsweep`` command loads this module (the summary's notes),
+    # only ``report`` renders a page, and Jinja2 is a tenth of the CLI's start-up.
+    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
     return Environment(
         loader=PackageLoader("console", "templates"),
         autoescape=select_autoescape(["html"]),

@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import random
+import threading
 from collections.abc import Iterator
 from typing import Literal, TypedDict
 
@@ -118,10 +120,47 @@ class RequestCounts(RequestTally):
             pipe.execute()
 
 
+# The task whose API requests this thread's calls count for (``api_backend``): the
+# backend is shared by the threads of a worker, each task's tally is its thread's.
+_counting = threading.local()
+
+
+def _observe(kind: str, status: int | None, seconds: float) -> None:
+    counts: RequestCounts | None = getattr(_counting, "counts", None)
+    if counts is not None:
+        counts.observe(kind, status, seconds)
+    else:  # a call outside any run's step (the scheduler's list of lists)
+        metrics.observe_api(kind, status, seconds)
+
+
+_backend_lock = threading.Lock()
+_backend: tuple[int, Settings, Backend] | None = None
+
+
+def shared_backend() -> Backend:
+    """The configured platform's backend, built once per worker process (and again if
+    the settings are reloaded): its token cache keeps the fleet's token between tasks,
+    so Redis is asked for it once per refresh, not once per task. It is shared by the
+    pool's threads: the backends keep no per-call state (``TokenCache`` is thread-safe;
+    requests are counted per thread, see ``api_backend``). Keyed by pid too: a prefork
+    child never uses its parent's sockets."""
+    global _backend
+    current, pid = settings(), os.getpid()
+    built = _backend
+    if built is not None and built[0] == pid and built[1] is current:
+        return built[2]
+    with _backend_lock:
+        built = _backend
+        if built is None or built[0] != pid or built[1] is not current:
+            built = (pid, current, make_backend(current, redis_client(), observer=_observe))
+            _backend = built
+        return built[2]
+
+
 def plain_backend() -> Backend:
     """The configured platform's backend, for what needs no API call (its batch sizes,
     phone fields, contact ids): the same for every run of the fleet."""
-    return make_backend(settings(), redis_client())
+    return shared_backend()
 
 
 @contextlib.contextmanager
@@ -134,9 +173,12 @@ def api_backend(
     write chunk keeps them with its done marker) passes them: what it did not take is
     counted here."""
     counts = counts if counts is not None else RequestCounts(store, tag)
+    outer = getattr(_counting, "counts", None)
+    _counting.counts = counts
     try:
-        yield make_backend(settings(), redis_client(), observer=counts.observe)
+        yield shared_backend()
     finally:
+        _counting.counts = outer
         counts.flush()
 
 

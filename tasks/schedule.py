@@ -34,12 +34,11 @@ from redbeat import RedBeatSchedulerEntry
 from cxsweep import metrics
 from cxsweep.errors import ListBusy, RetryableApiError
 from cxsweep.phone.policy import Policy
-from cxsweep.platforms.factory import make_backend
 from cxsweep.redisconn import text
 from cxsweep.runs.keys import CURRENT_SWEEP, SWEEP_LIST_ENTRIES
 from cxsweep.runs.store import ACTIVE, DATA_TTL, RunStore, new_run_id, prepare_run
 from cxsweep.runs.sweeps import SweepStore
-from tasks._deps import policy, redis_client, settings
+from tasks._deps import policy, redis_client, settings, shared_backend
 from tasks.crontab import parse_crontab
 from tasks.read import begin_run
 
@@ -128,8 +127,8 @@ def sync_list_entries(app: Any, wanted: Mapping[str, str]) -> dict[str, int]:
 
 
 def _all_list_ids() -> list[str]:
-    backend = make_backend(settings(), redis_client(), observer=metrics.observe_api)
-    return [str(item["id"]) for item in backend.iter_lists()]
+    # Counted for Prometheus only: no run owns these calls.
+    return [str(item["id"]) for item in shared_backend().iter_lists()]
 
 
 # --- the tasks --------------------------------------------------------------------------

@@ -1,10 +1,14 @@
-"""The shared HTTP transport against real servers: TLS verification and its one exception."""
+"""The shared HTTP transport against real servers: TLS verification and its one exception,
+the operator's proxy and CA bundle read once per session."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import shutil
+import socket
+import socketserver
 import ssl
 import subprocess
 import threading
@@ -13,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from requests import sessions as requests_sessions
 
 from console import cli
 from cxsweep.errors import (
@@ -22,7 +27,7 @@ from cxsweep.errors import (
     SettingsError,
     TlsRefused,
 )
-from cxsweep.platforms.http import Transport, parse_json, raise_for_status
+from cxsweep.platforms.http import ResolvedSession, Transport, parse_json, raise_for_status
 from cxsweep.runs import webhook
 from cxsweep.settings import Secret, get_settings, load_settings
 
@@ -166,3 +171,132 @@ def test_deeply_nested_json_is_a_malformed_response() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def localhost_tls(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An https server for localhost and the certificate (its own CA) that verifies it."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a self-signed certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    new_cert = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    subject = ["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"]
+    subprocess.run(
+        [*new_cert, *subject, "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"https://localhost:{server.server_address[1]}/", cert
+    server.shutdown()
+    server.server_close()
+
+
+class _TunnelProxy(socketserver.ThreadingTCPServer):
+    """An HTTP proxy that only tunnels (CONNECT), remembering each target."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _TunnelHandler)
+        self.targets: list[str] = []
+
+
+class _TunnelHandler(socketserver.StreamRequestHandler):
+    server: _TunnelProxy
+
+    def handle(self) -> None:
+        request_line = self.rfile.readline().decode()
+        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+            pass
+        method, target, _ = request_line.split(" ", 2)
+        self.server.targets.append(f"{method} {target}")
+        host, port = target.rsplit(":", 1)
+        address = "127.0.0.1" if host == "localhost" else host
+        upstream = socket.create_connection((address, int(port)))
+        self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        self.wfile.flush()
+
+        def pump(source: socket.socket, sink: socket.socket) -> None:
+            with contextlib.suppress(OSError):
+                while data := source.recv(65536):
+                    sink.sendall(data)
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)
+
+        back = threading.Thread(target=pump, args=(upstream, self.connection), daemon=True)
+        back.start()
+        pump(self.connection, upstream)
+        back.join(timeout=10)
+        upstream.close()
+
+
+@pytest.fixture
+def tunnel_proxy() -> Iterator[_TunnelProxy]:
+    proxy = _TunnelProxy()
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    yield proxy
+    proxy.shutdown()
+    proxy.server_close()
+
+
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+def test_the_session_keeps_https_proxy_and_ca_bundle_read_once(
+    localhost_tls: tuple[str, Path],
+    tunnel_proxy: _TunnelProxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, cert = localhost_tls
+    for name in _PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{tunnel_proxy.server_address[1]}")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+    settings = load_settings({"CXSWEEP_ENV_FILE": "/dev/null"})
+    transport = Transport(settings, session=ResolvedSession(2))
+    # Read at the session's creation: what an operator exports before starting workers.
+    monkeypatch.delenv("HTTPS_PROXY")
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+
+    # No per-call look-up of the environment (netrc, proxy variables, CA variables).
+    looked_up: list[str] = []
+    monkeypatch.setattr(requests_sessions, "get_netrc_auth", lambda *a: looked_up.append("netrc"))
+    monkeypatch.setattr(
+        requests_sessions, "get_environ_proxies", lambda *a, **k: looked_up.append("proxies")
+    )
+    for _ in range(3):
+        # Verified against the operator's bundle, through the operator's proxy.
+        assert transport.send("read", "GET /", "GET", url).status_code == 200
+    assert tunnel_proxy.targets[0] == f"CONNECT localhost:{url.rsplit(':', 1)[1].rstrip('/')}"
+    assert looked_up == []
+
+    # Without the bundle, the same certificate does not verify (certifi's bundle).
+    with pytest.raises(TlsRefused):
+        Transport(settings, session=ResolvedSession(2)).send("read", "GET /", "GET", url)
+
+
+def test_no_proxy_sends_an_origin_direct(
+    localhost_tls: tuple[str, Path], tunnel_proxy: _TunnelProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, cert = localhost_tls
+    for name in _PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{tunnel_proxy.server_address[1]}")
+    monkeypatch.setenv("NO_PROXY", "localhost")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+    session = ResolvedSession(2)
+    transport = Transport(load_settings({"CXSWEEP_ENV_FILE": "/dev/null"}), session=session)
+    assert transport.send("read", "GET /", "GET", url).status_code == 200
+    assert tunnel_proxy.targets == []
+    assert session.proxies_for("https://api.example:8443/x") == {
+        "https": f"http://127.0.0.1:{tunnel_proxy.server_address[1]}"
+    }

@@ -490,3 +490,31 @@ def test_cancel_while_reading_stops_reading_and_writes_nothing(tmp_path: Path) -
     finally:
         with contextlib.suppress(StopIteration):
             next(stack_iter)
+
+
+def test_the_cli_starts_without_what_only_some_commands_need() -> None:
+    # Jinja2 (reports) and libphonenumber's carrier and time-zone data (enrichment) cost
+    # a tenth of a second each at every start; `cxsweep run` needs neither (issue 15).
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, console.cli; print(' '.join(sys.modules))"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert "console.cli" in loaded
+    for heavy in ("jinja2", "phonenumbers.carrier", "phonenumbers.timezone"):
+        assert heavy not in loaded
+
+
+def test_the_program_exits_with_main_s_code() -> None:
+    # `python -m console.cli` and the `cxsweep` script go through cli.entry.
+    done = subprocess.run(
+        [sys.executable, "-m", "console.cli", "run", " "],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == cli.EXIT_USAGE
+    assert done.stderr.strip() == "cxsweep: list id ' ' is empty"

@@ -72,6 +72,41 @@ def test_a_fleet_with_no_token_asks_the_server_once(redis_client: redis.Redis) -
     assert grants.calls == 1
 
 
+def test_one_cache_serves_a_worker_s_threads_with_one_redis_read_per_refresh(
+    redis_client: redis.Redis,
+) -> None:
+    # A worker's backend (and its cache) lives as long as the process: its threads
+    # share it, and Redis is asked only when the token is due (tasks._deps).
+    grants = Grants(delay=0.1)
+    cache = TokenCache(redis_client, identity(), grants)
+    reads = 0
+    read = cache._read
+
+    def counted() -> Token | None:
+        nonlocal reads
+        reads += 1
+        return read()
+
+    cache._read = counted  # type: ignore[method-assign]
+    got: list[str] = []
+    threads = [
+        threading.Thread(target=lambda: got.extend(cache.get() for _ in range(20)))
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert got == ["token-1"] * 160
+    assert grants.calls == 1
+    # Threads that came while the grant was in flight each looked once, then waited on
+    # the lock; none of the 160 calls after it asked Redis.
+    assert reads <= 2 * 8
+    before = reads
+    assert [cache.get() for _ in range(50)] == ["token-1"] * 50
+    assert reads == before
+
+
 def test_a_rejected_token_is_replaced_once_for_everyone(redis_client: redis.Redis) -> None:
     who, grants = identity(), Grants()
     first, second = TokenCache(redis_client, who, grants), TokenCache(redis_client, who, grants)

@@ -48,8 +48,14 @@ result_expires = 24 * 3600
 # the run's audit line names the task (tasks.sweep.chord_failed).
 result_extended = True
 task_track_started = True
-worker_send_task_events = True
-task_send_sent_event = True
+# No task events by default: each task would publish ~4 (sent, received, started,
+# succeeded), about 9% of a worker's CPU in the write phase (bench/PROFILE.md). Flower
+# turns them on in the running workers itself (its --enable_events, on by default, sends
+# the `enable_events` control command every 5 s), so a fleet watched with Flower still
+# shows its tasks; `celery -A workers control disable_events` stops them after Flower.
+# task-sent events (the client's) stay off: Flower shows a task from its receipt.
+worker_send_task_events = False
+task_send_sent_event = False
 task_soft_time_limit = 600
 task_time_limit = 660
 

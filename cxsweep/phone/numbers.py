@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 import phonenumbers
-from phonenumbers import PhoneNumberType, carrier, timezone
+from phonenumbers import PhoneNumberType
 from phonenumbers import phonenumberutil as _pnu
 from phonenumbers.phonemetadata import PhoneMetadata
 from phonenumbers.re_util import re_compile
@@ -51,7 +51,6 @@ _CARRIER_TYPES = frozenset(
     {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE, PhoneNumberType.PAGER}
 )
 _TYPE_HELPER = getattr(_pnu, "_number_type_helper", None)
-_COUNTRY_TIME_ZONES = getattr(timezone, "_country_level_time_zones_for_number", None)
 _REGIONS_BY_CODE = phonenumbers.COUNTRY_CODE_TO_REGION_CODE
 _LEADING_JUNK = " \t\r\n\"'(["
 
@@ -141,15 +140,29 @@ class Verdict:
         return self.reason is None
 
 
+# The carrier and time-zone data (a tenth of a second to import) are loaded only by an
+# enriching sanitizer: the pipeline and every CLI command that imports this module
+# (for ``Reason``) never use them.
+
+
+def _carrier_name(numobj: phonenumbers.PhoneNumber) -> str:
+    from phonenumbers import carrier
+
+    return str(carrier.name_for_valid_number(numobj, "en"))
+
+
 def _time_zones(numobj: phonenumbers.PhoneNumber, type_code: int) -> tuple[str, ...]:
     """``timezone.time_zones_for_number`` without recomputing the number type."""
-    if _COUNTRY_TIME_ZONES is None:
+    from phonenumbers import timezone
+
+    country_time_zones = getattr(timezone, "_country_level_time_zones_for_number", None)
+    if country_time_zones is None:
         return tuple(timezone.time_zones_for_number(numobj))
     if type_code == _UNKNOWN:
         return (timezone.UNKNOWN_TIMEZONE,)
     if _pnu.is_number_type_geographical(type_code, numobj.country_code or 0):
         return tuple(timezone.time_zones_for_geographical_number(numobj))
-    return tuple(_COUNTRY_TIME_ZONES(numobj))
+    return tuple(country_time_zones(numobj))
 
 
 def _classify(numobj: phonenumbers.PhoneNumber) -> tuple[str | None, int]:
@@ -340,7 +353,7 @@ class Sanitizer:
         time_zones: tuple[str, ...] = ()
         if self.enrich:
             if type_code in _CARRIER_TYPES:
-                carrier_name = carrier.name_for_valid_number(number, "en")
+                carrier_name = _carrier_name(number)
             time_zones = _time_zones(number, type_code)
         return Verdict(
             raw,

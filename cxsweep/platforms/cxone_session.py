@@ -14,6 +14,8 @@ import hashlib
 import ipaddress
 import json
 import logging
+import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +50,8 @@ log = logging.getLogger(__name__)
 
 # Discovery answers change when NICE moves a tenant, which is rare: a day is plenty.
 DISCOVERY_TTL = 24 * 3600
+# How long a worker trusts its own copy of the discovered API base before asking Redis.
+LOCAL_API_BASE_TTL = 300.0
 TENANT_TTL = 30 * 24 * 3600
 # Assumed: a missing expires_in is unheard of; an hour is what NICE documents.
 DEFAULT_EXPIRES_IN = 3600.0
@@ -158,6 +162,9 @@ class CxoneSession:
             redis_client, f"cxone|{identity}", self._grant, self._remember_tenant
         )
         self._api_base: str | None = None
+        # A backend lives as long as its worker process (tasks._deps): a discovered base
+        # is looked up in Redis again now and then, so a re-discovery reaches it.
+        self._api_base_until = 0.0
 
     # --- authentication ---------------------------------------------------------------
 
@@ -313,7 +320,7 @@ class CxoneSession:
 
     def api_base(self) -> str:
         """The Admin API base, ending in ``/inContactAPI/services/vNN.0``."""
-        if self._api_base is not None:
+        if self._api_base is not None and time.monotonic() < self._api_base_until:
             return self._api_base
         explicit = self.settings.api_url
         if explicit:
@@ -323,12 +330,12 @@ class CxoneSession:
             else:
                 version = self.settings.cxone_api_version
                 base = f"{explicit.rstrip('/')}/inContactAPI/services/{version}"
-            self._api_base = base
+            self._api_base, self._api_base_until = base, math.inf
             return base
         key = self._keys.api_base(self.settings.cxone_api_version)
         cached = text(self.redis.get(key))
         if cached:
-            self._api_base = cached
+            self._api_base, self._api_base_until = cached, time.monotonic() + LOCAL_API_BASE_TTL
             return cached
         tenant = self.tenant_id()
         url = f"{self._auth_url}/.well-known/cxone-configuration"
@@ -347,7 +354,7 @@ class CxoneSession:
         self._check_api_endpoint(call, endpoint)
         base = f"{endpoint.rstrip('/')}/inContactAPI/services/{self.settings.cxone_api_version}"
         self.redis.set(key, base, ex=DISCOVERY_TTL)
-        self._api_base = base
+        self._api_base, self._api_base_until = base, time.monotonic() + LOCAL_API_BASE_TTL
         return base
 
     def _check_api_endpoint(self, call: str, endpoint: str) -> None:
