@@ -48,7 +48,7 @@ def list_verified(self: Any, results: list[Any], run_id: str) -> Handed:
 def _send_wave(task: Any, run_id: str, start: int) -> Handed:
     """Send the wave of writes that begins at chunk ``start``: a chord of at most
     ``write_wave`` chunks whose callback ``wave_done`` sends the next. Past the last
-    chunk, or once the run may no longer write, ``writes_done`` gets every wave's results.
+    chunk, or once the run may no longer write, ``writes_done`` gets every wave's failures.
 
     One chord of every chunk made the worker that sent it hold a message, a result and a
     subscription per chunk at once: 10,000 at 1,000,000 contacts (issue 15)."""
@@ -76,9 +76,11 @@ def _send_wave(task: Any, run_id: str, start: int) -> Handed:
 
 @shared_task(bind=True, name="tasks.sweep.wave_done")
 def wave_done(self: Any, results: list[Any], run_id: str, start: int, end: int) -> Handed:
-    """A wave of writes ended: its results are kept for ``writes_done``, the next wave
+    """A wave of writes ended: its failures are kept for ``writes_done``, the next wave
     goes (unless the run was halted, cancelled or failed meanwhile)."""
-    run_store(run_id).keep_wave_results(start, results)
+    # Only the failures: all the end of the writes reads (the counts are the run's), and
+    # a worker that loaded every chunk's result there would grow with the list again.
+    run_store(run_id).keep_wave_results(start, unsuccessful(results))
     return _send_wave(self, run_id, end)
 
 

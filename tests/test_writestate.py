@@ -147,7 +147,7 @@ def test_write_results_round_trip(store: RunStore) -> None:
 
 def test_wave_results_come_back_in_chunk_order_once_each(store: RunStore) -> None:
     assert store.wave_results() == []
-    first = [{"ok": True, "kind": "remove", "chunk": i} for i in range(10)]
+    first = [{"ok": False, "kind": "remove", "chunk": i, "error": "e"} for i in range(3)]
     second = [{"ok": False, "kind": "update", "chunk": 0, "error": "e"}]
     # Kept out of order (waves end in order, but the key must not depend on it), and
     # the first wave's callback delivered twice: it counts once.
