@@ -1044,19 +1044,30 @@ def verdicts(results: list[Result], baselines: dict[tuple[str, int], Result]) ->
                     f" ratio {r.cpu_s / base.cpu_s:.2f}",
                 )
         if sc.name == "scale":
+            # Issue 15: each process at most 250 MB (a worker with its pool children).
+            for role, mb in r.worker_rss_by_role.items():
+                check(
+                    mb <= 250,
+                    f"scale N={sc.count:,}: worker {role} peak RSS {mb:.0f} MB <= 250 MB",
+                )
             check(
-                (r.worker_rss_mb or 0) <= 300,
-                f"scale N={sc.count:,}: worker peak RSS {r.worker_rss_mb:.0f} MB <= 300 MB",
-            )
-            check(
-                (r.redis_peak_mb or 0) <= 300,
-                f"scale N={sc.count:,}: Redis used_memory_peak {r.redis_peak_mb:.0f} MB <= 300 MB",
+                (r.redis_peak_mb or 0) <= 250,
+                f"scale N={sc.count:,}: Redis used_memory_peak {r.redis_peak_mb:.0f} MB <= 250 MB",
             )
     scale = sorted((r for r in mine if r.scenario.name == "scale"), key=lambda r: r.scenario.count)
     if len(scale) >= 2:
         small, big = scale[0], scale[-1]
         per_small = small.wall / small.scenario.count
         per_big = big.wall / big.scenario.count
+        # Flat memory: no worker grows by more than a tenth from the small list to the big.
+        for role, mb in big.worker_rss_by_role.items():
+            before = small.worker_rss_by_role.get(role, 0.0)
+            check(
+                before > 0 and mb <= 1.1 * before,
+                f"scale: worker {role} peak RSS {mb:.0f} MB at N={big.scenario.count:,} <= 1.1x"
+                f" its {before:.0f} MB at N={small.scenario.count:,}"
+                f" (ratio {mb / before if before else float('inf'):.2f})",
+            )
         check(
             per_big <= 1.2 * per_small,
             f"scale: s/contact at N={big.scenario.count:,} ({per_big * 1e6:.1f} us) within 1.2x"

@@ -291,6 +291,18 @@ class Settings:
     breaker_threshold: int = setting(
         5, "consecutive 5xx on writes that halt a run", minimum=1, maximum=1000
     )
+    # A chord of every write chunk (10,000 at 1,000,000 contacts) made the worker that sent
+    # it hold a message, a result and a subscription per task at once (+90 MB, issue 15);
+    # waves of 500 keep that to a few MB while giving each of a fleet's 32 to 100 thread
+    # slots 5 or more tasks a wave, so the wait at a wave's end (its last tasks running,
+    # the other slots empty) stays a few percent of the writes. Raise it with the fleet.
+    write_wave: int = setting(
+        500,
+        "write tasks sent at once, a chord each; the next wave when it ends (about 5x the"
+        " fleet's worker slots or more)",
+        minimum=1,
+        maximum=100_000,
+    )
     run_deadline_seconds: int = setting(
         6 * 3600, "the watchdog fails runs older than this", minimum=10, maximum=WEEK
     )

@@ -66,6 +66,8 @@ class Handed(TypedDict):
     ok: Literal[True]
     status: NotRequired[str]
     chunks: NotRequired[int]
+    #: the first chunk of the wave of writes it sent
+    wave: NotRequired[int]
     confirming: NotRequired[bool]
     repeat: NotRequired[bool]
 

@@ -212,3 +212,17 @@ def test_no_write_before_the_re_read_ends(redis_client: Any) -> None:
     assert counts["stale"] == counts["stale_gone"] == 1
     assert counts["to_remove"] == counts["reason:invalid_number"] == 0
     assert store.stale_ids() == ["c1"]
+
+
+def test_the_plan_index_takes_the_place_of_the_reads_id_claims(redis_client: Any) -> None:
+    from cxsweep.runs.store import PlanEntry
+
+    store = RunStore(redis_client, f"unit-{uuid.uuid4().hex[:8]}")
+    assert store.claim_ids(0, ["c1", "c2"]) == set()
+    entry = PlanEntry("c1", {"phone": "12"}, None, "invalid_number")
+    store.commit_page(0, [], [entry], {"to_remove": 1})
+    assert redis_client.exists(store.keys.contact_ids)
+    store.index_plan()
+    # Redis holds one or the other: at 1,000,000 contacts both were ~150 MB.
+    assert not redis_client.exists(store.keys.contact_ids)
+    assert redis_client.hlen(store.keys.freshness) == 1

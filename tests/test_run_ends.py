@@ -188,6 +188,47 @@ def test_plan_ready_delivered_twice_leaves_a_completed_run_completed(
     assert len(audit_lines(audit_log_path, run_id)) == 1
 
 
+@pytest.mark.usefixtures("sweep_worker")
+def test_a_wave_callback_delivered_again_writes_nothing_twice(
+    simulator: Any,
+    redis_client: redis.Redis,
+    audit_log_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tasks.write import wave_done
+
+    list_id, _ = new_list(simulator, 300, seed=26)
+    # Waves of 2 (the shipped 500 would make one wave of this list's few chunks).
+    monkeypatch.setenv("CXSWEEP_WRITE_WAVE", "2")
+    get_settings.cache_clear()
+    try:
+        settings, run_id = _start(list_id)
+        record = launch.wait_for_run(settings, run_id, timeout=60, quiet=True)
+        assert record["status"] == "completed", record
+        store = RunStore(redis_client, run_id)
+        assert int(store.meta()["chunks_total"]) > 4
+        requests_before = simulator.stats()["requests"]
+        first_wave = [{"ok": True, "kind": "remove", "chunk": i, "failed": 0} for i in (0, 1)]
+        sender = store.redis.get(store.keys.claim("wave:2"))
+        assert sender is not None
+
+        # A twin (the first wave's chord sent twice: another callback id) is turned away.
+        twin = wave_done.apply(args=[first_wave, run_id, 0, 2], task_id="a-twin-callback")
+        assert twin.result == {"ok": True, "repeat": True}
+        # The callback itself, redelivered after a crash: it sends its wave again (a
+        # crash mid-send must not leave a chord that never completes), whose chunks are
+        # done already, and whose callback is a twin of the first's.
+        again = wave_done.apply(args=[first_wave, run_id, 0, 2], task_id=sender.decode())
+        assert again.result == {"ok": True, "chunks": 2, "wave": 2}
+        time.sleep(2)
+    finally:
+        monkeypatch.delenv("CXSWEEP_WRITE_WAVE")
+        get_settings.cache_clear()
+    assert simulator.stats()["requests"] == requests_before, "nothing was written again"
+    assert store.meta()["status"] == "completed"
+    assert len(audit_lines(audit_log_path, run_id)) == 1
+
+
 def _flaky_updates(monkeypatch: pytest.MonkeyPatch, errors: list[Exception]) -> dict[int, int]:
     """Make every update chunk raise ``errors`` one after another before it writes;
     returns the calls per chunk."""

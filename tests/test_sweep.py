@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import time
 import uuid
 from pathlib import Path
@@ -14,6 +15,9 @@ import pytest
 from console import cli, launch
 from cxsweep.phone.numbers import Sanitizer
 from cxsweep.phone.policy import settings_directive
+from cxsweep.platforms.factory import make_backend
+from cxsweep.runs import writes
+from cxsweep.runs.store import RunStore
 from cxsweep.settings import get_settings
 from tests.conftest import audit_lines
 
@@ -181,6 +185,101 @@ def test_breaker_halts_and_removes_nothing(
     assert len(lines) == 1 and lines[0]["status"] == "halted" and lines[0]["purge_count"] == 0
     hooks = wait_for_webhooks(simulator, run_id)
     assert [h["body"]["event"] for h in hooks] == ["campaign.sanitization.halted"]
+
+
+def sweep_in_waves(monkeypatch: pytest.MonkeyPatch, list_id: str, wave: int) -> dict[str, Any]:
+    """Sweep with waves of ``wave`` write tasks: the shipped 500 would send a test list's
+    few chunks in one wave, so a small one makes the waves (their hand-overs, their
+    halts) happen on a list the suite can afford."""
+    monkeypatch.setenv("CXSWEEP_WRITE_WAVE", str(wave))
+    get_settings.cache_clear()
+    try:
+        return sweep(list_id)
+    finally:
+        monkeypatch.delenv("CXSWEEP_WRITE_WAVE")
+        get_settings.cache_clear()
+
+
+def test_writes_in_several_waves_complete_right(
+    simulator: Any, redis_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    list_id, original = new_list(simulator, 600, seed=14)
+    kept, removed = expected_outcome(original)
+    record = sweep_in_waves(monkeypatch, list_id, 3)
+
+    assert record["status"] == "completed", record
+    store = RunStore(redis_client, record["run_id"])
+    chunks = int(store.meta()["chunks_total"])
+    assert chunks >= 7, "a list that makes several waves, or this test proves nothing"
+    # One wave after another, each of at most 3 chunks, each kept its (no) failures.
+    assert redis_client.hlen(store.keys.wave_results) == math.ceil(chunks / 3)
+    assert store.wave_results() == []
+    every = writes.write_chunks(store, make_backend(get_settings(), redis_client))
+    assert len(every) == chunks
+    assert all(store.chunk_done(kind, index) for kind, index in every)
+    final = {c["id"]: c["phone"] for c in simulator.get_list(list_id)}
+    assert final == kept, "every update and every removal of every wave was written"
+    by_id = {c["id"]: c for c in original}
+    changed = {cid for cid, e164 in kept.items() if by_id[cid]["phone"] != e164}
+    stats = simulator.stats()
+    assert set(stats["patched"]) == changed and all(n == 1 for n in stats["patched"].values())
+    assert stats["requests"]["delete"] == len(removed)
+    assert record["success_count"] == len(changed) and record["purge_count"] == len(removed)
+    assert record["failure_count"] == 0
+
+
+def test_a_failed_chunk_in_an_early_wave_is_counted_at_the_end(
+    simulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    list_id, original = new_list(simulator, 600, seed=14)
+    kept, removed = expected_outcome(original)
+    real = writes.apply_remove_chunk
+
+    def failing(store: RunStore, backend: Any, list_id: str, index: int, **kw: Any) -> Any:
+        if index == 0:  # the first wave's first chunk fails, as a task returns it
+            return {"ok": False, "kind": "remove", "chunk": 0, "error": "injected failure"}
+        return real(store, backend, list_id, index, **kw)
+
+    monkeypatch.setattr(writes, "apply_remove_chunk", failing)
+    record = sweep_in_waves(monkeypatch, list_id, 3)
+
+    assert record["status"] == "failed", record
+    assert "1 write chunk(s) failed: injected failure" in record["message"]
+    # The later waves went out: every removal but the failed chunk's ten.
+    assert record["purge_count"] == len(removed) - 10
+    assert len(simulator.get_list(list_id)) == len(kept) + 10
+
+
+def test_a_halt_mid_waves_sends_no_further_wave(
+    simulator: Any, redis_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    list_id, original = new_list(simulator, 600, seed=15)
+    _, removed = expected_outcome(original)
+    assert len(removed) > 30, "removal chunks past the first wave, or this proves nothing"
+    real = writes.apply_remove_chunk
+
+    def tripping(store: RunStore, backend: Any, list_id: str, index: int, **kw: Any) -> Any:
+        result = real(store, backend, list_id, index, **kw)
+        if index == 1:
+            # What the breaker does on the threshold-th consecutive 5xx: the run halts.
+            store.note_write_outcome(server_error=True, threshold=1)
+        return result
+
+    monkeypatch.setattr(writes, "apply_remove_chunk", tripping)
+    record = sweep_in_waves(monkeypatch, list_id, 2)
+
+    assert record["status"] == "halted", record
+    store = RunStore(redis_client, record["run_id"])
+    chunks = int(store.meta()["chunks_total"])
+    assert chunks > 4
+    # Only the first wave (removal chunks 0 and 1) ran; no later wave was sent.
+    assert redis_client.hlen(store.keys.wave_results) == 1
+    assert not any(store.chunk_done("remove", i) for i in range(2, chunks))
+    assert not any(store.chunk_done("update", i) for i in range(chunks))
+    stats = simulator.stats()
+    assert stats["requests"]["patch"] == 0
+    assert stats["requests"]["delete"] == store.removed_count() <= 20
+    assert len(simulator.get_list(list_id)) == len(original) - store.removed_count()
 
 
 def test_bad_credentials_fail_fast(

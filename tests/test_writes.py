@@ -29,6 +29,8 @@ from cxsweep.runs.writes import (
     guarded,
     removals_per_task,
     volatile_redis_refusal,
+    wave,
+    waves_stop,
     write_chunks,
 )
 from cxsweep.settings import get_settings
@@ -100,6 +102,32 @@ def test_write_chunks_queue_removals_first(redis_client: redis.Redis) -> None:
     store.commit_page(0, updates, removes, {})
     chunks = write_chunks(store, backend)  # a run planned before the size was stored: 10
     assert chunks == [("remove", 0), ("remove", 1), ("update", 0), ("update", 1)]
+
+
+def test_waves_cover_every_chunk_once_in_order(redis_client: redis.Redis) -> None:
+    backend = make_backend(get_settings(), redis_client)
+    store = new_store(redis_client)
+    updates = [PlanEntry(f"u{i}", {"phone": "1"}, {"phone": "+1"}, None) for i in range(301)]
+    removes = [PlanEntry(f"r{i}", {"phone": "x"}, None, "invalid") for i in range(41)]
+    store.commit_page(0, updates, removes, {})
+    every = write_chunks(store, backend)
+    assert len(every) == 5 + 4
+    # What the wave senders do: each wave starts where the last one ended.
+    waves, start = [], 0
+    while chunk := wave(store, backend, start, 4):
+        waves.append(chunk)
+        start += len(chunk)
+    assert [len(w) for w in waves] == [4, 4, 1]
+    assert [c for w in waves for c in w] == every
+    assert wave(store, backend, len(every), 4) == []
+
+
+def test_waves_stop_once_the_run_is_halted_cancelled_or_failed(redis_client: redis.Redis) -> None:
+    for stop in ("halted", "cancelled", "error"):
+        store = new_store(redis_client)
+        assert waves_stop(store) == ""
+        store.set_meta(**{stop: "why"})
+        assert waves_stop(store) == f"{stop}: why"
 
 
 def test_fresh_entries_refuses_before_the_reread_and_fence_fails(redis_client: redis.Redis) -> None:

@@ -143,3 +143,16 @@ def test_write_results_round_trip(store: RunStore) -> None:
     assert store.write_results() == []
     store.keep_write_results([{"ok": False, "kind": "update", "chunk": 1, "error": "e"}])
     assert store.write_results() == [{"ok": False, "kind": "update", "chunk": 1, "error": "e"}]
+
+
+def test_wave_results_come_back_in_chunk_order_once_each(store: RunStore) -> None:
+    assert store.wave_results() == []
+    first = [{"ok": False, "kind": "remove", "chunk": i, "error": "e"} for i in range(3)]
+    second = [{"ok": False, "kind": "update", "chunk": 0, "error": "e"}]
+    # Kept out of order (waves end in order, but the key must not depend on it), and
+    # the first wave's callback delivered twice: it counts once.
+    store.keep_wave_results(10, second)
+    store.keep_wave_results(0, first)
+    store.keep_wave_results(0, first)
+    assert store.wave_results() == first + second
+    assert store.redis.ttl(store.keys.wave_results) > 0

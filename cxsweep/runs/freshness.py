@@ -36,6 +36,11 @@ class Freshness:
     def index_plan(self, batch: int = 5000) -> None:
         """Index the plan by contact id for the re-read (updates first: a duplicate's
         removal row replaces its update row). Server-side, a batch a round trip."""
+        # The read's claims on contact ids (``claim_ids``) are spent once the plan is whole
+        # (every page committed): dropped before the index that takes their place, Redis
+        # holds one or the other, not both (69 + 77 MB at 1,000,000 contacts, issue 15).
+        # UNLINK: a hash of a million fields is freed off Redis's main thread.
+        self.redis.unlink(self.keys.contact_ids)
         index = self.redis.register_script(scripts.INDEX_PLAN)
         updates, removes = self.plan_sizes()
         for key, size in ((self.keys.updates, updates), (self.keys.removes, removes)):

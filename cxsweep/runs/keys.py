@@ -44,6 +44,7 @@ class RunKeys:
         self.already_gone = f"{prefix}:already-gone"
         self.archive = f"{prefix}:archive"
         self.failures = f"{prefix}:write-failures"
+        self.wave_results = f"{prefix}:wave-results"
         self.number_claims = f"{prefix}:number-claims"
         self.duplicates = f"{prefix}:duplicates"
         self.duplicate_ids = f"{prefix}:duplicate-ids"

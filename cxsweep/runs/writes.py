@@ -116,6 +116,24 @@ def write_chunks(
     ]
 
 
+def wave(store: RunStore, backend: Backend, start: int, size: int) -> list[tuple[str, int]]:
+    """The chunks of the wave of writes that begins at chunk ``start`` of ``write_chunks``'s
+    order: at most ``size``, none once ``start`` is past the last chunk. The plan does not
+    change once it is verified, so every wave's sender sees the same order."""
+    return write_chunks(store, backend)[start : start + size]
+
+
+def waves_stop(store: RunStore) -> str:
+    """Why no further wave of writes may be sent, or "" when it may: the run was halted
+    (the breaker, the purge guard), cancelled, or failed (the watchdog; a run that lost
+    its list is failed by its next write's permit)."""
+    meta = store.meta()
+    for field in ("halted", "cancelled", "error"):
+        if meta.get(field):
+            return f"{field}: {meta[field]}"
+    return ""
+
+
 def guarded(
     store: RunStore,
     list_id: str,

@@ -213,6 +213,21 @@ class WriteState:
         """The write chord's unsuccessful results, for the run's end after the confirm."""
         self.set_meta(write_results=json.dumps(results), writes_done_at=time.time())
 
+    def keep_wave_results(self, start: int, results: list[Any]) -> None:
+        """The unsuccessful results of the wave of writes that began at chunk ``start``,
+        for the end of the writes (all it reads of them; the counts are the run's). One
+        field a wave: a redelivered callback writes it again, the same."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(self.keys.wave_results, str(start), json.dumps(results))
+        pipe.expire(self.keys.wave_results, DATA_TTL)
+        pipe.execute()
+
+    def wave_results(self) -> list[Any]:
+        """Every wave's unsuccessful results, wave after wave."""
+        waves = self.redis.hgetall(self.keys.wave_results)
+        ordered = sorted((int(start), raw) for start, raw in waves.items())
+        return [result for _, raw in ordered for result in json.loads(raw)]
+
     def write_results(self) -> list[Any]:
         raw = self.redis.hget(self.keys.meta, "write_results")
         return json.loads(raw) if raw else []
