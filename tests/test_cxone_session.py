@@ -135,3 +135,15 @@ def test_wrong_access_key_is_refused(
         backend(redis_client).check_credentials()
     assert "CXSWEEP_CXONE_ACCESS_KEY_ID" in str(refused.value)
     assert "not-the-secret" not in str(refused.value)
+
+
+def test_platform_time_reads_iso_dates_as_utc_unless_they_say() -> None:
+    import datetime
+
+    from cxsweep.platforms.cxone_session import platform_time
+
+    utc = datetime.datetime(2026, 11, 28, 12, 0, tzinfo=datetime.UTC)
+    assert platform_time("2026-11-28T12:00:00Z") == utc
+    assert platform_time("2026-11-28T12:00:00") == utc
+    assert platform_time("2026-11-28T13:00:00+01:00") == utc
+    assert platform_time("next tuesday") is None and platform_time(1764331200) is None

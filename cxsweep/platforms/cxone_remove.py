@@ -15,7 +15,12 @@ from urllib.parse import quote
 from cxsweep.errors import MalformedResponse, NotFound
 from cxsweep.platforms.base import WriteOutcome, writable_ids
 from cxsweep.platforms.cxone_download import ListDownload
-from cxsweep.platforms.cxone_session import DISCOVERY_TTL, as_number, phone_digits
+from cxsweep.platforms.cxone_session import (
+    DISCOVERY_TTL,
+    as_number,
+    phone_digits,
+    platform_time,
+)
 from cxsweep.platforms.http import (
     path_of,
 )
@@ -219,12 +224,5 @@ def _unexpired(value: Any, now: datetime.datetime) -> bool:
     """A DNC record's ``expiredDate``: none means it never expires [A]."""
     if value is None or value == "":
         return True
-    if not isinstance(value, str):
-        return False
-    try:
-        when = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.UTC)
-    return when > now
+    when = platform_time(value)
+    return when is not None and when > now

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime
 import hashlib
 import ipaddress
 import json
@@ -123,6 +124,18 @@ def as_number(value: str) -> int | str:
     when the text is one, digit for digit; text otherwise (a leading zero would be lost)."""
     digits = value.isascii() and value.isdigit()
     return int(value) if digits and str(int(value)) == value else value
+
+
+def platform_time(value: Any) -> datetime.datetime | None:
+    """A date-time the platform sends (ISO 8601, ``Z`` allowed; UTC unless it says
+    otherwise), or None when it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=datetime.UTC)
 
 
 class CxoneSession:

@@ -24,7 +24,7 @@ from cxsweep.errors import (
 )
 from cxsweep.platforms.base import Change, WriteOutcome, contact_id_problem, writable_ids
 from cxsweep.platforms.cxone_download import ListDownload
-from cxsweep.platforms.cxone_session import phone_digits
+from cxsweep.platforms.cxone_session import phone_digits, platform_time
 from cxsweep.platforms.http import (
     path_of,
 )
@@ -325,12 +325,5 @@ class ListUploads(ListDownload):
 def _submitted_within(value: Any, start: float, seconds: float) -> bool:
     """Whether a job's ``submitDate`` (Assumed: ISO 8601, UTC unless it says) falls in
     ``seconds`` from ``start``."""
-    if not isinstance(value, str):
-        return False
-    try:
-        when = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.UTC)
-    return start <= when.timestamp() <= start + seconds
+    when = platform_time(value)
+    return when is not None and start <= when.timestamp() <= start + seconds
