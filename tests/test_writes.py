@@ -3,6 +3,7 @@ planned chunk written to the simulator over real sockets."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from typing import Any
 
@@ -25,6 +26,7 @@ from cxsweep.runs.writes import (
     apply_remove_chunk,
     apply_update_chunk,
     fence,
+    fence_all,
     fresh_entries,
     guarded,
     removals_per_task,
@@ -213,3 +215,33 @@ def test_a_removal_chunk_counts_its_removals_however_it_stops(
         store.counts()[keys.calls_counter("delete")] == deletes == store.counts()[keys.API_REQUESTS]
     )
     ListLock(redis_client, list_id).release(store.run_id)
+
+
+def test_fence_all_fails_every_run_before_waiting_for_any(redis_client: redis.Redis) -> None:
+    busy, idle = new_store(redis_client), new_store(redis_client)
+    lock = ListLock(redis_client, busy.meta()["list_id"])
+    assert lock.acquire(busy.run_id)
+    # A write of ``busy`` is in flight: its permit was granted, its outcome not recorded.
+    assert busy.permit_write(busy.meta()["list_id"], "remove:0") == ""
+    fencing = threading.Thread(
+        target=fence_all,
+        args=([(busy, "watchdog: no progress"), (idle, "watchdog: deadline")],),
+        kwargs={"request_seconds": 30},
+    )
+    fencing.start()
+    try:
+        # Both are failed while the wait for busy's write is still on.
+        for _ in range(100):
+            if idle.meta().get("error"):
+                break
+            fencing.join(0.05)
+        assert fencing.is_alive(), "fence_all waits for the write in flight"
+        assert idle.meta()["error"] == "watchdog: deadline"
+        assert busy.meta()["error"] == "watchdog: no progress"
+        # No further write of busy's is permitted meanwhile.
+        assert busy.permit_write(busy.meta()["list_id"], "remove:1") != ""
+    finally:
+        busy.writer_done("remove:0")
+        fencing.join(30)
+        lock.release(busy.run_id)
+    assert not fencing.is_alive(), "the write landed: the wait ends"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import redis
@@ -35,9 +35,18 @@ def fence(store: RunStore, why: str, *, request_seconds: float) -> None:
     """Fail a run from outside (the watchdog) so that its writes stop: mark it failed,
     which every write's permit reads, then wait (at most one request's time) for the
     requests already sent to land and be counted, so its audit line tells all."""
-    store.fail(why)
+    fence_all([(store, why)], request_seconds=request_seconds)
+
+
+def fence_all(runs: Sequence[tuple[RunStore, str]], *, request_seconds: float) -> None:
+    """``fence`` for several runs at once: all are failed first, then one wait serves
+    them all, so the watchdog's round takes one request's time, not one per run."""
+    for store, why in runs:
+        store.fail(why)
     deadline = time.monotonic() + request_seconds
-    while store.writers_active(within=request_seconds) and time.monotonic() < deadline:
+    while time.monotonic() < deadline and any(
+        store.writers_active(within=request_seconds) for store, _ in runs
+    ):
         time.sleep(0.1)
 
 
