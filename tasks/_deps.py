@@ -157,12 +157,6 @@ def shared_backend() -> Backend:
         return built[2]
 
 
-def plain_backend() -> Backend:
-    """The configured platform's backend, for what needs no API call (its batch sizes,
-    phone fields, contact ids): the same for every run of the fleet."""
-    return shared_backend()
-
-
 @contextlib.contextmanager
 def api_backend(
     store: RunStore, tag: str = "", counts: RequestCounts | None = None

@@ -29,10 +29,10 @@ from tasks._deps import (
     directive_for,
     fail_run,
     keep_lock,
-    plain_backend,
     run_store,
     sanitizer_for,
     settings,
+    shared_backend,
 )
 from tasks.recheck import recheck_list
 from tasks.record import on_failure_end, record_later
@@ -165,7 +165,7 @@ def sanitize_page(
     """Sanitize ``pages`` read pages from ``page_no`` on, each committed on its own and
     once: a retried or redelivered task skips the pages it committed already."""
     store = run_store(run_id)
-    backend = plain_backend()
+    backend = shared_backend()
     done: PagePlanned = {"ok": True, "page": page_no, "update": 0, "remove": 0}
     repeats = 0
     for number in range(page_no, page_no + pages):
@@ -207,7 +207,7 @@ def plan_ready(self: Any, results: list[Any], run_id: str) -> Handed:
     if judgement.status != "write":
         return record_later(run_id, judgement.status, judgement.message)
     # Fixes the run's removal task size to the fleet's slots (every later call reads it).
-    chunks = writes.write_chunks(store, plain_backend(), slots=settings().write_slots)
+    chunks = writes.write_chunks(store, shared_backend(), slots=settings().write_slots)
     if not chunks:
         return record_later(run_id, "completed", "nothing to write")
     refusal = writes.volatile_redis_refusal(

@@ -189,7 +189,7 @@ def watchdog() -> int:
     # Fenced first, its list freed last (when recorded): its writes in flight stop at
     # their next permit, and none goes out once another run may hold the list.
     request_seconds = settings().connect_timeout + settings().read_timeout + 1
-    writes.fence_all(overdue, request_seconds=request_seconds)
+    writes.fence(overdue, request_seconds=request_seconds)
     for store, why in overdue:
         record_later(store.run_id, "failed", why)
     return len(overdue)

@@ -20,9 +20,9 @@ from tasks._deps import (
     RequestCounts,
     api_backend,
     keep_lock,
-    plain_backend,
     run_store,
     settings,
+    shared_backend,
 )
 from tasks.recheck import recheck_list
 from tasks.record import on_failure_end, record_later
@@ -60,7 +60,7 @@ def _send_wave(task: Any, run_id: str, start: int) -> Handed:
     if not store.claim(f"wave:{start}", task.request.id):
         return {"ok": True, "repeat": True}
     stop = writes.waves_stop(store)
-    chunks = [] if stop else writes.wave(store, plain_backend(), start, settings().write_wave)
+    chunks = [] if stop else writes.wave(store, shared_backend(), start, settings().write_wave)
     if not chunks:
         if stop:
             log.info("run %s: no writes sent from chunk %d on: %s", run_id, start, stop)

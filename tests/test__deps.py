@@ -41,7 +41,6 @@ def new_list(sim: Any, count: int = 30) -> str:
 def test_one_backend_per_process_until_the_settings_change(redis_client: redis.Redis) -> None:
     first = _deps.shared_backend()
     assert _deps.shared_backend() is first
-    assert _deps.plain_backend() is first
     with _deps.api_backend(new_store(redis_client)) as backend:
         assert backend is first
     get_settings.cache_clear()  # settings reloaded: a backend that sees them

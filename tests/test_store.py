@@ -17,7 +17,7 @@ def test_chunks_are_counted_once(redis_client: redis.Redis) -> None:
     store = RunStore(redis_client, f"chunks-{uuid.uuid4().hex[:8]}")
     for _ in range(3):  # a redelivered or retried task marks its chunk again
         store.mark_chunk_done("remove", 0)
-        store.commit_update_chunk(0, 100)
+        store.mark_chunk_done("update", 0, updated=100)
     store.mark_chunk_done("remove", 1)
     assert store.counts()["chunks_done"] == 3
     assert store.counts()["updated"] == 100

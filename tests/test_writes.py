@@ -26,7 +26,6 @@ from cxsweep.runs.writes import (
     apply_remove_chunk,
     apply_update_chunk,
     fence,
-    fence_all,
     fresh_entries,
     guarded,
     removals_per_task,
@@ -136,7 +135,7 @@ def test_fresh_entries_refuses_before_the_reread_and_fence_fails(redis_client: r
     store = new_store(redis_client)
     with pytest.raises(CxsweepError, match="not re-read"):
         fresh_entries(store, [PlanEntry("a", {}, None, "x")])
-    fence(store, "watchdog: no progress", request_seconds=0.5)
+    fence([(store, "watchdog: no progress")], request_seconds=0.5)
     assert store.meta()["error"] == "watchdog: no progress"
     assert volatile_redis_refusal(store, allowed_by_settings=True) == ""
 
@@ -217,14 +216,14 @@ def test_a_removal_chunk_counts_its_removals_however_it_stops(
     ListLock(redis_client, list_id).release(store.run_id)
 
 
-def test_fence_all_fails_every_run_before_waiting_for_any(redis_client: redis.Redis) -> None:
+def test_fence_fails_every_run_before_waiting_for_any(redis_client: redis.Redis) -> None:
     busy, idle = new_store(redis_client), new_store(redis_client)
     lock = ListLock(redis_client, busy.meta()["list_id"])
     assert lock.acquire(busy.run_id)
     # A write of ``busy`` is in flight: its permit was granted, its outcome not recorded.
     assert busy.permit_write(busy.meta()["list_id"], "remove:0") == ""
     fencing = threading.Thread(
-        target=fence_all,
+        target=fence,
         args=([(busy, "watchdog: no progress"), (idle, "watchdog: deadline")],),
         kwargs={"request_seconds": 30},
     )
@@ -235,7 +234,7 @@ def test_fence_all_fails_every_run_before_waiting_for_any(redis_client: redis.Re
             if idle.meta().get("error"):
                 break
             fencing.join(0.05)
-        assert fencing.is_alive(), "fence_all waits for the write in flight"
+        assert fencing.is_alive(), "fence waits for the write in flight"
         assert idle.meta()["error"] == "watchdog: deadline"
         assert busy.meta()["error"] == "watchdog: no progress"
         # No further write of busy's is permitted meanwhile.

@@ -27,10 +27,10 @@ def store(redis_client: redis.Redis) -> Iterator[RunStore]:
     lock.release(store.run_id)
 
 
-def test_commit_update_chunk_counts_once(store: RunStore) -> None:
+def test_an_update_chunk_is_counted_once(store: RunStore) -> None:
     assert not store.chunk_done("update", 2)
-    assert store.commit_update_chunk(2, 7)
-    assert not store.commit_update_chunk(2, 7)
+    assert store.mark_chunk_done("update", 2, updated=7)
+    assert not store.mark_chunk_done("update", 2, updated=7)
     assert store.chunk_done("update", 2)
     counts = store.counts()
     assert counts[keys.UPDATED] == 7 and counts[keys.CHUNKS_DONE] == 1
@@ -93,7 +93,8 @@ def test_a_chunk_keeps_its_tally_until_the_record_adds_it_once(store: RunStore) 
     }
     assert store.mark_chunk_done("remove", 0, tally=tally)
     assert not store.mark_chunk_done("remove", 0, tally=tally), "a redelivery: not kept twice"
-    assert store.commit_update_chunk(0, 7, tally={"counts": {keys.API_REQUESTS: 1}, "latency": {}})
+    update_tally: ChunkTally = {"counts": {keys.API_REQUESTS: 1}, "latency": {}}
+    assert store.mark_chunk_done("update", 0, updated=7, tally=update_tally)
     counts = store.counts()
     assert counts[keys.CHUNKS_DONE] == 2 and counts[keys.UPDATED] == 7, "live: the progress"
     assert keys.API_REQUESTS not in counts, "the tallies wait for the record"

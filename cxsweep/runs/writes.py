@@ -31,16 +31,11 @@ class WriteStopped(CxsweepError):
     """A write request was not sent: the run lost its list, was halted or failed."""
 
 
-def fence(store: RunStore, why: str, *, request_seconds: float) -> None:
-    """Fail a run from outside (the watchdog) so that its writes stop: mark it failed,
-    which every write's permit reads, then wait (at most one request's time) for the
-    requests already sent to land and be counted, so its audit line tells all."""
-    fence_all([(store, why)], request_seconds=request_seconds)
-
-
-def fence_all(runs: Sequence[tuple[RunStore, str]], *, request_seconds: float) -> None:
-    """``fence`` for several runs at once: all are failed first, then one wait serves
-    them all, so the watchdog's round takes one request's time, not one per run."""
+def fence(runs: Sequence[tuple[RunStore, str]], *, request_seconds: float) -> None:
+    """Fail runs from outside (the watchdog) so that their writes stop: mark each failed
+    (with its why), which every write's permit reads, then wait (at most one request's
+    time, once for all of them) for the requests already sent to land and be counted, so
+    their audit lines tell all."""
     for store, why in runs:
         store.fail(why)
     deadline = time.monotonic() + request_seconds

@@ -41,12 +41,6 @@ class WriteState:
     def chunk_done(self, kind: str, index: int) -> bool:
         return bool(self.redis.exists(self.keys.done(kind, index)))
 
-    def commit_update_chunk(
-        self, index: int, updated: int, tally: ChunkTally | None = None
-    ) -> bool:
-        """Count a PATCHed chunk once, however often its task ran."""
-        return self.mark_chunk_done("update", index, updated=updated, tally=tally)
-
     def permit_write(
         self, list_id: str, writer: str, *, answered: bool = False, renew: bool = True
     ) -> str:
