@@ -9,11 +9,12 @@ the numbers that already passed every offline check.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import phonenumbers
 from phonenumbers import PhoneNumberType
@@ -145,17 +146,23 @@ class Verdict:
 # (for ``Reason``) never use them.
 
 
-def _carrier_name(numobj: phonenumbers.PhoneNumber) -> str:
-    from phonenumbers import carrier
+@functools.cache
+def _enrichment_data() -> tuple[Any, Any, Any]:
+    """phonenumbers' carrier and time-zone modules, and the country-level time-zone
+    look-up (None where the library lacks it), imported on first use, then kept."""
+    from phonenumbers import carrier, timezone
 
+    return carrier, timezone, getattr(timezone, "_country_level_time_zones_for_number", None)
+
+
+def _carrier_name(numobj: phonenumbers.PhoneNumber) -> str:
+    carrier, _, _ = _enrichment_data()
     return str(carrier.name_for_valid_number(numobj, "en"))
 
 
 def _time_zones(numobj: phonenumbers.PhoneNumber, type_code: int) -> tuple[str, ...]:
     """``timezone.time_zones_for_number`` without recomputing the number type."""
-    from phonenumbers import timezone
-
-    country_time_zones = getattr(timezone, "_country_level_time_zones_for_number", None)
+    _, timezone, country_time_zones = _enrichment_data()
     if country_time_zones is None:
         return tuple(timezone.time_zones_for_number(numobj))
     if type_code == _UNKNOWN:
