@@ -304,6 +304,8 @@ class Bench:
     ) -> None:
         self.topology = topology
         self.py_spy = py_spy
+        # --py-spy-whole: the whole run, read phase included, not only its writes.
+        self.py_spy_whole = False
         self.work = Path(tempfile.mkdtemp(prefix="cxsweep-bench-"))
         self.redis_server = LocalRedis(directory=str(self.work / "redis")).start()
         self.redis = redis.Redis.from_url(self.redis_server.url)
@@ -351,6 +353,9 @@ class Bench:
                         "--full-filenames",
                         "--rate",
                         "100",
+                        # Only the thread holding the GIL: where the CPU goes, not where
+                        # threads wait (a thread blocked on a socket read looks busy).
+                        "--gil",
                         "--output",
                         str(out),
                     ],
@@ -481,6 +486,8 @@ class Bench:
         try:
             settings = launch.settings_for_run()
             started = time.perf_counter()
+            if self.py_spy_whole:
+                spies = self.start_py_spy(workers, sc.name)
             run_id = launch.start_run(settings, LIST_ID, dry_run=False)
             store = RunStore(self.redis, run_id)
             deadline = time.monotonic() + 6 * 3600
@@ -494,7 +501,8 @@ class Bench:
                 status = raw_status.decode() if isinstance(raw_status, bytes) else None
                 if writing_at is None and status is not None and status != "reading":
                     writing_at = time.perf_counter() - started
-                    spies = self.start_py_spy(workers, sc.name)
+                    if not self.py_spy_whole:
+                        spies = self.start_py_spy(workers, sc.name)
                     # The write phase's own share: Redis commands and CPU from here on.
                     commands_at_writing = self.redis_commands()
                     polls_at_writing = polls
@@ -1148,6 +1156,11 @@ def main(argv: list[str] | None = None) -> int:
         help="record the workers with py-spy during each run's write phase (collapsed"
         " stacks in DIR; bench/_profile.py summarises them)",
     )
+    parser.add_argument(
+        "--py-spy-whole",
+        action="store_true",
+        help="with --py-spy: record from the run's start, not from its write phase",
+    )
     args = parser.parse_args(argv)
 
     plan = scenarios(args.scenario, args.quick)
@@ -1160,6 +1173,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(
         args.io_concurrency, args.cpu_concurrency, args.rate_burst, args.topology, args.py_spy
     )
+    bench.py_spy_whole = args.py_spy_whole
     print(
         f"cxsweep bench {time.strftime('%Y-%m-%d %H:%M')} on {os.uname().nodename}"
         f" ({os.cpu_count()} cores); redis {bench.redis_server.url}, simulator {bench.sim.url};"
