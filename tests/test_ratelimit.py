@@ -98,3 +98,44 @@ def test_a_sweep_within_the_limit_meets_no_429(
     sent = sum(stats["requests"].values())
     assert sent > 25  # enough requests that an unpaced sweep would have met the limit
     assert stats["statuses"].get("429", 0) == 0
+
+
+def test_a_page_read_goes_ahead_of_queued_writes_within_the_rate(
+    redis_client: redis.Redis,
+) -> None:
+    """Eight writer threads keep a queue of reservations at 50/s; a priority caller (a
+    page read) is served at once instead of behind them, and the requests of all, read
+    and writes, still keep to the rate over the run."""
+    tenant = f"t-{uuid.uuid4().hex}"
+    limiter = RateLimiter(redis_client, tenant, 50, 1)
+    stamps: list[float] = []
+    read_waits: list[float] = []
+    write_waits: list[float] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def write() -> None:
+        while not stop.is_set():
+            waited = limiter.acquire()
+            with lock:
+                stamps.append(time.monotonic())
+                write_waits.append(waited)
+
+    writers = [threading.Thread(target=write) for _ in range(8)]
+    for thread in writers:
+        thread.start()
+    time.sleep(0.5)  # the writers' queue is full
+    for _ in range(10):
+        read_waits.append(limiter.acquire(priority=True))
+        with lock:
+            stamps.append(time.monotonic())
+        time.sleep(0.05)
+    stop.set()
+    for thread in writers:
+        thread.join()
+    # A writer waits for the seven queued before it (~140 ms at 50/s); a read does not.
+    assert sorted(write_waits)[len(write_waits) // 2] > 0.1
+    assert max(read_waits) < 0.05
+    stamps.sort()
+    span = stamps[-1] - stamps[0]
+    assert len(stamps) <= 50 * span + 8 + 2, "over the rate by more than the borrowed slots"
