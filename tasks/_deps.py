@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 # filters and alerts select on it.
 run_log = logging.getLogger("tasks.sweep")
 
+# The tasks that write a chunk, by its kind: named here, so that the verify pass
+# (``tasks.recheck``) sends them without importing ``tasks.write``, which imports it.
+WRITE_TASK_NAMES = {"update": "tasks.sweep.write_updates", "remove": "tasks.sweep.write_removals"}
+
 # Keep every countdown far below the broker's visibility timeout (1 h).
 MAX_COUNTDOWN = 300.0
 

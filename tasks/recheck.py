@@ -1,6 +1,11 @@
 """The re-read passes of a run's list, as chords of ``recheck_list``: ``verify`` before
-any write (``tasks.write.list_verified`` then starts the writes), ``confirm`` after the
-removals (``tasks.write.removals_confirmed`` then ends the run).
+any write, ``confirm`` after the removals (``tasks.write.removals_confirmed`` then ends
+the run).
+
+The verify pass streams the writes: a write chunk whose every contact it has judged is
+added to its chord at once (up to a wave of them), not after the last page, so the
+writes of the first pages overlap the reading of the rest. ``tasks.write.list_verified``
+then sends what is left, in waves.
 """
 
 from __future__ import annotations
@@ -10,8 +15,18 @@ import time
 from celery import shared_task
 
 from cxsweep.errors import CxsweepError, RetryableApiError
-from cxsweep.runs import keys, pages
-from tasks._deps import ApiTask, api_backend, backoff_seconds, fail_run, keep_lock, run_store
+from cxsweep.runs import keys, pages, writes
+from cxsweep.runs.store import RunStore
+from tasks._deps import (
+    WRITE_TASK_NAMES,
+    ApiTask,
+    api_backend,
+    backoff_seconds,
+    fail_run,
+    keep_lock,
+    run_store,
+    settings,
+)
 from tasks.results import Failure, Reread
 
 
@@ -48,7 +63,9 @@ def recheck_list(self: ApiTask, run_id: str, kind: str, page_no: int) -> Reread 
             following = pages.following_cursor(backend, list_id, page_no, page, size)
             if kind == "verify":
                 states = pages.recheck_states(store, backend, page.contacts)
-                store.record_recheck_page(kind, page_no, following, size, states)
+                ready = store.record_recheck_page(kind, page_no, following, size, states)
+                if ready:
+                    _stream_writes(self, store, ready)
             else:
                 ids = [backend.contact_id(contact) for contact in page.contacts]
                 still_present += store.confirm_page(page_no, following, size, ids)
@@ -65,3 +82,20 @@ def recheck_list(self: ApiTask, run_id: str, kind: str, page_no: int) -> Reread 
         shown = ", ".join(still_present[:5])
         return {"ok": False, "error": f"{len(still_present)} still present after DELETE: {shown}"}
     return {"ok": True, "kind": kind, "page": first}
+
+
+def _stream_writes(task: ApiTask, store: RunStore, ready: list[tuple[str, int]]) -> None:
+    """Add the chunks the verify pass made ready to its chord, while the run may write
+    and at most a wave of them in all (the chord's callback gets each one's result).
+
+    A chunk is noted as streamed after it was sent: a crash in between leaves it unnoted,
+    and ``list_verified`` sends it again, which finds it done. Never the other way round,
+    which would leave a chunk noted and never sent."""
+    if writes.waves_stop(store):
+        return
+    room = settings().write_wave - store.streamed_count()
+    sent = ready[: max(0, room)]
+    for kind, index in sent:
+        write = task.app.signature(WRITE_TASK_NAMES[kind], args=(store.run_id, index))
+        task.add_to_chord(write.set(immutable=True))
+    store.note_streamed(sent)

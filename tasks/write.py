@@ -16,6 +16,7 @@ from cxsweep.errors import CxsweepError, RetryableApiError
 from cxsweep.runs import keys, writes
 from cxsweep.runs.outcomes import unsuccessful, why
 from tasks._deps import (
+    WRITE_TASK_NAMES,
     ApiTask,
     RequestCounts,
     api_backend,
@@ -34,21 +35,37 @@ log = logging.getLogger("tasks.sweep")
 
 @shared_task(bind=True, name="tasks.sweep.list_verified")
 def list_verified(self: Any, results: list[Any], run_id: str) -> Handed:
-    """The list was re-read: the writes start; each sends only fresh contacts."""
+    """The list was re-read, and the chunks it made ready on the way were written (its
+    chord's, ``tasks.recheck``): the rest of the writes go, in waves. A re-read that
+    failed sends nothing more, and fails the run."""
     store = run_store(run_id)
-    failed = unsuccessful(results)
+    written = [r for r in results if is_write_result(r)]
+    failed = unsuccessful([r for r in results if not is_write_result(r)])
     if failed:
+        reason = why(failed[0], "a re-read failed")
+        if not store.streamed_count():
+            return record_later(run_id, "failed", f"nothing was written: {reason}")
         return record_later(
-            run_id, "failed", f"nothing was written: {why(failed[0], 'a re-read failed')}"
+            run_id, "failed", f"the re-read before writing failed, writes stopped: {reason}"
         )
     store.set_verified()
+    # Kept as the first wave's: ``writes_done`` reads them with every wave's.
+    store.keep_wave_results(STREAMED_WAVE, unsuccessful(written))
     return _send_wave(self, run_id, 0)
 
 
+def is_write_result(result: Any) -> bool:
+    """Whether a result in the verify chord is a write chunk's (streamed into it)."""
+    return isinstance(result, dict) and (
+        result.get("kind") in ("update", "remove") or result.get("task") in WRITE_TASKS
+    )
+
+
 def _send_wave(task: Any, run_id: str, start: int) -> Handed:
-    """Send the wave of writes that begins at chunk ``start``: a chord of at most
-    ``write_wave`` chunks whose callback ``wave_done`` sends the next. Past the last
-    chunk, or once the run may no longer write, ``writes_done`` gets every wave's failures.
+    """Send the wave of writes that begins at position ``start`` of the chunks: a chord
+    of at most ``write_wave`` chunks (those the verify pass did not send) whose callback
+    ``wave_done`` sends the next. Past the last chunk, or once the run may no longer
+    write, ``writes_done`` gets every wave's failures.
 
     One chord of every chunk made the worker that sent it hold a message, a result and a
     subscription per chunk at once: 10,000 at 1,000,000 contacts (issue 15)."""
@@ -60,16 +77,15 @@ def _send_wave(task: Any, run_id: str, start: int) -> Handed:
     if not store.claim(f"wave:{start}", task.request.id):
         return {"ok": True, "repeat": True}
     stop = writes.waves_stop(store)
-    chunks = [] if stop else writes.wave(store, shared_backend(), start, settings().write_wave)
+    chunks: list[tuple[str, int]] = []
+    end = start
+    if not stop:
+        chunks, end = writes.wave(store, shared_backend(), start, settings().write_wave)
     if not chunks:
         if stop:
             log.info("run %s: no writes sent from chunk %d on: %s", run_id, start, stop)
         return writes_done(store.wave_results(), run_id)
-    header = [
-        write_updates.si(run_id, index) if kind == "update" else write_removals.si(run_id, index)
-        for kind, index in chunks
-    ]
-    end = start + len(chunks)
+    header = [write_task(kind).si(run_id, index) for kind, index in chunks]
     chord(header)(on_failure_end(wave_done.s(run_id, start, end), run_id))
     return {"ok": True, "chunks": len(chunks), "wave": start}
 
@@ -117,14 +133,25 @@ def _write(task: ApiTask, run_id: str, kind: str, index: int) -> ChunkResult:
 # No STARTED state stored for a write task (task_track_started): nothing reads it (the
 # CLI and the watchdog read the run's counters and writers, Flower the task events), and
 # it costs a result write and a publish per task.
-@shared_task(bind=True, base=ApiTask, name="tasks.sweep.write_updates", track_started=False)
+@shared_task(bind=True, base=ApiTask, name=WRITE_TASK_NAMES["update"], track_started=False)
 def write_updates(self: ApiTask, run_id: str, index: int) -> ChunkResult:
     return _write(self, run_id, "update", index)
 
 
-@shared_task(bind=True, base=ApiTask, name="tasks.sweep.write_removals", track_started=False)
+@shared_task(bind=True, base=ApiTask, name=WRITE_TASK_NAMES["remove"], track_started=False)
 def write_removals(self: ApiTask, run_id: str, index: int) -> ChunkResult:
     return _write(self, run_id, "remove", index)
+
+
+# The task names of the writes, and the field ``keep_wave_results`` keeps the failures of
+# the chunks the verify pass sent under (the waves' are their first positions).
+WRITE_TASKS = frozenset(WRITE_TASK_NAMES.values())
+STREAMED_WAVE = -1
+
+
+def write_task(kind: str) -> Any:
+    """The task that writes a chunk of ``kind`` (update, remove)."""
+    return write_updates if kind == "update" else write_removals
 
 
 @shared_task(bind=True, name="tasks.sweep.writes_done")

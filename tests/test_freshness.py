@@ -226,3 +226,30 @@ def test_the_plan_index_takes_the_place_of_the_reads_id_claims(redis_client: Any
     # Redis holds one or the other: at 1,000,000 contacts both were ~150 MB.
     assert not redis_client.exists(store.keys.contact_ids)
     assert redis_client.hlen(store.keys.freshness) == 1
+
+
+def test_the_verify_pass_streams_the_writes_it_has_judged(simulator: Any) -> None:
+    """A chunk whose every contact the verify pass has judged is written while the pass
+    reads on: the first write goes before the pass's last page (each request takes 40 ms,
+    so the pass's eight pages take a third of a second at least)."""
+    list_id = f"stream-{uuid.uuid4().hex[:8]}"
+    bad = [{"id": f"b{i}", "phone": "no"} for i in range(2)]
+    fix = [{"id": f"f{i}", "phone": f"(650) 253-{i:04d}"} for i in range(20)]
+    good = [{"id": f"k{i}", "phone": f"+1650254{i:04d}"} for i in range(58)]
+    rows = [{**c, "id": f"{list_id}-{c['id']}", "name": "n"} for c in [*bad, *fix, *good]]
+    simulator.put_list(list_id, contacts=rows)
+    simulator.configure(page_size=10, latency_ms=40)
+    seen_before = len(simulator.requests_seen())
+
+    record = sweep(list_id)
+
+    assert record["status"] == "completed", record
+    assert record["purge_count"] == 2 and record["success_count"] == 20
+    phones = final(simulator, list_id)
+    assert set(phones) == {c["id"] for c in [*fix, *good]}
+    assert all(phone.startswith("+1") for phone in phones.values())
+    seen = simulator.requests_seen()[seen_before:]
+    reads = [i for i, r in enumerate(seen) if r["method"] == "GET" and list_id in r["path"]]
+    verify_reads = reads[8:16]  # the read pass's eight pages, then the verify pass's
+    first_write = min(i for i, r in enumerate(seen) if r["method"] in ("PATCH", "DELETE"))
+    assert verify_reads[0] < first_write < verify_reads[-1]

@@ -137,6 +137,33 @@ def test_index_plan_lets_a_later_row_win(redis_client: redis.Redis) -> None:
     assert index["k1299"].after == {}
 
 
+def test_a_chunk_is_ready_once_the_verify_pass_judged_its_every_contact(
+    redis_client: redis.Redis,
+) -> None:
+    store = new_store(redis_client)
+    updates = [PlanEntry(f"u{i}", {"phone": "1"}, {"phone": "+1"}, None) for i in range(5)]
+    removes = [PlanEntry(f"r{i}", {"phone": "x"}, None, "invalid") for i in range(3)]
+    removes.append(PlanEntry("u4", {"phone": "1"}, None, "duplicate"))  # u4's row is this
+    store.commit_page(0, updates, removes, {keys.TO_UPDATE: 5, keys.TO_REMOVE: 4})
+    store.index_plan((2, 2))  # update chunks u0 u1 | u2 u3 | u4; removals r0 r1 | r2 u4
+    assert store.plan_index_among(["u1"])["u1"] == PlanEntry("u1", {"phone": "1"}, {}, None)
+    assert store.record_recheck_page("verify", 0, "next", 2, {"u0": "fresh"}) == []
+    # Before the pass ends a write may claim judged contacts only.
+    with pytest.raises(redis.ResponseError, match="not re-read"):
+        store.claim_fresh(["u0", "u1"])
+    with pytest.raises(redis.ResponseError, match="not re-read"):
+        store.claim_fresh(["nobody"])
+    ready = store.record_recheck_page("verify", 1, "next", 2, {"u1": "stale", "r0": "fresh"})
+    assert ready == [("update", 0)]
+    assert store.claim_fresh(["u0", "u1"]) == ["fresh", "stale"]
+    # u4 became a removal: update chunk 2 holds no row, it waits for the pass's end.
+    ready = store.record_recheck_page("verify", 2, None, 2, {"r1": "fresh", "u4": "fresh"})
+    assert ready == [("remove", 0)]
+    assert store.record_recheck_page("verify", 2, None, 2, {"r1": "fresh"}) == []  # again
+    store.set_verified()
+    assert store.claim_fresh(["r2", "u4"]) == ["gone", "fresh"]
+
+
 def test_flag_still_present_names_each_contact_once(redis_client: redis.Redis) -> None:
     store = new_store(redis_client)
     list_id = store.meta()["list_id"]

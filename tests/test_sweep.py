@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -253,32 +254,46 @@ def test_a_failed_chunk_in_an_early_wave_is_counted_at_the_end(
 def test_a_halt_mid_waves_sends_no_further_wave(
     simulator: Any, redis_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Waves of two: the verify pass streams two chunks, its callback sends the first
+    wave of two more, and the first of those to finish halts the run: no wave follows."""
     list_id, original = new_list(simulator, 600, seed=15)
     _, removed = expected_outcome(original)
     assert len(removed) > 30, "removal chunks past the first wave, or this proves nothing"
-    real = writes.apply_remove_chunk
+    real = {"update": writes.apply_update_chunk, "remove": writes.apply_remove_chunk}
+    finished: list[tuple[str, int]] = []
+    finishing = threading.Lock()
 
-    def tripping(store: RunStore, backend: Any, list_id: str, index: int, **kw: Any) -> Any:
-        result = real(store, backend, list_id, index, **kw)
-        if index == 1:
-            # What the breaker does on the threshold-th consecutive 5xx: the run halts.
-            store.note_write_outcome(server_error=True, threshold=1)
-        return result
+    def tripping(kind: str) -> Any:
+        def apply(store: RunStore, backend: Any, list_id: str, index: int, **kw: Any) -> Any:
+            result = real[kind](store, backend, list_id, index, **kw)
+            with finishing:
+                finished.append((kind, index))
+                if len(finished) == 3:  # the streamed two end before any wave is sent
+                    # What the breaker does on the threshold-th consecutive 5xx.
+                    store.note_write_outcome(server_error=True, threshold=1)
+            return result
 
-    monkeypatch.setattr(writes, "apply_remove_chunk", tripping)
+        return apply
+
+    monkeypatch.setattr(writes, "apply_update_chunk", tripping("update"))
+    monkeypatch.setattr(writes, "apply_remove_chunk", tripping("remove"))
     record = sweep_in_waves(monkeypatch, list_id, 2)
 
     assert record["status"] == "halted", record
     store = RunStore(redis_client, record["run_id"])
     chunks = int(store.meta()["chunks_total"])
-    assert chunks > 4
-    # Only the first wave (removal chunks 0 and 1) ran; no later wave was sent.
-    assert redis_client.hlen(store.keys.wave_results) == 1
-    assert not any(store.chunk_done("remove", i) for i in range(2, chunks))
-    assert not any(store.chunk_done("update", i) for i in range(chunks))
-    stats = simulator.stats()
-    assert stats["requests"]["patch"] == 0
-    assert stats["requests"]["delete"] == store.removed_count() <= 20
+    assert chunks > 6
+    assert store.streamed_count() == 2
+    # The streamed chunks' results and the first wave's; no later wave was sent.
+    assert redis_client.hlen(store.keys.wave_results) == 2
+    assert len(finished) <= 4, finished
+    written = [
+        (kind, i)
+        for kind in ("update", "remove")
+        for i in range(chunks)
+        if store.chunk_done(kind, i)
+    ]
+    assert set(written) <= set(finished)
     assert len(simulator.get_list(list_id)) == len(original) - store.removed_count()
 
 

@@ -29,6 +29,7 @@ from cxsweep.runs.writes import (
     fresh_entries,
     guarded,
     removals_per_task,
+    updates_per_task,
     volatile_redis_refusal,
     wave,
     waves_stop,
@@ -84,13 +85,22 @@ def test_removal_tasks_are_sized_to_the_fleet() -> None:
     assert removals_per_task(0, 1, 0) == 10
 
 
+def test_update_tasks_are_sized_to_the_fleet() -> None:
+    assert updates_per_task(11_967, 100, 32) == 200  # about two tasks a slot, whole PATCHes
+    assert updates_per_task(500, 100, 32) == 100  # a small plan: one request a task
+    assert updates_per_task(1_000_000, 100, 32) == 1000  # at most 1,000 contacts a task
+    assert updates_per_task(1_000_000, 1000, 32) == 1000  # a CXone upload: one a task
+    assert updates_per_task(1_000_000, 5000, 32) == 5000  # a bigger upload is not cut
+    assert updates_per_task(0, 100, 0) == 100
+
+
 def test_write_chunks_fix_the_removal_size_once(redis_client: redis.Redis) -> None:
     backend = make_backend(get_settings(), redis_client)
     store = new_store(redis_client)
     removes = [PlanEntry(f"r{i}", {"phone": "x"}, None, "invalid") for i in range(101)]
     store.commit_page(0, [], removes, {})
     chunks = write_chunks(store, backend, slots=2)  # planned: 101 / (2 x 2) -> 26 a task
-    assert chunks == [("remove", i) for i in range(4)] and store.removals_per_task() == 26
+    assert chunks == [("remove", i) for i in range(4)] and store.task_sizes() == (26, 100)
     # Every later call (each wave of writes) reads it back, whatever its settings.
     assert write_chunks(store, backend) == write_chunks(store, backend, slots=64) == chunks
 
@@ -115,12 +125,28 @@ def test_waves_cover_every_chunk_once_in_order(redis_client: redis.Redis) -> Non
     assert len(every) == 5 + 4
     # What the wave senders do: each wave starts where the last one ended.
     waves, start = [], 0
-    while chunk := wave(store, backend, start, 4):
-        waves.append(chunk)
-        start += len(chunk)
+    while (sent := wave(store, backend, start, 4))[0]:
+        waves.append(sent[0])
+        start = sent[1]
     assert [len(w) for w in waves] == [4, 4, 1]
     assert [c for w in waves for c in w] == every
-    assert wave(store, backend, len(every), 4) == []
+    assert wave(store, backend, len(every), 4) == ([], len(every))
+
+
+def test_waves_skip_the_chunks_the_verify_pass_sent(redis_client: redis.Redis) -> None:
+    backend = make_backend(get_settings(), redis_client)
+    store = new_store(redis_client)
+    updates = [PlanEntry(f"u{i}", {"phone": "1"}, {"phone": "+1"}, None) for i in range(301)]
+    removes = [PlanEntry(f"r{i}", {"phone": "x"}, None, "invalid") for i in range(41)]
+    store.commit_page(0, updates, removes, {})
+    every = write_chunks(store, backend)
+    streamed = [every[0], every[2], every[3], every[4], every[8]]
+    store.note_streamed(streamed)
+    assert store.streamed_count() == 5
+    first, end = wave(store, backend, 0, 3)
+    assert first == [every[1], every[5], every[6]] and end == 7
+    assert wave(store, backend, end, 3) == ([every[7]], 9)
+    assert wave(store, backend, 9, 3) == ([], 9)
 
 
 def test_waves_stop_once_the_run_is_halted_cancelled_or_failed(redis_client: redis.Redis) -> None:
@@ -178,6 +204,65 @@ def test_a_planned_chunk_is_written_once(redis_client: redis.Redis, simulator: A
     phones = {c["id"].removeprefix(f"{list_id}-"): c["phone"] for c in simulator.get_list(list_id)}
     assert phones == {"ok": "+16502530000", "fix": "+16502530001"}
     assert store.removed_count() == 1
+    ListLock(redis_client, list_id).release(store.run_id)
+
+
+def fixes_run(redis_client: redis.Redis, simulator: Any, backend: Backend, fixes: int) -> RunStore:
+    """A verified run whose plan is ``fixes`` corrections, its lock held."""
+    list_id = f"writes-{uuid.uuid4().hex[:8]}"
+    contacts = [
+        {"id": f"{list_id}-fix{i}", "phone": f"(650) 253-00{i:02d}", "name": "n"}
+        for i in range(fixes)
+    ]
+    simulator.put_list(list_id, contacts=contacts)
+    store = new_store(redis_client, list_id)
+    page = backend.read_page(list_id, None)
+    plan_stored_page(store, 0, page.contacts, backend, lambda _: Sanitizer(Directive()))
+    store.index_plan()
+    states = recheck_states(store, backend, backend.read_page(list_id, None).contacts)
+    store.record_recheck_page("verify", 0, None, 100, states)
+    store.set_verified()
+    assert ListLock(redis_client, list_id).acquire(store.run_id)
+    return store
+
+
+def test_an_update_chunk_sends_a_request_per_batch_and_counts_what_it_wrote(
+    redis_client: redis.Redis, simulator: Any
+) -> None:
+    """An update task of several requests: a server error mid-chunk sends the whole chunk
+    again (the same values), counted once; a run stopped mid-chunk counts what was sent."""
+    backend = make_backend(get_settings(), redis_client)
+    backend.update_batch_size = 2  # type: ignore[misc] # three requests for a chunk of five
+    store = fixes_run(redis_client, simulator, backend, 5)
+    store.fix_task_sizes(10, 6)
+    list_id = store.meta()["list_id"]
+    patches = simulator.stats()["requests"].get("patch", 0)
+    simulator.add_faults([{"method": "PATCH", "path": list_id, "action": 503, "after": 1}])
+    with pytest.raises(RetryableApiError):
+        apply_update_chunk(store, backend, list_id, 0, threshold=5)
+    simulator.clear_faults()
+    result = apply_update_chunk(store, backend, list_id, 0, threshold=5)
+    assert result == {"ok": True, "kind": "update", "chunk": 0, "updated": 5, "failed": 0}
+    assert simulator.stats()["requests"]["patch"] - patches == 2 + 3
+    assert store.counts()[keys.UPDATED] == 5
+    assert all(c["phone"].startswith("+1650253") for c in simulator.get_list(list_id))
+    ListLock(redis_client, list_id).release(store.run_id)
+
+    store = fixes_run(redis_client, simulator, backend, 5)
+    store.fix_task_sizes(10, 6)
+    list_id = store.meta()["list_id"]
+    sent = backend.update_contacts
+
+    def cancelled_after_one(*args: Any) -> WriteOutcome:
+        outcome = sent(*args)
+        store.cancel("an operator")
+        return outcome
+
+    backend.update_contacts = cancelled_after_one  # type: ignore[method-assign]
+    with pytest.raises(WriteStopped, match="cancelled"):
+        apply_update_chunk(store, backend, list_id, 0, threshold=5)
+    assert store.counts()[keys.UPDATED] == 2 and not store.chunk_done("update", 0)
+    assert store.writers_active(within=60) == 0
     ListLock(redis_client, list_id).release(store.run_id)
 
 

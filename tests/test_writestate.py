@@ -107,11 +107,16 @@ def test_a_chunk_keeps_its_tally_until_the_record_adds_it_once(store: RunStore) 
     assert not store.redis.exists(store.keys.write_tallies)
 
 
-def test_the_removal_task_size_is_fixed_once(store: RunStore) -> None:
-    assert store.removals_per_task() is None
-    assert store.fix_removals_per_task(40) == 40
-    assert store.fix_removals_per_task(70) == 40
-    assert store.removals_per_task() == 40
+def test_the_task_sizes_are_fixed_once(store: RunStore) -> None:
+    assert store.task_sizes() == (None, None)
+    assert store.fix_task_sizes(40, 300) == (40, 300)
+    assert store.fix_task_sizes(70, 500) == (40, 300)
+    assert store.task_sizes() == (40, 300)
+
+
+def test_a_run_planned_before_update_sizes_keeps_one_request_a_task(store: RunStore) -> None:
+    store.redis.hset(store.keys.meta, "removals_per_task", 40)  # as an earlier version left it
+    assert store.task_sizes() == (40, None)
 
 
 def test_breaker_trips_on_consecutive_server_errors_only(store: RunStore) -> None:

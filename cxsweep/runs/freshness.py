@@ -33,9 +33,12 @@ class Freshness:
 
         def set_meta(self, **fields: Any) -> None: ...
 
-    def index_plan(self, batch: int = 5000) -> None:
+    def index_plan(self, chunks: tuple[int, int] | None = None, batch: int = 5000) -> None:
         """Index the plan by contact id for the re-read (updates first: a duplicate's
-        removal row replaces its update row). Server-side, a batch a round trip."""
+        removal row replaces its update row). Server-side, a batch a round trip. With
+        ``chunks`` (contacts per update task, per removal task) each row is tagged with
+        its write chunk, so that a chunk whose contacts the verify pass judged may be
+        written before the pass ends (``record_recheck_page``)."""
         # The read's claims on contact ids (``claim_ids``) are spent once the plan is whole
         # (every page committed): dropped before the index that takes their place, Redis
         # holds one or the other, not both (69 + 77 MB at 1,000,000 contacts, issue 15).
@@ -43,9 +46,15 @@ class Freshness:
         self.redis.unlink(self.keys.contact_ids)
         index = self.redis.register_script(scripts.INDEX_PLAN)
         updates, removes = self.plan_sizes()
-        for key, size in ((self.keys.updates, updates), (self.keys.removes, removes)):
+        update_chunk, remove_chunk = chunks or (0, 0)
+        families = (
+            (self.keys.updates, updates, keys.UPDATE_CHUNK_TAG, update_chunk),
+            (self.keys.removes, removes, keys.REMOVE_CHUNK_TAG, remove_chunk),
+        )
+        names = [self.keys.freshness, self.keys.chunk_pending]
+        for key, size, tag, chunk in families:
             for start in range(0, size, batch):
-                index(keys=[key, self.keys.freshness], args=[DATA_TTL, start, start + batch - 1])
+                index(keys=[key, *names], args=[DATA_TTL, start, start + batch - 1, tag, chunk])
 
     def plan_index_among(self, contact_ids: list[str]) -> dict[str, PlanEntry]:
         """The planned, not yet judged, entries of these contacts (``after`` shrunk)."""
@@ -59,7 +68,10 @@ class Freshness:
         ]
         # One JSON document for the page's rows: json.loads per row cost ~5x as much.
         decoded = json.loads("[" + ",".join(row for _, row in found) + "]")
-        return {cid: PlanEntry(cid, *row) for (cid, _), row in zip(found, decoded, strict=True)}
+        # A row is [before, after, reason] and its chunk's tag, which is not the entry's.
+        return {
+            cid: PlanEntry(cid, *row[:3]) for (cid, _), row in zip(found, decoded, strict=True)
+        }
 
     def _mark(self, pairs: list[tuple[str, str]], *, write: bool, client: Any = None) -> Any:
         args: list[Any] = [DATA_TTL, keys.REASON_PREFIX, int(write)]
@@ -67,6 +79,7 @@ class Freshness:
             args += [contact_id, state]
         script = self.redis.register_script(scripts.MARK_FRESHNESS)
         names = [self.keys.freshness, self.keys.counts, self.keys.stale, self.keys.meta]
+        names.append(self.keys.chunk_pending)
         return script(keys=names, args=args, client=client or self.redis)
 
     def record_recheck_page(
@@ -76,15 +89,18 @@ class Freshness:
         next_cursor: str | None,
         page_size: int,
         states: Mapping[str, str],
-    ) -> None:
+    ) -> list[tuple[str, int]]:
         """One re-read page of the verify pass: its contacts' states, the next page's
         cursor (kept here, not in task arguments) and the pass's page count, in one round
-        trip."""
+        trip. Returns the write chunks (kind, index) whose every contact is now judged."""
         pipe = self.redis.pipeline(transaction=True)
         if states:
             self._mark(list(states.items()), write=False, client=pipe)
         self._pass_progress(pipe, kind, page_no, next_cursor, page_size)
-        pipe.execute()
+        results = pipe.execute()
+        if not states:
+            return []
+        return [keys.chunk_of_tag(text(tag)) for tag in results[0][1]]
 
     def _pass_progress(
         self,
@@ -119,7 +135,8 @@ class Freshness:
         not ended."""
         if not contact_ids:
             return []
-        return [text(s) for s in self._mark([(c, "gone") for c in contact_ids], write=True)]
+        states, _ = self._mark([(c, "gone") for c in contact_ids], write=True)
+        return [text(s) for s in states]
 
     def confirm_page(
         self, page_no: int, next_cursor: str | None, page_size: int, contact_ids: list[str]

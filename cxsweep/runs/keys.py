@@ -31,6 +31,20 @@ def list_lock(list_id: str) -> str:
     return f"{NAMESPACE}:list-lock:{list_id}"
 
 
+# A write chunk's tag in the freshness index and its pending counts: ``r3``, ``u0``.
+REMOVE_CHUNK_TAG = "r"
+UPDATE_CHUNK_TAG = "u"
+
+
+def chunk_tag(kind: str, index: int) -> str:
+    return (REMOVE_CHUNK_TAG if kind == "remove" else UPDATE_CHUNK_TAG) + str(index)
+
+
+def chunk_of_tag(tag: str) -> tuple[str, int]:
+    """(kind, index) of a chunk's tag: ``r3`` -> ("remove", 3)."""
+    return ("remove" if tag[0] == REMOVE_CHUNK_TAG else "update"), int(tag[1:])
+
+
 class RunKeys:
     """The keys of one run, all under ``cxsweep:run:{run_id}``."""
 
@@ -59,6 +73,11 @@ class RunKeys:
         self.stale = f"{prefix}:stale"
         self.restored = f"{prefix}:restored"
         self.freshness = f"{prefix}:freshness"
+        #: hash: write chunk tag (``r3``, ``u0``) -> its contacts the verify pass has not
+        #: judged yet; a chunk at 0 may be written before the pass ends
+        self.chunk_pending = f"{prefix}:chunk-pending"
+        #: set: the write chunks sent while the verify pass was running (its chord's)
+        self.streamed = f"{prefix}:streamed"
         self.api_latency = f"{prefix}:api-latency"
         # What the platform said that the operator must see (a skill still dialing).
         self.warnings = f"{prefix}:warnings"

@@ -125,44 +125,91 @@ end
 return ''
 """
 
-# The freshness index: a row a planned write, id -> [before, after, reason] with ``after``
-# shrunk to {} (an update) or null (a removal): what the re-read compares and un-counts.
-# A later row for the same id (a duplicate's removal, indexed after the updates) wins
-# (HSET sets its fields in order). One HSET per 500 rows, not one per row.
-# KEYS: plan list, index hash. ARGV: ttl, first, last.
-INDEX_PLAN = """
-local rows = {}
-for _, raw in ipairs(redis.call('LRANGE', KEYS[1], ARGV[2], ARGV[3])) do
-  local row = cjson.decode(raw)
-  local after = row[3]
-  if after ~= cjson.null then after = {} end
-  rows[#rows + 1] = row[1]
-  rows[#rows + 1] = cjson.encode({row[2], after, row[4]})
-  if #rows >= 1000 then
-    redis.call('HSET', KEYS[2], unpack(rows))
-    rows = {}
-  end
+# A server error on a write: the run's streak grows, and the request that makes it reach
+# the threshold halts the run in the same step. Apart, another thread's permit could pass
+# between the count and the flag, and send past the breaker.
+# KEYS: run meta. ARGV: streak field, threshold. Returns the streak.
+NOTE_SERVER_ERROR = """
+local streak = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+if streak >= tonumber(ARGV[2]) then
+  redis.call('HSETNX', KEYS[1], 'halted',
+    streak .. ' consecutive server errors on writes: halted for manual review')
 end
-if #rows > 0 then redis.call('HSET', KEYS[2], unpack(rows)) end
+return streak
+"""
+
+# The freshness index: a row a planned write, id -> [before, after, reason, chunk] with
+# ``after`` shrunk to {} (an update) or null (a removal): what the re-read compares and
+# un-counts; ``chunk`` tags the write chunk that holds it (``r3``: removal chunk 3), whose
+# count of rows not judged yet it adds to. A later row for the same id (a duplicate's
+# removal, indexed after the updates) wins, and takes the count from the earlier row's
+# chunk. One HMGET and one HSET per 500 rows, not one per row.
+# KEYS: plan list, index hash, chunk-pending hash. ARGV: ttl, first, last, chunk tag
+# prefix, chunk size (0: rows not tagged, written only once the re-read has ended).
+INDEX_PLAN = """
+local first, prefix, size = tonumber(ARGV[2]), ARGV[4], tonumber(ARGV[5])
+local raws = redis.call('LRANGE', KEYS[1], first, ARGV[3])
+local pending = {}
+local function count(tag, by) pending[tag] = (pending[tag] or 0) + by end
+for from = 1, #raws, 500 do
+  local to = math.min(from + 499, #raws)
+  local ids, decoded, rows = {}, {}, {}
+  for i = from, to do
+    local row = cjson.decode(raws[i])
+    ids[#ids + 1] = row[1]
+    decoded[#decoded + 1] = row
+  end
+  local held = redis.call('HMGET', KEYS[2], unpack(ids))
+  for n, row in ipairs(decoded) do
+    local earlier = held[n] and string.match(held[n], ',"([ru]%d+)"%]$')
+    if earlier and string.sub(held[n], 1, 1) == '[' then count(earlier, -1) end
+    local after = row[3]
+    if after ~= cjson.null then after = {} end
+    rows[#rows + 1] = row[1]
+    if size > 0 then
+      local tag = prefix .. math.floor((first + from + n - 2) / size)
+      rows[#rows + 1] = cjson.encode({row[2], after, row[4], tag})
+      count(tag, 1)
+    else
+      rows[#rows + 1] = cjson.encode({row[2], after, row[4]})
+    end
+  end
+  redis.call('HSET', KEYS[2], unpack(rows))
+end
+for tag, by in pairs(pending) do redis.call('HINCRBY', KEYS[3], tag, by) end
 redis.call('EXPIRE', KEYS[2], ARGV[1])
+redis.call('EXPIRE', KEYS[3], ARGV[1])
 return 1
 """
 
 # Each planned contact is judged once: its index row becomes "fresh", "stale" (changed on
 # the platform since our read) or "gone" (absent from the re-read list). A contact found
 # stale or gone leaves the plan's counts for ``stale``, so it is neither written nor a
-# failure. With ARGV[3] = "1" the caller is a write: the re-read must have ended (else it
-# gets an error, never a write on an unchecked plan). Returns each contact's state.
+# failure. Each judgement takes one from its chunk's count of rows not judged: the chunks
+# that reach 0 are returned, ready to write while the re-read goes on.
+# With ARGV[3] = "1" the caller is a write: before the re-read has ended, every row it
+# names must have been judged (else it gets an error, never a write on an unchecked
+# contact, nor on one the index does not hold); after, a row the re-read did not meet is
+# judged "gone". Returns each
+# contact's state and the chunks made ready.
 # The rows are read with one HMGET and judged with one HSET per slice of ids, the counts
 # moved once per call: this runs for every planned contact, twice. An id given twice
 # in one call is judged at its first mention, as if the calls were one after another.
-# KEYS: index hash, counts hash, stale list, meta hash. ARGV: ttl, reason prefix,
-# need_verified, then (id, state) pairs.
+# KEYS: index hash, counts hash, stale list, meta hash, chunk-pending hash. ARGV: ttl,
+# reason prefix, need_verified, then (id, state) pairs.
 MARK_FRESHNESS = """
 if ARGV[3] == '1' and redis.call('HGET', KEYS[4], 'verified') ~= '1' then
-  return redis.error_reply('the list was not re-read before this write')
+  for first = 4, #ARGV, 1000 do
+    local ids = {}
+    for i = first, math.min(first + 999, #ARGV), 2 do ids[#ids + 1] = ARGV[i] end
+    for _, row in ipairs(redis.call('HMGET', KEYS[1], unpack(ids))) do
+      if not row or string.sub(row, 1, 1) == '[' then
+        return redis.error_reply('the list was not re-read before this write')
+      end
+    end
+  end
 end
-local states, judged, moves, stale = {}, {}, {}, {}
+local states, judged, moves, stale, chunks = {}, {}, {}, {}, {}
 local function move(field, by) moves[field] = (moves[field] or 0) + by end
 for first = 4, #ARGV, 1000 do
   local last = math.min(first + 999, #ARGV)
@@ -182,6 +229,8 @@ for first = 4, #ARGV, 1000 do
       judged[id] = state
       marks[#marks + 1] = id
       marks[#marks + 1] = state
+      local tag = string.match(row, ',"([ru]%d+)"%]$')
+      if tag then chunks[tag] = (chunks[tag] or 0) + 1 end
       if state ~= 'fresh' then
         local entry = cjson.decode(row)
         if entry[2] == cjson.null then
@@ -206,7 +255,11 @@ if #stale > 0 then
   end
   redis.call('EXPIRE', KEYS[3], ARGV[1])
 end
-return states
+local ready = {}
+for tag, by in pairs(chunks) do
+  if redis.call('HINCRBY', KEYS[5], tag, -by) == 0 then ready[#ready + 1] = tag end
+end
+return {states, ready}
 """
 
 # After the removals: a contact the list still holds was not removed, whatever its DELETE

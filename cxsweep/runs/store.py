@@ -75,6 +75,7 @@ class RunStore(WriteState, Freshness):
         self.counts_key = self.keys.counts
         self._write_permit = client.register_script(scripts.WRITE_PERMIT)
         self._mark_done = client.register_script(scripts.MARK_DONE)
+        self._note_server_error = client.register_script(scripts.NOTE_SERVER_ERROR)
 
     # --- metadata -------------------------------------------------------------------
 

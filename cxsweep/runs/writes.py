@@ -22,6 +22,8 @@ REMOVALS_PER_TASK_MIN = 10
 REMOVALS_PER_TASK_MAX = 100
 # What every run planned before the size was fixed per run used (it keeps it to the end).
 LEGACY_REMOVALS_PER_TASK = 10
+# Contacts per update task at most: see ``updates_per_task``.
+UPDATES_PER_TASK_MAX = 1000
 # A long removal task renews its list's lock this often (its task renewed it as it began;
 # the lock outlives the broker's visibility timeout, many times this).
 LOCK_RENEWAL_SECONDS = 60.0
@@ -92,27 +94,43 @@ def removals_per_task(removals: int, batch: int, slots: int) -> int:
     return max(batch, -(-size // batch) * batch)
 
 
-def chunk_sizes(backend: Backend, per_removal_task: int | None = None) -> tuple[int, int]:
+def updates_per_task(updates: int, batch: int, slots: int) -> int:
+    """Contacts per update task for a plan of ``updates``: about two tasks a slot, whole
+    requests of ``batch``, one request at least and ``UPDATES_PER_TASK_MAX`` contacts at
+    most (when a request takes fewer).
+
+    One request a task made the task's Celery plumbing cost more than its request: 120
+    tasks for 12,000 corrections, 10,000 at 1,000,000 contacts (issue 15). A CXone upload
+    (1,000 records by default) stays one a task."""
+    per_task = -(-updates // (2 * max(1, slots)))
+    size = min(max(batch, UPDATES_PER_TASK_MAX), max(batch, per_task))
+    return -(-size // batch) * batch
+
+
+def chunk_sizes(
+    backend: Backend, per_removal_task: int | None = None, per_update_task: int | None = None
+) -> tuple[int, int]:
     """Contacts per update task and per removal task (the run's own, fixed when it was
-    planned: ``write_chunks``; the former fixed size for a run planned before)."""
+    planned: ``write_chunks``; the former fixed sizes for a run planned before)."""
     legacy = max(backend.remove_batch_size, LEGACY_REMOVALS_PER_TASK)
-    return backend.update_batch_size, per_removal_task or legacy
+    return per_update_task or backend.update_batch_size, per_removal_task or legacy
 
 
 def write_chunks(
     store: RunStore, backend: Backend, *, slots: int | None = None
 ) -> list[tuple[str, int]]:
     """The run's write chunks, removals first. The first call with ``slots`` (the fleet's
-    ``write_slots``, when the run is planned) fixes the run's removal task size; every
-    later call, and every task, reads it back, so a chunk's index names the same contacts
+    ``write_slots``, when the run is planned) fixes the run's task sizes; every later
+    call, and every task, reads them back, so a chunk's index names the same contacts
     whichever worker (and settings) runs it."""
     updates, removes = store.plan_sizes()
-    size = store.removals_per_task()
-    if size is None and slots is not None:
-        size = store.fix_removals_per_task(
-            removals_per_task(removes, backend.remove_batch_size, slots)
+    removal_size, update_size = store.task_sizes()
+    if removal_size is None and slots is not None:
+        removal_size, update_size = store.fix_task_sizes(
+            removals_per_task(removes, backend.remove_batch_size, slots),
+            updates_per_task(updates, backend.update_batch_size, slots),
         )
-    update_chunk, remove_chunk = chunk_sizes(backend, size)
+    update_chunk, remove_chunk = chunk_sizes(backend, removal_size, update_size)
     # Removal tasks are the long ones (a request per contact on v2): queued first, they
     # do not end the run with a tail of them on a few worker slots.
     return [("remove", i) for i in range(-(-removes // remove_chunk))] + [
@@ -120,11 +138,23 @@ def write_chunks(
     ]
 
 
-def wave(store: RunStore, backend: Backend, start: int, size: int) -> list[tuple[str, int]]:
-    """The chunks of the wave of writes that begins at chunk ``start`` of ``write_chunks``'s
-    order: at most ``size``, none once ``start`` is past the last chunk. The plan does not
-    change once it is verified, so every wave's sender sees the same order."""
-    return write_chunks(store, backend)[start : start + size]
+def wave(
+    store: RunStore, backend: Backend, start: int, size: int
+) -> tuple[list[tuple[str, int]], int]:
+    """The wave of writes that begins at position ``start`` of ``write_chunks``'s order:
+    at most ``size`` chunks the verify pass did not send already (``note_streamed``), and
+    the position where the next wave begins; none once ``start`` is past the last chunk.
+    The plan does not change once it is verified, so every wave's sender sees the same
+    order."""
+    every = write_chunks(store, backend)
+    chosen: list[tuple[str, int]] = []
+    position = start
+    while position < len(every) and len(chosen) < size:
+        candidates = every[position : position + size - len(chosen)]
+        streamed = store.streamed_among(candidates)
+        chosen += [chunk for chunk in candidates if chunk not in streamed]
+        position += len(candidates)
+    return chosen, position
 
 
 def waves_stop(store: RunStore) -> str:
@@ -183,13 +213,16 @@ def apply_update_chunk(
     threshold: int,
     tally: RequestTally | None = None,
 ) -> ChunkResult:
-    """Write update chunk ``index``; ``tally``, the counter of the backend's requests, is
-    kept with the chunk's done marker (``_mark_done``)."""
+    """Write update chunk ``index``, a request (``guarded``) per ``update_batch_size`` of
+    it; ``tally``, the counter of the backend's requests, is kept with the chunk's done
+    marker (``_mark_done``). A retried chunk sends its requests again: an update writes
+    the same values twice, and only the attempt that ends counts what it updated."""
     if store.chunk_done("update", index):
         return {"ok": True, "kind": "update", "chunk": index, "repeat": True}
     if store.halted():
         return {"ok": False, "kind": "update", "chunk": index, "halted": True}
-    size, _ = chunk_sizes(backend)
+    _, size = store.task_sizes()
+    size, _ = chunk_sizes(backend, per_update_task=size)
     entries = store.plan_slice("update", index * size, (index + 1) * size)
     # A duplicate found once the plan was whole is removed, never also updated.
     duplicates = store.duplicates_among([e.contact_id for e in entries])
@@ -199,25 +232,41 @@ def apply_update_chunk(
         return {"ok": True, "kind": "update", "chunk": index, "updated": 0}
     changes = [Change(e.contact_id, e.after or {}, record=e.record or {}) for e in entries]
     writer = f"update:{index}"
+    updated = 0
+    failed: dict[str, str] = {}
+    renewed = time.monotonic()  # the task renewed the lock as it began (tasks.write)
     try:
-        send = partial(backend.update_contacts, list_id, changes)
-        # One request: its task renewed the list's lock as it began (tasks.write).
-        outcome = guarded(store, list_id, writer, threshold, send, renew=False)
-        store.record_failures(outcome.failed)
-        _mark_done(store, "update", index, tally, updated=len(outcome.done))
+        for start in range(0, len(changes), backend.update_batch_size):
+            renew = time.monotonic() - renewed >= LOCK_RENEWAL_SECONDS
+            batch = changes[start : start + backend.update_batch_size]
+            send = partial(backend.update_contacts, list_id, batch)
+            try:
+                outcome = guarded(store, list_id, writer, threshold, send, renew=renew)
+            except WriteStopped:
+                # The run stops writing: what this chunk did write is counted, as the
+                # removals count theirs (a stopped chunk is not sent again).
+                store.record_failures(failed)
+                store.count_updated(updated)
+                raise
+            if renew:
+                renewed = time.monotonic()
+            updated += len(outcome.done)
+            failed.update(outcome.failed)
+        store.record_failures(failed)
+        _mark_done(store, "update", index, tally, updated=updated)
     finally:
         store.writer_done(writer)
     result: ChunkResult = {
-        "ok": not outcome.failed,
+        "ok": not failed,
         "kind": "update",
         "chunk": index,
-        "updated": len(outcome.done),
-        "failed": len(outcome.failed),
+        "updated": updated,
+        "failed": len(failed),
     }
-    if outcome.failed:
+    if failed:
         # The first reason reaches the run's audit line ("N chunk(s) failed: ...").
-        cid, why = next(iter(outcome.failed.items()))
-        result["error"] = f"{len(outcome.failed)} record(s) not updated, e.g. {cid}: {why}"
+        cid, why = next(iter(failed.items()))
+        result["error"] = f"{len(failed)} record(s) not updated, e.g. {cid}: {why}"
     return result
 
 
@@ -238,7 +287,7 @@ def apply_remove_chunk(
     sends those again, the platform answers them gone, and they count as removed then."""
     if store.chunk_done("remove", index):
         return {"ok": True, "kind": "remove", "chunk": index, "repeat": True}
-    _, size = chunk_sizes(backend, store.removals_per_task())
+    _, size = chunk_sizes(backend, store.task_sizes()[0])
     entries = fresh_entries(store, store.plan_slice("remove", index * size, (index + 1) * size))
     ids = [e.contact_id for e in entries]
     done = store.removed_ids_among(ids)

@@ -30,9 +30,11 @@ class WriteState:
     redis: redis.Redis
     run_id: str
     keys: keys.RunKeys
-    #: ``scripts.WRITE_PERMIT`` and ``scripts.MARK_DONE``, registered by the store
+    #: ``scripts.WRITE_PERMIT``, ``MARK_DONE`` and ``NOTE_SERVER_ERROR``, registered by
+    #: the store
     _write_permit: Script
     _mark_done: Script
+    _note_server_error: Script
 
     if TYPE_CHECKING:
 
@@ -97,17 +99,45 @@ class WriteState:
         pipe.zrem(self.keys.writers, writer)
         pipe.execute()
 
-    def removals_per_task(self) -> int | None:
-        """The run's contacts per removal task (None: planned before it was stored)."""
-        raw = self.redis.hget(self.keys.meta, "removals_per_task")
-        return int(raw) if raw else None
+    def task_sizes(self) -> tuple[int | None, int | None]:
+        """The run's contacts per removal task and per update task (None: planned before
+        it was stored; an update size, before the update tasks were sized too)."""
+        raw = self.redis.hmget(self.keys.meta, ["removals_per_task", "updates_per_task"])
+        return int(raw[0]) if raw[0] else None, int(raw[1]) if raw[1] else None
 
-    def fix_removals_per_task(self, size: int) -> int:
-        """Store the run's removal task size unless one is stored; the one that holds."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hsetnx(self.keys.meta, "removals_per_task", size)
-        pipe.hget(self.keys.meta, "removals_per_task")
-        return int(pipe.execute()[-1])
+    def fix_task_sizes(self, removals: int, updates: int) -> tuple[int, int | None]:
+        """Store the run's task sizes unless they are stored; the ones that hold."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hsetnx(self.keys.meta, "removals_per_task", removals)
+        pipe.hsetnx(self.keys.meta, "updates_per_task", updates)
+        pipe.hmget(self.keys.meta, ["removals_per_task", "updates_per_task"])
+        held = pipe.execute()[-1]
+        return int(held[0]), int(held[1]) if held[1] else None
+
+    def streamed_count(self) -> int:
+        """Write chunks the verify pass sent (``note_streamed``)."""
+        return int(self.redis.scard(self.keys.streamed))
+
+    def note_streamed(self, chunks: list[tuple[str, int]]) -> None:
+        """Note chunks the verify pass sent: the waves after it skip them."""
+        if chunks:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.sadd(self.keys.streamed, *(keys.chunk_tag(k, i) for k, i in chunks))
+            pipe.expire(self.keys.streamed, DATA_TTL)
+            pipe.execute()
+
+    def streamed_among(self, chunks: list[tuple[str, int]]) -> set[tuple[str, int]]:
+        """Those of ``chunks`` the verify pass sent."""
+        if not chunks:
+            return set()
+        tags = [keys.chunk_tag(k, i) for k, i in chunks]
+        flags = self.redis.smismember(self.keys.streamed, tags)
+        return {chunk for chunk, flag in zip(chunks, flags, strict=True) if flag}
+
+    def count_updated(self, amount: int) -> None:
+        """Contacts a chunk updated before the run stopped it (it is never marked done)."""
+        if amount:
+            self.redis.hincrby(self.keys.counts, keys.UPDATED, amount)
 
     def removed_ids_among(self, contact_ids: list[str]) -> set[str]:
         if not contact_ids:
@@ -191,15 +221,10 @@ class WriteState:
             # A no-op (nothing written) when there is no streak, the usual case.
             self.redis.hdel(self.keys.meta, SERVER_ERROR_STREAK)
             return False
-        streak = int(self.redis.hincrby(self.keys.meta, SERVER_ERROR_STREAK, 1))
-        if streak >= threshold:
-            self.redis.hsetnx(
-                self.keys.meta,
-                "halted",
-                f"{streak} consecutive server errors on writes: halted for manual review",
-            )
-            return True
-        return False
+        streak = self._note_server_error(
+            keys=[self.keys.meta], args=[SERVER_ERROR_STREAK, threshold]
+        )
+        return int(streak) >= threshold
 
     # --- what the writes leave for the run's end ---------------------------------------
 
