@@ -2,10 +2,10 @@
 any write, ``confirm`` after the removals (``tasks.write.removals_confirmed`` then ends
 the run).
 
-The verify pass streams the writes: a write chunk whose every contact it has judged is
+The verify pass streams the writes: a removal chunk whose every contact it has judged is
 added to its chord at once (up to a wave of them), not after the last page, so the
-writes of the first pages overlap the reading of the rest. ``tasks.write.list_verified``
-then sends what is left, in waves.
+writes of the first pages overlap the reading of the rest (update chunks too, when the
+plan removes nothing). ``tasks.write.list_verified`` then sends what is left, in waves.
 """
 
 from __future__ import annotations
@@ -93,6 +93,10 @@ def _stream_writes(task: ApiTask, store: RunStore, ready: list[tuple[str, int]])
     which would leave a chunk noted and never sent."""
     if writes.waves_stop(store):
         return
+    if store.plan_sizes()[1]:
+        # Removals first: the re-read that confirms them starts once they are all done,
+        # and overlaps the updates, which the waves send after this pass.
+        ready = [chunk for chunk in ready if chunk[0] == "remove"]
     room = settings().write_wave - store.streamed_count()
     sent = ready[: max(0, room)]
     for kind, index in sent:

@@ -1,8 +1,11 @@
-"""A run's writes: ``list_verified`` (the callback of the re-read before writing) sends
-one ``write_updates`` per chunk of changed numbers and one ``write_removals`` per chunk
-of rejects, in waves (a chord each, ``wave_done`` sending the next); after the last wave
-``writes_done`` has the removals confirmed by a last re-read (``removals_confirmed``),
-and ``finish_run`` hands the run to ``tasks.record``.
+"""A run's writes: ``list_verified`` (the callback of the re-read before writing, which
+sent the removal chunks it judged on the way) sends the rest, one ``write_updates`` per
+chunk of changed numbers and one ``write_removals`` per chunk of rejects, in waves (a
+chord each, ``wave_done`` sending the next). The removals are confirmed by a last re-read
+(``confirm_done`` its callback), started by the task that completes the last removal
+chunk, so that it overlaps the updates still going, or else by ``writes_done``; once both
+the writes and that re-read have ended, ``removals_confirmed`` hands the run to
+``tasks.record``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from celery import chord, shared_task
 from cxsweep.errors import CxsweepError, RetryableApiError
 from cxsweep.runs import keys, writes
 from cxsweep.runs.outcomes import unsuccessful, why
+from cxsweep.runs.store import RunStore
 from tasks._deps import (
     WRITE_TASK_NAMES,
     ApiTask,
@@ -127,7 +131,26 @@ def _write(task: ApiTask, run_id: str, kind: str, index: int) -> ChunkResult:
     except CxsweepError as exc:
         log.warning("run %s: %s chunk %d failed: %s", run_id, kind, index, exc)
         return {"ok": False, "kind": kind, "chunk": index, "error": str(exc)}
+    if kind == "remove" and not result.get("repeat"):
+        _confirm_once_removed(store)
     return result
+
+
+def _confirm_once_removed(store: RunStore) -> None:
+    """The task that completes the last removal chunk starts the re-read that confirms
+    the removals: the update chunks still going do not add or remove contacts, and the
+    re-read's page reads go ahead of their requests (``RateLimiter``), so the two overlap
+    instead of the re-read waiting for the last update (issue 15)."""
+    if writes.waves_stop(store) or not writes.removals_all_done(store, shared_backend()):
+        return
+    if store.once("confirm"):
+        _start_confirm(store.run_id)
+
+
+def _start_confirm(run_id: str) -> None:
+    chord([recheck_list.si(run_id, "confirm", 0)])(
+        on_failure_end(confirm_done.s(run_id), run_id)
+    )
 
 
 # No STARTED state stored for a write task (task_track_started): nothing reads it (the
@@ -156,20 +179,40 @@ def write_task(kind: str) -> Any:
 
 @shared_task(bind=True, name="tasks.sweep.writes_done")
 def writes_done(self: Any, results: list[Any], run_id: str) -> Handed:
-    """After removals, the list is read once more: a contact it still holds was not
-    removed, whatever its DELETE was answered."""
+    """Every write ended. After removals, the list is read once more: a contact it still
+    holds was not removed, whatever its DELETE was answered. That re-read may have begun
+    already (``_confirm_once_removed``)."""
     store = run_store(run_id)
     if store.halted() or not store.removed_count():
         return finish_run(results, run_id)
     store.keep_write_results(unsuccessful(results))
-    chord([recheck_list.si(run_id, "confirm", 0)])(
-        on_failure_end(removals_confirmed.s(run_id), run_id)
-    )
-    return {"ok": True, "confirming": True}
+    if store.once("confirm"):
+        _start_confirm(run_id)
+        return {"ok": True, "confirming": True}
+    return _when_both_ended(run_id)
+
+
+@shared_task(bind=True, name="tasks.sweep.confirm_done")
+def confirm_done(self: Any, results: list[Any], run_id: str) -> Handed:
+    """The re-read after the removals ended: kept, for when the writes have ended too."""
+    run_store(run_id).keep_confirm_results(unsuccessful(results))
+    return _when_both_ended(run_id)
+
+
+def _when_both_ended(run_id: str) -> Handed:
+    """The join of the writes and the confirming re-read: each side keeps its results,
+    then looks for the other's; the one that finds both goes on, once."""
+    store = run_store(run_id)
+    confirmed = store.confirm_results()
+    if confirmed is None or not store.writes_ended() or not store.once("removals_confirmed"):
+        return {"ok": True, "confirming": True}
+    return removals_confirmed(confirmed, run_id)
 
 
 @shared_task(bind=True, name="tasks.sweep.removals_confirmed")
 def removals_confirmed(self: Any, results: list[Any], run_id: str) -> Handed:
+    """The writes and the re-read after them ended (``results``: the re-read's). Also the
+    callback of the re-reads that runs of an earlier version started."""
     store = run_store(run_id)
     written, confirm = store.write_results(), unsuccessful(results)
     still_present = store.counts().get(keys.STILL_PRESENT, 0)

@@ -229,9 +229,11 @@ def test_the_plan_index_takes_the_place_of_the_reads_id_claims(redis_client: Any
 
 
 def test_the_verify_pass_streams_the_writes_it_has_judged(simulator: Any) -> None:
-    """A chunk whose every contact the verify pass has judged is written while the pass
-    reads on: the first write goes before the pass's last page (each request takes 40 ms,
-    so the pass's eight pages take a third of a second at least)."""
+    """A removal chunk whose every contact the verify pass has judged is written while the
+    pass reads on: the first write goes before the pass's last page (each request takes
+    40 ms, so the pass's eight pages take a third of a second at least). Once every
+    removal is done the re-read that confirms them starts, while the updates (sent after
+    the verify pass) still go: it has read a page before the PATCH leaves."""
     list_id = f"stream-{uuid.uuid4().hex[:8]}"
     bad = [{"id": f"b{i}", "phone": "no"} for i in range(2)]
     fix = [{"id": f"f{i}", "phone": f"(650) 253-{i:04d}"} for i in range(20)]
@@ -253,3 +255,7 @@ def test_the_verify_pass_streams_the_writes_it_has_judged(simulator: Any) -> Non
     verify_reads = reads[8:16]  # the read pass's eight pages, then the verify pass's
     first_write = min(i for i, r in enumerate(seen) if r["method"] in ("PATCH", "DELETE"))
     assert verify_reads[0] < first_write < verify_reads[-1]
+    assert [r["method"] for r in seen[first_write:]].count("DELETE") == 2
+    patch = next(i for i, r in enumerate(seen) if r["method"] == "PATCH")
+    assert len(reads) == 8 * 3  # read, verify, confirm: the list still has 78 contacts
+    assert reads[16] < patch, "the confirming re-read began before the update was sent"

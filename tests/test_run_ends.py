@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from console import cli, launch
+from cxsweep.platforms.factory import make_backend
 from cxsweep.runs import plan, restore, writes
 from cxsweep.runs.store import ListLock, RunStore
 from cxsweep.settings import get_settings
@@ -208,18 +209,24 @@ def test_a_wave_callback_delivered_again_writes_nothing_twice(
         store = RunStore(redis_client, run_id)
         assert int(store.meta()["chunks_total"]) > 4
         requests_before = simulator.stats()["requests"]
-        first_wave = [{"ok": True, "kind": "remove", "chunk": i, "failed": 0} for i in (0, 1)]
-        sender = store.redis.get(store.keys.claim("wave:2"))
+        # The first wave after the verify pass (which sent two chunks itself), and where
+        # the second begins: the first wave's callback sent it.
+        backend = make_backend(get_settings(), redis_client)
+        chunks, end = writes.wave(store, backend, 0, 2)
+        second, _ = writes.wave(store, backend, end, 2)
+        assert len(chunks) == 2 and second
+        first_wave = [{"ok": True, "kind": k, "chunk": i, "failed": 0} for k, i in chunks]
+        sender = store.redis.get(store.keys.claim(f"wave:{end}"))
         assert sender is not None
 
         # A twin (the first wave's chord sent twice: another callback id) is turned away.
-        twin = wave_done.apply(args=[first_wave, run_id, 0, 2], task_id="a-twin-callback")
+        twin = wave_done.apply(args=[first_wave, run_id, 0, end], task_id="a-twin-callback")
         assert twin.result == {"ok": True, "repeat": True}
         # The callback itself, redelivered after a crash: it sends its wave again (a
         # crash mid-send must not leave a chord that never completes), whose chunks are
         # done already, and whose callback is a twin of the first's.
-        again = wave_done.apply(args=[first_wave, run_id, 0, 2], task_id=sender.decode())
-        assert again.result == {"ok": True, "chunks": 2, "wave": 2}
+        again = wave_done.apply(args=[first_wave, run_id, 0, end], task_id=sender.decode())
+        assert again.result == {"ok": True, "chunks": len(second), "wave": end}
         time.sleep(2)
     finally:
         monkeypatch.delenv("CXSWEEP_WRITE_WAVE")

@@ -28,6 +28,7 @@ from cxsweep.runs.writes import (
     fence,
     fresh_entries,
     guarded,
+    removals_all_done,
     removals_per_task,
     updates_per_task,
     volatile_redis_refusal,
@@ -147,6 +148,24 @@ def test_waves_skip_the_chunks_the_verify_pass_sent(redis_client: redis.Redis) -
     assert first == [every[1], every[5], every[6]] and end == 7
     assert wave(store, backend, end, 3) == ([every[7]], 9)
     assert wave(store, backend, 9, 3) == ([], 9)
+
+
+def test_the_removals_are_all_done_once_every_removal_chunk_is(redis_client: redis.Redis) -> None:
+    backend = make_backend(get_settings(), redis_client)
+    store = new_store(redis_client)
+    updates = [PlanEntry(f"u{i}", {"phone": "1"}, {"phone": "+1"}, None) for i in range(5)]
+    removes = [PlanEntry(f"r{i}", {"phone": "x"}, None, "invalid") for i in range(25)]
+    store.commit_page(0, updates, removes, {})
+    store.fix_task_sizes(10, 100)  # removal chunks 0, 1, 2
+    assert not removals_all_done(store, backend)
+    for index in (0, 1):
+        store.mark_chunk_done("remove", index)
+    store.mark_chunk_done("remove", 1)  # a repeat counts once
+    store.mark_chunk_done("update", 0)  # an update chunk is not a removal chunk
+    assert not removals_all_done(store, backend)
+    store.mark_chunk_done("remove", 2)
+    assert removals_all_done(store, backend)
+    assert not removals_all_done(new_store(redis_client), backend)  # nothing to remove
 
 
 def test_waves_stop_once_the_run_is_halted_cancelled_or_failed(redis_client: redis.Redis) -> None:

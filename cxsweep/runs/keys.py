@@ -243,6 +243,8 @@ TO_UPDATE = "to_update"
 TO_REMOVE = "to_remove"
 UPDATED = "updated"
 CHUNKS_DONE = "chunks_done"
+#: removal chunks marked done: once all are, the removals are confirmed (``tasks.write``)
+REMOVE_CHUNKS_DONE = "remove_chunks_done"
 STALE = "stale"
 STALE_PREFIX = "stale_"
 STILL_PRESENT = "still_present"

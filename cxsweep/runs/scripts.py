@@ -32,14 +32,16 @@ redis.call('EXPIRE', KEYS[2], ttl)
 return 1
 """
 
-# Set a chunk's done marker and count the chunk, once. The task that sets it also keeps
-# its tally (the API requests the chunk took, JSON) for the run's record, which adds every
-# chunk's at once: a chunk is one command here, not one per counter. The tallies' list
-# gets its TTL when this creates it, not at every push. KEYS: marker, counts, tallies.
-# ARGV: ttl, contacts updated, tally ("": none). Returns 1 when it set the marker.
+# Set a chunk's done marker and count the chunk, once (and by kind, when ARGV[4] names the
+# kind's counter). The task that sets it also keeps its tally (the API requests the chunk
+# took, JSON) for the run's record, which adds every chunk's at once: a chunk is one
+# command here, not one per counter. The tallies' list gets its TTL when this creates
+# it, not at every push. KEYS: marker, counts, tallies. ARGV: ttl, contacts updated,
+# tally ("": none), the kind's counter ("": none). Returns 1 when it set the marker.
 MARK_DONE = """
 if not redis.call('SET', KEYS[1], 1, 'NX', 'EX', tonumber(ARGV[1])) then return 0 end
 redis.call('HINCRBY', KEYS[2], 'chunks_done', 1)
+if ARGV[4] ~= '' then redis.call('HINCRBY', KEYS[2], ARGV[4], 1) end
 if ARGV[2] ~= '0' then redis.call('HINCRBY', KEYS[2], 'updated', tonumber(ARGV[2])) end
 if ARGV[3] ~= '' and redis.call('RPUSH', KEYS[3], ARGV[3]) == 1 then
   redis.call('EXPIRE', KEYS[3], tonumber(ARGV[1]))

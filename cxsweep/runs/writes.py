@@ -13,6 +13,7 @@ import redis
 
 from cxsweep.errors import CxsweepError, RetryableApiError
 from cxsweep.platforms.base import Backend, Change, WriteOutcome
+from cxsweep.runs import keys
 from cxsweep.runs.latency import RequestTally
 from cxsweep.runs.outcomes import ChunkResult
 from cxsweep.runs.store import PlanEntry, RunStore, persistence_problem
@@ -155,6 +156,16 @@ def wave(
         chosen += [chunk for chunk in candidates if chunk not in streamed]
         position += len(candidates)
     return chosen, position
+
+
+def removals_all_done(store: RunStore, backend: Backend) -> bool:
+    """Whether every removal chunk of the run is marked done (the list may be re-read to
+    confirm them while the updates still go)."""
+    _, removes = store.plan_sizes()
+    if not removes:
+        return False
+    _, size = chunk_sizes(backend, store.task_sizes()[0])
+    return store.counts().get(keys.REMOVE_CHUNKS_DONE, 0) >= -(-removes // size)
 
 
 def waves_stop(store: RunStore) -> str:

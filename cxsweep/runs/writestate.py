@@ -171,7 +171,12 @@ class WriteState:
         marker = self.keys.done(kind, index)
         found = self._mark_done(
             keys=[marker, self.keys.counts, self.keys.write_tallies],
-            args=[DATA_TTL, updated, json.dumps(tally, separators=(",", ":")) if tally else ""],
+            args=[
+                DATA_TTL,
+                updated,
+                json.dumps(tally, separators=(",", ":")) if tally else "",
+                keys.REMOVE_CHUNKS_DONE if kind == "remove" else "",
+            ],
         )
         return bool(found)
 
@@ -246,6 +251,19 @@ class WriteState:
         waves = self.redis.hgetall(self.keys.wave_results)
         ordered = sorted((int(start), raw) for start, raw in waves.items())
         return [result for _, raw in ordered for result in json.loads(raw)]
+
+    def keep_confirm_results(self, results: list[Any]) -> None:
+        """The unsuccessful results of the re-read after the removals: it has ended."""
+        self.set_meta(confirm_results=json.dumps(results))
+
+    def confirm_results(self) -> list[Any] | None:
+        """What ``keep_confirm_results`` kept; None while the re-read has not ended."""
+        raw = self.redis.hget(self.keys.meta, "confirm_results")
+        return json.loads(raw) if raw is not None else None
+
+    def writes_ended(self) -> bool:
+        """Whether ``keep_write_results`` kept the writes' results: they all ended."""
+        return bool(self.redis.hexists(self.keys.meta, "write_results"))
 
     def write_results(self) -> list[Any]:
         raw = self.redis.hget(self.keys.meta, "write_results")
