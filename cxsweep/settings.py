@@ -299,7 +299,8 @@ class Settings:
     write_wave: int = setting(
         500,
         "write tasks sent at once, a chord each; the next wave when it ends (about 5x the"
-        " fleet's worker slots or more)",
+        " fleet's worker slots or more); also how many the re-read before writing sends"
+        " as it goes",
         minimum=1,
         maximum=100_000,
     )
@@ -326,7 +327,8 @@ class Settings:
     write_slots: int = setting(
         32,
         "worker slots that take write tasks, summed over the fleet (the I/O workers'"
-        " threads): removals are cut into about two tasks a slot, 10 to 100 contacts each",
+        " threads): removals are cut into about two tasks a slot, 10 to 100 contacts each,"
+        " updates into about two a slot, up to 1,000 each",
         minimum=1,
         maximum=100_000,
     )
