@@ -219,6 +219,6 @@ def plan_ready(self: Any, results: list[Any], run_id: str) -> Handed:
     # Nothing is written before the list is re-read: a contact someone changed or removed
     # since our read is skipped and reported as stale (list_verified starts the writes).
     # Tagged by write chunk: the verify pass sends each chunk once it has judged it.
-    store.index_plan(writes.chunk_sizes(shared_backend(), *store.task_sizes()))
+    store.index_plan(writes.run_chunk_sizes(store, shared_backend()))
     chord([recheck_list.si(run_id, "verify", 0)])(on_failure_end(list_verified.s(run_id), run_id))
     return {"ok": True, "chunks": len(chunks)}

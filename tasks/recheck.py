@@ -1,6 +1,5 @@
 """The re-read passes of a run's list, as chords of ``recheck_list``: ``verify`` before
-any write, ``confirm`` after the removals (``tasks.write.removals_confirmed`` then ends
-the run).
+any write, ``confirm`` after the removals (``tasks.write.confirm_done`` its callback).
 
 The verify pass streams the writes: a removal chunk whose every contact it has judged is
 added to its chord at once (up to a wave of them), not after the last page, so the

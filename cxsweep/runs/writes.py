@@ -117,6 +117,12 @@ def chunk_sizes(
     return per_update_task or backend.update_batch_size, per_removal_task or legacy
 
 
+def run_chunk_sizes(store: RunStore, backend: Backend) -> tuple[int, int]:
+    """The run's contacts per update task and per removal task, as fixed when it was
+    planned (``write_chunks``)."""
+    return chunk_sizes(backend, *store.task_sizes())
+
+
 def write_chunks(
     store: RunStore, backend: Backend, *, slots: int | None = None
 ) -> list[tuple[str, int]]:
@@ -164,7 +170,7 @@ def removals_all_done(store: RunStore, backend: Backend) -> bool:
     _, removes = store.plan_sizes()
     if not removes:
         return False
-    _, size = chunk_sizes(backend, store.task_sizes()[0])
+    _, size = run_chunk_sizes(store, backend)
     return store.counts().get(keys.REMOVE_CHUNKS_DONE, 0) >= -(-removes // size)
 
 
@@ -232,8 +238,7 @@ def apply_update_chunk(
         return {"ok": True, "kind": "update", "chunk": index, "repeat": True}
     if store.halted():
         return {"ok": False, "kind": "update", "chunk": index, "halted": True}
-    _, size = store.task_sizes()
-    size, _ = chunk_sizes(backend, per_update_task=size)
+    size, _ = run_chunk_sizes(store, backend)
     entries = store.plan_slice("update", index * size, (index + 1) * size)
     # A duplicate found once the plan was whole is removed, never also updated.
     duplicates = store.duplicates_among([e.contact_id for e in entries])
@@ -298,7 +303,7 @@ def apply_remove_chunk(
     sends those again, the platform answers them gone, and they count as removed then."""
     if store.chunk_done("remove", index):
         return {"ok": True, "kind": "remove", "chunk": index, "repeat": True}
-    _, size = chunk_sizes(backend, store.task_sizes()[0])
+    _, size = run_chunk_sizes(store, backend)
     entries = fresh_entries(store, store.plan_slice("remove", index * size, (index + 1) * size))
     ids = [e.contact_id for e in entries]
     done = store.removed_ids_among(ids)
