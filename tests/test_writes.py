@@ -185,21 +185,14 @@ def test_fresh_entries_refuses_before_the_reread_and_fence_fails(redis_client: r
     assert volatile_redis_refusal(store, allowed_by_settings=True) == ""
 
 
-def planned_run(
-    redis_client: redis.Redis, simulator: Any, backend: Backend, bad: int = 1
+def verified_run(
+    redis_client: redis.Redis, simulator: Any, backend: Backend, contacts: list[dict[str, Any]]
 ) -> RunStore:
-    """A list read, planned, re-read and verified: ready to write, its lock held."""
+    """A list of ``contacts`` (ids prefixed with the list's) read, planned, re-read and
+    verified: ready to write, its lock held."""
     list_id = f"writes-{uuid.uuid4().hex[:8]}"
-    rejects = [{"id": f"{list_id}-bad", "phone": "not a number", "name": "n"}]
-    rejects += [{"id": f"{list_id}-bad{i}", "phone": "nope", "name": "n"} for i in range(1, bad)]
-    simulator.put_list(
-        list_id,
-        contacts=[
-            {"id": f"{list_id}-ok", "phone": "+16502530000", "name": "n"},
-            {"id": f"{list_id}-fix", "phone": "(650) 253-0001", "name": "n"},
-            *rejects,
-        ],
-    )
+    rows = [{**c, "id": f"{list_id}-{c['id']}", "name": "n"} for c in contacts]
+    simulator.put_list(list_id, contacts=rows)
     store = new_store(redis_client, list_id)
     page = backend.read_page(list_id, None)
     plan_stored_page(store, 0, page.contacts, backend, lambda _: Sanitizer(Directive()))
@@ -209,6 +202,16 @@ def planned_run(
     store.set_verified()
     assert ListLock(redis_client, list_id).acquire(store.run_id)
     return store
+
+
+def planned_run(
+    redis_client: redis.Redis, simulator: Any, backend: Backend, bad: int = 1
+) -> RunStore:
+    """A good number, one to correct and ``bad`` rejects, verified."""
+    rejects = [{"id": "bad", "phone": "not a number"}]
+    rejects += [{"id": f"bad{i}", "phone": "nope"} for i in range(1, bad)]
+    contacts = [{"id": "ok", "phone": "+16502530000"}, {"id": "fix", "phone": "(650) 253-0001"}]
+    return verified_run(redis_client, simulator, backend, [*contacts, *rejects])
 
 
 def test_a_planned_chunk_is_written_once(redis_client: redis.Redis, simulator: Any) -> None:
@@ -228,21 +231,8 @@ def test_a_planned_chunk_is_written_once(redis_client: redis.Redis, simulator: A
 
 def fixes_run(redis_client: redis.Redis, simulator: Any, backend: Backend, fixes: int) -> RunStore:
     """A verified run whose plan is ``fixes`` corrections, its lock held."""
-    list_id = f"writes-{uuid.uuid4().hex[:8]}"
-    contacts = [
-        {"id": f"{list_id}-fix{i}", "phone": f"(650) 253-00{i:02d}", "name": "n"}
-        for i in range(fixes)
-    ]
-    simulator.put_list(list_id, contacts=contacts)
-    store = new_store(redis_client, list_id)
-    page = backend.read_page(list_id, None)
-    plan_stored_page(store, 0, page.contacts, backend, lambda _: Sanitizer(Directive()))
-    store.index_plan()
-    states = recheck_states(store, backend, backend.read_page(list_id, None).contacts)
-    store.record_recheck_page("verify", 0, None, 100, states)
-    store.set_verified()
-    assert ListLock(redis_client, list_id).acquire(store.run_id)
-    return store
+    contacts = [{"id": f"fix{i}", "phone": f"(650) 253-00{i:02d}"} for i in range(fixes)]
+    return verified_run(redis_client, simulator, backend, contacts)
 
 
 def test_an_update_chunk_sends_a_request_per_batch_and_counts_what_it_wrote(
