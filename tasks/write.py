@@ -131,19 +131,22 @@ def _write(task: ApiTask, run_id: str, kind: str, index: int) -> ChunkResult:
     except CxsweepError as exc:
         log.warning("run %s: %s chunk %d failed: %s", run_id, kind, index, exc)
         return {"ok": False, "kind": kind, "chunk": index, "error": str(exc)}
-    if kind == "remove" and not result.get("repeat"):
-        _confirm_once_removed(store)
+    if kind == "remove":
+        # A redelivered task (its chunk found done) asks again: it may have died after
+        # claiming the re-read and before sending it.
+        _confirm_once_removed(store, str(task.request.id))
     return result
 
 
-def _confirm_once_removed(store: RunStore) -> None:
+def _confirm_once_removed(store: RunStore, task_id: str) -> None:
     """The task that completes the last removal chunk starts the re-read that confirms
     the removals: the update chunks still going do not add or remove contacts, and the
     re-read's page reads go ahead of their requests (``RateLimiter``), so the two overlap
-    instead of the re-read waiting for the last update (issue 15)."""
+    instead of the re-read waiting for the last update (issue 15). Claimed by its id: a
+    redelivery of it sends the re-read again, no other task does."""
     if writes.waves_stop(store) or not writes.removals_all_done(store, shared_backend()):
         return
-    if store.once("confirm"):
+    if store.claim("confirm", task_id):
         _start_confirm(store.run_id)
 
 
@@ -186,7 +189,7 @@ def writes_done(self: Any, results: list[Any], run_id: str) -> Handed:
     if store.halted() or not store.removed_count():
         return finish_run(results, run_id)
     store.keep_write_results(unsuccessful(results))
-    if store.once("confirm"):
+    if store.claim("confirm", str(self.request.id)):
         _start_confirm(run_id)
         return {"ok": True, "confirming": True}
     return _when_both_ended(run_id)
