@@ -116,12 +116,18 @@ def test_write_chunks_queue_removals_first(redis_client: redis.Redis) -> None:
     assert chunks == [("remove", 0), ("remove", 1), ("update", 0), ("update", 1)]
 
 
+def plan_of(client: redis.Redis, *, updates: int, removes: int) -> RunStore:
+    """A run whose plan is ``updates`` corrections and ``removes`` rejects, on one page."""
+    store = new_store(client)
+    fixes = [PlanEntry(f"u{i}", {"phone": "1"}, {"phone": "+1"}, None) for i in range(updates)]
+    rejects = [PlanEntry(f"r{i}", {"phone": "x"}, None, "invalid") for i in range(removes)]
+    store.commit_page(0, fixes, rejects, {})
+    return store
+
+
 def test_waves_cover_every_chunk_once_in_order(redis_client: redis.Redis) -> None:
     backend = make_backend(get_settings(), redis_client)
-    store = new_store(redis_client)
-    updates = [PlanEntry(f"u{i}", {"phone": "1"}, {"phone": "+1"}, None) for i in range(301)]
-    removes = [PlanEntry(f"r{i}", {"phone": "x"}, None, "invalid") for i in range(41)]
-    store.commit_page(0, updates, removes, {})
+    store = plan_of(redis_client, updates=301, removes=41)
     every = write_chunks(store, backend)
     assert len(every) == 5 + 4
     # What the wave senders do: each wave starts where the last one ended.
@@ -136,10 +142,7 @@ def test_waves_cover_every_chunk_once_in_order(redis_client: redis.Redis) -> Non
 
 def test_waves_skip_the_chunks_the_verify_pass_sent(redis_client: redis.Redis) -> None:
     backend = make_backend(get_settings(), redis_client)
-    store = new_store(redis_client)
-    updates = [PlanEntry(f"u{i}", {"phone": "1"}, {"phone": "+1"}, None) for i in range(301)]
-    removes = [PlanEntry(f"r{i}", {"phone": "x"}, None, "invalid") for i in range(41)]
-    store.commit_page(0, updates, removes, {})
+    store = plan_of(redis_client, updates=301, removes=41)
     every = write_chunks(store, backend)
     streamed = [every[0], every[2], every[3], every[4], every[8]]
     store.note_streamed(streamed)
@@ -152,10 +155,7 @@ def test_waves_skip_the_chunks_the_verify_pass_sent(redis_client: redis.Redis) -
 
 def test_the_removals_are_all_done_once_every_removal_chunk_is(redis_client: redis.Redis) -> None:
     backend = make_backend(get_settings(), redis_client)
-    store = new_store(redis_client)
-    updates = [PlanEntry(f"u{i}", {"phone": "1"}, {"phone": "+1"}, None) for i in range(5)]
-    removes = [PlanEntry(f"r{i}", {"phone": "x"}, None, "invalid") for i in range(25)]
-    store.commit_page(0, updates, removes, {})
+    store = plan_of(redis_client, updates=5, removes=25)
     store.fix_task_sizes(10, 100)  # removal chunks 0, 1, 2
     assert not removals_all_done(store, backend)
     for index in (0, 1):
