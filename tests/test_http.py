@@ -300,3 +300,94 @@ def test_no_proxy_sends_an_origin_direct(
     assert session.proxies_for("https://api.example:8443/x") == {
         "https": f"http://127.0.0.1:{tunnel_proxy.server_address[1]}"
     }
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Answers 200 and keeps each request's line, headers and body, as they arrived."""
+
+    protocol_version = "HTTP/1.1"
+    seen: list[tuple[str, dict[str, str], bytes]] = []
+
+    def _record(self) -> None:
+        size = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(size) if size else b""
+        self.seen.append((self.requestline, dict(self.headers.items()), body))
+        answer = b'{"ok": true}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    do_GET = do_DELETE = do_PATCH = do_POST = _record
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def recorder() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_direct_path_sends_what_requests_would_send(
+    recorder: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our plain calls skip requests' preparation (``ResolvedSession._send_direct``); the
+    server must not be able to tell: same request line, headers and body as requests'
+    own path sends for the same call. Calls it cannot send as they are (a URL requests
+    re-quotes) still take requests' path, and arrive the same."""
+    for name in _PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    settings = load_settings({"CXSWEEP_ENV_FILE": "/dev/null"})
+    session = ResolvedSession(2)
+    transport = Transport(settings, session=session)
+    calls: list[tuple[str, str, dict[str, object]]] = [
+        ("GET", f"{recorder}/lists/L1/contacts?cursor=a%3D%3D&top=500", {}),
+        ("GET", f"{recorder}/lists/L1/contacts", {"params": {"top": 500, "q": "a b&c"}}),
+        ("DELETE", f"{recorder}/lists/L1/contacts/c-1", {}),
+        ("PATCH", f"{recorder}/lists/L1/contacts", {"json_body": {"contacts": [{"id": "é"}]}}),
+        ("POST", f"{recorder}/dnc", {"json_body": [1, 2.5, None]}),
+    ]
+    prepared: list[str] = []
+    real_prepared = ResolvedSession._send_prepared
+
+    def spy(self: ResolvedSession, method: str, url: str, **kwargs: object) -> object:
+        prepared.append(url)
+        return real_prepared(self, method, url, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ResolvedSession, "_send_prepared", spy)
+    for method, url, extra in calls:
+        assert transport.send("write", method, method, url, token="t", **extra).ok  # type: ignore[arg-type]
+    assert prepared == []  # every one of them went the direct way
+    direct = list(_Recorder.seen)
+    _Recorder.seen.clear()
+
+    # The same calls through requests' own Session.request, on a session with the
+    # same defaults: what requests would have put on the wire.
+    plain = requests_sessions.Session()
+    plain.trust_env = False
+    for method, url, extra in calls:
+        headers = {"Accept": "application/json", "Authorization": "Bearer t"}
+        plain.request(
+            method,
+            url,
+            headers=headers,
+            params=extra.get("params"),  # type: ignore[arg-type]
+            json=extra.get("json_body"),
+            allow_redirects=False,
+            timeout=(5, 5),
+        ).close()
+    assert direct == _Recorder.seen
+    _Recorder.seen.clear()
+
+    # A URL requests would re-quote is prepared by requests, and arrives as it would.
+    odd = f"{recorder}/lists/L 1/contacts/ü"
+    assert transport.send("write", "DELETE", "DELETE", odd, token="t").ok
+    assert prepared == [odd]
+    assert _Recorder.seen[0][0] == "DELETE /lists/L%201/contacts/%C3%BC HTTP/1.1"
