@@ -11,8 +11,8 @@ import logging
 import os
 import random
 import threading
-from collections.abc import Iterator
-from typing import Literal, TypedDict
+from collections.abc import Callable, Iterator
+from typing import Literal, ParamSpec, TypedDict, TypeVar
 
 import redis
 from celery import Task, current_task
@@ -31,6 +31,9 @@ from cxsweep.runs.latency import RequestTally
 from cxsweep.runs.store import ListLock, RunStore
 from cxsweep.settings import Settings, get_settings
 from tasks.results import Failure
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 log = logging.getLogger(__name__)
 # The run's tasks log under the name they always had, whichever module holds them: log
@@ -178,6 +181,23 @@ def api_backend(
     finally:
         _counting.counts = outer
         counts.flush()
+
+
+def counted_in_this_step(call: Callable[P, R]) -> Callable[P, R]:
+    """``call`` counting its requests in the current step's counts (``api_backend``)
+    whichever thread runs it: a read ahead (``runs.pages.PagesAhead``) runs in a helper
+    thread, which has no counts of its own."""
+    counts = getattr(_counting, "counts", None)
+
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        outer = getattr(_counting, "counts", None)
+        _counting.counts = counts
+        try:
+            return call(*args, **kwargs)
+        finally:
+            _counting.counts = outer
+
+    return run
 
 
 @functools.lru_cache(maxsize=1)

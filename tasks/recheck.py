@@ -10,6 +10,7 @@ plan removes nothing). ``tasks.write.list_verified`` then sends what is left, in
 from __future__ import annotations
 
 import time
+from functools import partial
 
 from celery import shared_task
 
@@ -21,6 +22,7 @@ from tasks._deps import (
     ApiTask,
     api_backend,
     backoff_seconds,
+    counted_in_this_step,
     fail_run,
     keep_lock,
     run_store,
@@ -42,13 +44,15 @@ def recheck_list(self: ApiTask, run_id: str, kind: str, page_no: int) -> Reread 
     # Paging that never ends (a cursor that loops) must not read forever.
     most = 2 * store.counts().get(keys.PAGES_READ, 0) + 2
     started, first, still_present = time.monotonic(), page_no, []
-    with api_backend(store, tag=kind) as backend:
+    with api_backend(store, tag=kind) as backend, pages.PagesAhead(
+        counted_in_this_step(partial(backend.read_page, list_id)), enabled=backend.read_ahead
+    ) as ahead:
         while True:
             cursor, size = store.pass_cursor(kind, page_no)
             if page_no >= most or (page_no and cursor is None):
                 return fail_run(store, f"{what}: page {page_no + 1} is past the list's end")
             try:
-                page = backend.read_page(list_id, cursor)
+                page = ahead.take(cursor)
             except RetryableApiError as exc:
                 if page_no != first:
                     wait = exc.retry_after if exc.retry_after is not None else backoff_seconds(0)
@@ -60,6 +64,14 @@ def recheck_list(self: ApiTask, run_id: str, kind: str, page_no: int) -> Reread 
                 return fail_run(store, f"{what}: {exc}")
             size = size or len(page.contacts)
             following = pages.following_cursor(backend, list_id, page_no, page, size)
+            # Decided before this page is judged: whether this task reads the next one
+            # too, which is then asked for at once (``PagesAhead``).
+            reads_on = bool(following) and (
+                page_no + 1 - first < pages.PAGES_PER_TASK
+                and time.monotonic() - started <= pages.SECONDS_PER_TASK
+            )
+            if reads_on and page_no + 1 < most:
+                ahead.start(following)
             if kind == "verify":
                 states = pages.recheck_states(store, backend, page.contacts)
                 ready = store.record_recheck_page(kind, page_no, following, size, states)
@@ -71,10 +83,7 @@ def recheck_list(self: ApiTask, run_id: str, kind: str, page_no: int) -> Reread 
             if not following:
                 break
             page_no += 1
-            if (
-                page_no - first >= pages.PAGES_PER_TASK
-                or time.monotonic() - started > pages.SECONDS_PER_TASK
-            ):
+            if not reads_on:
                 self.add_to_chord(recheck_list.si(run_id, kind, page_no))
                 break
     if still_present:

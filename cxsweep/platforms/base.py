@@ -92,6 +92,9 @@ class Backend(Protocol):
     remove_batch_size: int
     #: whether page n can be read without page n-1 (offset paging): reads may fan out
     parallel_pages: bool
+    #: whether the next page is worth reading while this one is judged (a request over
+    #: the network, not a local spool): ``runs.pages.PagesAhead``
+    read_ahead: bool
     #: whether ``update_contacts`` needs each contact's whole record (re-upload platforms)
     update_needs_record: bool
 

@@ -32,5 +32,6 @@ class CxoneBackend(ListUploads, ListRemovals):
     # The list comes whole in one answer (no skip/top in NICE's schema): pages follow
     # one another from the spool of that answer.
     parallel_pages = False
+    read_ahead = False  # pages are served from the local spool of one download
     # An upload overwrites whole records, so updates carry the record as read.
     update_needs_record = True

@@ -44,6 +44,7 @@ class V2Client:
     # DELETE addresses one contact: a batch of one keeps the breaker's check before each.
     remove_batch_size = 1
     parallel_pages = False  # nextPageUri is opaque: pages come one after another
+    read_ahead = True  # ...so the next one is asked for while this one is judged
     update_needs_record = False
 
     def __init__(

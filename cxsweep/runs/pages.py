@@ -4,7 +4,10 @@ that judge a planned contact fresh or stale before anything is written.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from cxsweep.platforms.base import Backend, Page
@@ -63,3 +66,65 @@ def following_cursor(
     if not page.contacts or (page_no + 1) * page_size >= page.total:
         return None
     return backend.page_cursor(list_id, page_no + 1, page_size)
+
+
+_readers: dict[int, ThreadPoolExecutor] = {}
+_readers_lock = threading.Lock()
+
+
+def _reader() -> ThreadPoolExecutor:
+    """The process's threads for reads ahead (a forked child makes its own)."""
+    pid = os.getpid()
+    with _readers_lock:
+        pool = _readers.get(pid)
+        if pool is None:
+            pool = _readers[pid] = ThreadPoolExecutor(32, thread_name_prefix="cxsweep-read-ahead")
+        return pool
+
+
+class PagesAhead:
+    """Reads the next page of a list in a helper thread while the step works on this one.
+
+    Pages follow opaque cursors one after another, so a pass used to wait for each page's
+    answer (the platform's latency, and its time to build 500 records) and then judge it,
+    idle in turn. With the next cursor known as soon as a page is parsed, its read starts
+    at once. One read at most is in flight; a step asks for one only when it will take
+    it (so no request is wasted), and ``close`` waits for one it did not take, so that
+    every request is counted by the step that made it."""
+
+    def __init__(self, read: Callable[[str | None], Page], *, enabled: bool = True) -> None:
+        self._read = read
+        self._enabled = enabled
+        self._pending: tuple[str | None, Future[Page]] | None = None
+
+    def __enter__(self) -> PagesAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self, cursor: str | None) -> None:
+        """Begin reading the page at ``cursor`` (when enabled and none is in flight)."""
+        if self._enabled and self._pending is None:
+            self._pending = (cursor, _reader().submit(self._read, cursor))
+
+    def take(self, cursor: str | None) -> Page:
+        """The page at ``cursor``: the one read ahead, or read now. A failed read ahead
+        raises here, as the read would have."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            if pending[0] == cursor:
+                return pending[1].result()
+            _settle(pending[1])
+        return self._read(cursor)
+
+    def close(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            _settle(pending[1])
+
+
+def _settle(future: Future[Page]) -> None:
+    """Wait for a read no one will take; its failure is no one's either."""
+    if not future.cancel():
+        future.exception()
