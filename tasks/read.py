@@ -13,6 +13,7 @@ results are ids and small counts.
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 from celery import chord, shared_task
@@ -26,6 +27,7 @@ from tasks._deps import (
     ApiTask,
     api_backend,
     backoff_seconds,
+    counted_in_this_step,
     directive_for,
     fail_run,
     keep_lock,
@@ -71,6 +73,14 @@ def _fetch_later(task: ApiTask, store: RunStore, page_no: int, countdown: float)
         )
 
 
+def _reading_waits(store: RunStore, *, ahead_by: int) -> bool:
+    """Whether reading one more page would leave ``PAGES_AHEAD`` pages waiting to be
+    sanitized (``ahead_by``: pages read and not counted yet)."""
+    counts = store.counts()
+    waiting = counts.get(keys.PAGES_READ, 0) + ahead_by - counts.get(keys.PAGES_SANITIZED, 0)
+    return waiting >= PAGES_AHEAD
+
+
 @shared_task(bind=True, base=ApiTask, name="tasks.sweep.fetch_page")
 def fetch_page(
     self: ApiTask, run_id: str, page_no: int, legacy_cursor: str | None = None
@@ -99,14 +109,18 @@ def fetch_page(
     # time (``CONTACTS_PER_SANITIZE``), and whatever is left when the loop ends.
     unsanitized: list[int] = []
     unsanitized_contacts = 0
-    with api_backend(store) as backend:
+    with api_backend(store) as backend, pages.PagesAhead(
+        counted_in_this_step(partial(backend.read_page, list_id)),
+        enabled=backend.read_ahead and not backend.parallel_pages,
+    ) as ahead:
+        # ``ahead``: the next page is asked for as soon as its cursor is known, while this
+        # one is stored and handed on (it is read only when this task would read it).
         while True:
-            counts = store.counts()
-            if counts.get(keys.PAGES_READ, 0) - counts.get(keys.PAGES_SANITIZED, 0) >= PAGES_AHEAD:
+            if page_no == first and _reading_waits(store, ahead_by=0):
                 _fetch_later(self, store, page_no, BACK_PRESSURE_WAIT)
                 break
             try:
-                page = backend.read_page(list_id, cursor)
+                page = ahead.take(cursor)
             except RetryableApiError as exc:
                 if page_no != first:
                     # Keep what this task read; a fresh task (with its own retry budget)
@@ -118,6 +132,20 @@ def fetch_page(
                 return fail_run(store, gave_up["error"], task=gave_up["task"], page=page_no)
             except CxsweepError as exc:
                 return fail_run(store, str(exc), page=page_no)
+            following = None if backend.parallel_pages else page.next_cursor
+            if following:
+                earlier = store.note_cursor(page_no + 1, following)
+                if earlier is not None:
+                    return fail_run(store, pages.looping_cursor(page_no, earlier), page=page_no)
+            reads_on = bool(following) and (
+                read + 1 < pages.PAGES_PER_TASK
+                and time.monotonic() - started <= pages.SECONDS_PER_TASK
+            )
+            # The back pressure for the next page, checked before it is asked for: this
+            # page is not counted as read yet.
+            waits = reads_on and _reading_waits(store, ahead_by=1)
+            if reads_on and not waits:
+                ahead.start(following)
             if not store.page_committed(page_no):  # a redelivered task re-reads
                 store.store_page(page_no, page.contacts)
             store.note_page_read(page_no, len(page.contacts))
@@ -141,14 +169,14 @@ def fetch_page(
                 break
             if backend.parallel_pages:
                 break
-            if not page.next_cursor:
+            if not following:
                 store.set_meta(pages_total=page_no + 1)
                 break
-            earlier = store.note_cursor(page_no + 1, page.next_cursor)
-            if earlier is not None:
-                return fail_run(store, pages.looping_cursor(page_no, earlier), page=page_no)
-            page_no, cursor = page_no + 1, page.next_cursor
-            if read >= pages.PAGES_PER_TASK or time.monotonic() - started > pages.SECONDS_PER_TASK:
+            page_no, cursor = page_no + 1, following
+            if waits:
+                _fetch_later(self, store, page_no, BACK_PRESSURE_WAIT)
+                break
+            if not reads_on:
                 self.add_to_chord(fetch_page.si(run_id, page_no))
                 break
         # Every way out of the loop but a failed run comes here: no read page is left
