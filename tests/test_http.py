@@ -365,6 +365,9 @@ def test_the_direct_path_sends_what_requests_would_send(
     for method, url, extra in calls:
         assert transport.send("write", method, method, url, token="t", **extra).ok  # type: ignore[arg-type]
     assert prepared == []  # every one of them went the direct way
+    sent = transport.send("read", "GET", "GET", f"{recorder}/x?a=1", params={"b": "2 3"})
+    assert sent.url == f"{recorder}/x?a=1&b=2+3"  # the URL asked, as requests names it
+    _Recorder.seen.pop()
     direct = list(_Recorder.seen)
     _Recorder.seen.clear()
 

@@ -160,6 +160,8 @@ class ResolvedSession(requests.Session):
         query = "&".join(q for q in (parts.query, urlencode(params) if params else "") if q)
         if query:
             target = f"{target}?{query}"
+        if params:
+            url = f"{parts.scheme}://{parts.netloc}{target}"
         sent = {**self.headers, **(headers or {})}
         body: bytes | None = None
         if json is not None:
