@@ -389,8 +389,12 @@ def test_the_direct_path_sends_what_requests_would_send(
     assert direct == _Recorder.seen
     _Recorder.seen.clear()
 
-    # A URL requests would re-quote is prepared by requests, and arrives as it would.
-    odd = f"{recorder}/lists/L 1/contacts/ü"
-    assert transport.send("write", "DELETE", "DELETE", odd, token="t").ok
-    assert prepared == [odd]
-    assert _Recorder.seen[0][0] == "DELETE /lists/L%201/contacts/%C3%BC HTTP/1.1"
+    # URLs requests would re-quote are prepared by requests, and arrive as they would.
+    for odd, line in [
+        (f"{recorder}/lists/L 1/contacts/ü", "/lists/L%201/contacts/%C3%BC"),
+        (f"{recorder}/lists/L1/contacts/50%off", "/lists/L1/contacts/50%25off"),
+    ]:
+        _Recorder.seen.clear()
+        assert transport.send("write", "DELETE", "DELETE", odd, token="t").ok
+        assert prepared[-1] == odd
+        assert _Recorder.seen[0][0] == f"DELETE {line} HTTP/1.1"
