@@ -34,7 +34,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cxsweep.platforms import http  # noqa: E402
+from cxsweep.platforms import http, http_session  # noqa: E402
 from cxsweep.settings import load_settings  # noqa: E402
 
 SERVER = textwrap.dedent(
@@ -88,7 +88,7 @@ def main() -> int:
         assert server.stdout is not None
         base = f"http://127.0.0.1:{server.stdout.readline().strip()}/lists/L1/contacts/c"
         settings = load_settings({"CXSWEEP_ENV_FILE": "/dev/null"})
-        transport = http.Transport(settings, session=http.ResolvedSession(4))
+        transport = http.Transport(settings, session=http_session.ResolvedSession(4))
         plain = requests.Session()
         headers = {"Accept": "application/json", "Authorization": "Bearer bench"}
 
@@ -97,12 +97,12 @@ def main() -> int:
             assert answer.status_code == 200
 
         def prepared(i: int) -> None:
-            real = http._direct_ok
-            http._direct_ok = lambda url, kwargs: False  # type: ignore[assignment]
+            real = http_session._direct_ok
+            http_session._direct_ok = lambda url, kwargs: False  # type: ignore[assignment]
             try:
                 direct(i)
             finally:
-                http._direct_ok = real
+                http_session._direct_ok = real
 
         def original(i: int) -> None:
             answer = plain.request("DELETE", f"{base}{i}", headers=headers, timeout=60)

@@ -27,7 +27,8 @@ from cxsweep.errors import (
     SettingsError,
     TlsRefused,
 )
-from cxsweep.platforms.http import ResolvedSession, Transport, parse_json, raise_for_status
+from cxsweep.platforms.http import Transport, parse_json, raise_for_status
+from cxsweep.platforms.http_session import ResolvedSession
 from cxsweep.runs import webhook
 from cxsweep.settings import Secret, get_settings, load_settings
 
