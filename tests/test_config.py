@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from console.demo import stop_workers, worker_command
 from workers import app, config
@@ -107,3 +110,19 @@ def test_flower_enables_task_events_on_running_workers(tmp_path: Path) -> None:
     finally:
         stop_workers([worker])
         log.close()
+
+
+def test_a_worker_shortens_the_gil_switch_interval() -> None:
+    """Set as the worker starts (``worker_init``), before any task runs."""
+    from celery.signals import worker_init
+
+    from workers import _signals
+
+    before = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        worker_init.send(sender=None)
+        assert sys.getswitchinterval() == pytest.approx(_signals.GIL_SWITCH_SECONDS)
+        assert _signals.GIL_SWITCH_SECONDS < 0.005
+    finally:
+        sys.setswitchinterval(before)
