@@ -28,6 +28,7 @@ from cxsweep.platforms.factory import make_backend
 from cxsweep.redisconn import get_redis
 from cxsweep.runs import keys
 from cxsweep.runs.latency import RequestTally
+from cxsweep.runs.pages import PagesAhead
 from cxsweep.runs.store import ListLock, RunStore
 from cxsweep.settings import Settings, get_settings
 from tasks.results import Failure
@@ -181,6 +182,15 @@ def api_backend(
     finally:
         _counting.counts = outer
         counts.flush()
+
+
+def pages_ahead(backend: Backend, list_id: str) -> PagesAhead:
+    """The step's reader of ``list_id``'s pages, the next one read ahead where that pays
+    (``Backend.read_ahead``), its requests counted in this step."""
+    return PagesAhead(
+        counted_in_this_step(functools.partial(backend.read_page, list_id)),
+        enabled=backend.read_ahead and not backend.parallel_pages,
+    )
 
 
 def counted_in_this_step(call: Callable[P, R]) -> Callable[P, R]:

@@ -13,7 +13,6 @@ results are ids and small counts.
 from __future__ import annotations
 
 import time
-from functools import partial
 from typing import Any
 
 from celery import chord, shared_task
@@ -27,10 +26,10 @@ from tasks._deps import (
     ApiTask,
     api_backend,
     backoff_seconds,
-    counted_in_this_step,
     directive_for,
     fail_run,
     keep_lock,
+    pages_ahead,
     run_store,
     sanitizer_for,
     settings,
@@ -109,10 +108,7 @@ def fetch_page(
     # time (``CONTACTS_PER_SANITIZE``), and whatever is left when the loop ends.
     unsanitized: list[int] = []
     unsanitized_contacts = 0
-    with api_backend(store) as backend, pages.PagesAhead(
-        counted_in_this_step(partial(backend.read_page, list_id)),
-        enabled=backend.read_ahead and not backend.parallel_pages,
-    ) as ahead:
+    with api_backend(store) as backend, pages_ahead(backend, list_id) as ahead:
         # ``ahead``: the next page is asked for as soon as its cursor is known, while this
         # one is stored and handed on (it is read only when this task would read it).
         while True:
@@ -137,10 +133,7 @@ def fetch_page(
                 earlier = store.note_cursor(page_no + 1, following)
                 if earlier is not None:
                     return fail_run(store, pages.looping_cursor(page_no, earlier), page=page_no)
-            reads_on = bool(following) and (
-                read + 1 < pages.PAGES_PER_TASK
-                and time.monotonic() - started <= pages.SECONDS_PER_TASK
-            )
+            reads_on = bool(following) and pages.task_reads_another(read + 1, started)
             # The back pressure for the next page, checked before it is asked for: this
             # page is not counted as read yet.
             waits = reads_on and _reading_waits(store, ahead_by=1)

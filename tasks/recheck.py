@@ -10,7 +10,6 @@ plan removes nothing). ``tasks.write.list_verified`` then sends what is left, in
 from __future__ import annotations
 
 import time
-from functools import partial
 
 from celery import shared_task
 
@@ -22,9 +21,9 @@ from tasks._deps import (
     ApiTask,
     api_backend,
     backoff_seconds,
-    counted_in_this_step,
     fail_run,
     keep_lock,
+    pages_ahead,
     run_store,
     settings,
 )
@@ -44,9 +43,7 @@ def recheck_list(self: ApiTask, run_id: str, kind: str, page_no: int) -> Reread 
     # Paging that never ends (a cursor that loops) must not read forever.
     most = 2 * store.counts().get(keys.PAGES_READ, 0) + 2
     started, first, still_present = time.monotonic(), page_no, []
-    with api_backend(store, tag=kind) as backend, pages.PagesAhead(
-        counted_in_this_step(partial(backend.read_page, list_id)), enabled=backend.read_ahead
-    ) as ahead:
+    with api_backend(store, tag=kind) as backend, pages_ahead(backend, list_id) as ahead:
         while True:
             cursor, size = store.pass_cursor(kind, page_no)
             if page_no >= most or (page_no and cursor is None):
@@ -66,10 +63,7 @@ def recheck_list(self: ApiTask, run_id: str, kind: str, page_no: int) -> Reread 
             following = pages.following_cursor(backend, list_id, page_no, page, size)
             # Decided before this page is judged: whether this task reads the next one
             # too, which is then asked for at once (``PagesAhead``).
-            reads_on = bool(following) and (
-                page_no + 1 - first < pages.PAGES_PER_TASK
-                and time.monotonic() - started <= pages.SECONDS_PER_TASK
-            )
+            reads_on = bool(following) and pages.task_reads_another(page_no + 1 - first, started)
             if reads_on and page_no + 1 < most:
                 ahead.start(following)
             if kind == "verify":

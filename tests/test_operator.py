@@ -64,6 +64,7 @@ def test_every_numeric_setting_is_finite_and_in_range(name: str, value: str) -> 
 
 
 def test_numeric_settings_in_range_still_load() -> None:
+    # Values parsed, nothing built: no limiter or metrics server is switched off here.
     settings = load_settings(
         {"CXSWEEP_ENV_FILE": os.devnull, "CXSWEEP_RATE_LIMIT": "2.5", "CXSWEEP_METRICS_PORT": "0"}
     )

@@ -16,11 +16,14 @@ from cxsweep.platforms.base import Page
 from cxsweep.platforms.factory import make_backend
 from cxsweep.runs.model import PlanEntry
 from cxsweep.runs.pages import (
+    PAGES_PER_TASK,
+    SECONDS_PER_TASK,
     PagesAhead,
     following_cursor,
     looping_cursor,
     page_count,
     recheck_states,
+    task_reads_another,
 )
 from cxsweep.runs.store import RunStore
 from cxsweep.settings import get_settings
@@ -174,3 +177,10 @@ def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.01)
     return check()
+
+
+def test_a_read_task_reads_on_within_its_page_and_time_budget() -> None:
+    now = time.monotonic()
+    assert task_reads_another(1, now)
+    assert not task_reads_another(PAGES_PER_TASK, now)
+    assert not task_reads_another(1, now - SECONDS_PER_TASK - 0.5)

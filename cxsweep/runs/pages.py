@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -18,6 +19,12 @@ from cxsweep.runs.store import RunStore
 # for minutes and a crash re-reads little), and how long at most.
 PAGES_PER_TASK = 10
 SECONDS_PER_TASK = 2.0
+
+
+def task_reads_another(pages_read: int, started: float) -> bool:
+    """Whether a read task that has read ``pages_read`` pages since ``started``
+    (``time.monotonic``) reads the next one too, or hands the rest to a fresh task."""
+    return pages_read < PAGES_PER_TASK and time.monotonic() - started <= SECONDS_PER_TASK
 
 
 def looping_cursor(page_no: int, earlier: int) -> str:
