@@ -1145,7 +1145,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--cpu-concurrency", type=int, default=1, help="prefork children")
     parser.add_argument(
-        "--rate-burst", type=int, default=0, help="CXSWEEP_RATE_BURST (0: one second's worth)"
+        "--rate-burst",
+        type=int,
+        default=0,
+        help="CXSWEEP_RATE_BURST (0: the shipped default, half a second's worth)",
     )
     parser.add_argument("--no-baseline", action="store_true", help="run cxsweep only")
     parser.add_argument("--sizes", help="scale scenario: comma-separated N (overrides defaults)")
