@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import cast
 
 import redis
 import requests
@@ -115,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         run_id = launch.start_run(launch.settings_for_run(), LIST_ID, dry_run=False)
         store = RunStore(client, run_id)
         while True:
-            status, record = client.hmget(store.meta_key, ["status", "record"])
+            found = client.hmget(store.meta_key, ["status", "record"])
+            status, record = cast(list[bytes | None], found)
             if status is not None and status.decode() in FINAL and record:
                 break
             time.sleep(0.2)

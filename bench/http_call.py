@@ -98,7 +98,7 @@ def main() -> int:
 
         def prepared(i: int) -> None:
             real = http_session._direct_ok
-            http_session._direct_ok = lambda url, kwargs: False  # type: ignore[assignment]
+            http_session._direct_ok = lambda url, kwargs: False
             try:
                 direct(i)
             finally:

@@ -50,7 +50,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psutil
 import redis
@@ -665,7 +665,7 @@ class Bench:
             sweep_id: str | None = None
             while True:
                 if sweep_id is None:
-                    found = self.redis.zrange(SWEEP_INDEX, 0, -1)
+                    found = cast(list[bytes], self.redis.zrange(SWEEP_INDEX, 0, -1))
                     sweep_id = found[0].decode() if found else None
                 if sweep_id is not None:
                     sweep = SweepStore(self.redis, sweep_id)
@@ -772,11 +772,12 @@ class Bench:
             while proc.poll() is None:
                 now = time.time()
                 if store is None:
-                    newest = self.redis.zrange(RUN_INDEX, -1, -1)
+                    newest = cast(list[bytes], self.redis.zrange(RUN_INDEX, -1, -1))
                     if newest:
                         store = RunStore(self.redis, newest[0].decode())
                 else:
-                    (status,) = self.redis.hmget(store.meta_key, ["status"])
+                    found_status = self.redis.hmget(store.meta_key, ["status"])
+                    (status,) = cast(list[bytes | None], found_status)
                     pages = self.redis.hget(store.counts_key, keys.PAGES_READ)
                     if pages and "first_page" not in marks:
                         marks["first_page"] = now

@@ -235,7 +235,8 @@ def make_stack(
         broker_url = _amqp.make_vhost(work_dir.name[:40])
     config = SimConfig(clients={CLIENT_ID: CLIENT_SECRET}, **sim_config)
     server = LocalRedis(directory=str(work_dir / "redis"), persist=persist).start()
-    sim = RecordingSimulator(config).start()
+    sim = RecordingSimulator(config)
+    sim.start()
     stack = Stack(work_dir=work_dir, redis_server=server, sim=sim, broker_url=broker_url)
     try:
         yield stack

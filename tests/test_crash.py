@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -78,7 +78,7 @@ def reference_run(stack: Stack, list_id: str) -> dict[str, Any]:
 
 
 def run_id_of(stack: Stack, list_id: str) -> str:
-    for raw in stack.redis.zrange("cxsweep:runs", 0, -1):
+    for raw in cast(list[bytes], stack.redis.zrange("cxsweep:runs", 0, -1)):
         run_id = raw.decode()
         if stack.redis.hget(f"cxsweep:run:{run_id}:meta", "list_id") == list_id.encode():
             return run_id

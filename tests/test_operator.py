@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import cast
 
 import pytest
 import requests
@@ -124,7 +125,8 @@ def test_cancel_stops_a_long_run_mid_write(tmp_path: Path) -> None:
         stack.start_worker("cancel", pool="threads")
         runner = stack.run_cli("long-list")
         assert wait_until(lambda: len(stack.sim.deleted_ids) >= 5, timeout=120, interval=0.05)
-        (run_id,) = [raw.decode() for raw in stack.redis.zrange("cxsweep:runs", 0, -1)]
+        runs = cast(list[bytes], stack.redis.zrange("cxsweep:runs", 0, -1))
+        (run_id,) = [raw.decode() for raw in runs]
 
         runner.send_signal(signal.SIGINT)
         code, _, err = finish(runner, timeout=30)
@@ -460,7 +462,8 @@ def test_cancel_while_reading_stops_reading_and_writes_nothing(tmp_path: Path) -
         runner = stack.run_cli("read-list")
 
         def run_ids() -> list[str]:
-            return [raw.decode() for raw in stack.redis.zrange("cxsweep:runs", 0, -1)]
+            runs = cast(list[bytes], stack.redis.zrange("cxsweep:runs", 0, -1))
+            return [raw.decode() for raw in runs]
 
         assert wait_until(
             lambda: any(

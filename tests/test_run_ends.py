@@ -12,7 +12,7 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -216,7 +216,7 @@ def test_a_wave_callback_delivered_again_writes_nothing_twice(
         second, _ = writes.wave(store, backend, end, 2)
         assert len(chunks) == 2 and second
         first_wave = [{"ok": True, "kind": k, "chunk": i, "failed": 0} for k, i in chunks]
-        sender = store.redis.get(store.keys.claim(f"wave:{end}"))
+        sender = cast(bytes | None, store.redis.get(store.keys.claim(f"wave:{end}")))
         assert sender is not None
 
         # A twin (the first wave's chord sent twice: another callback id) is turned away.

@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -129,7 +129,7 @@ schedule = "15 4 * * 1-5"
         assert run["list_id"] == list_id
     # Each list was run exactly once, and none of the skipped ones ran at all.
     ran: dict[str, int] = {}
-    for raw in redis_client.zrangebyscore(RUN_INDEX, started_at - 1, "+inf"):
+    for raw in cast(list[bytes], redis_client.zrangebyscore(RUN_INDEX, started_at - 1, "+inf")):
         list_id = RunStore(redis_client, raw.decode()).meta().get("list_id", "")
         if list_id.startswith(prefix):
             ran[list_id] = ran.get(list_id, 0) + 1

@@ -15,7 +15,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -109,7 +109,9 @@ def test_a_full_run_logs_no_secret_token_or_number(
     assert leaks(wire, secrets) == []
     # And every result stored for a task of this run.
     ids = [m["headers"].get("id") for m in published if m["headers"].get("id")]
-    results = [redis_client.get(f"celery-task-meta-{task_id}") for task_id in ids]
+    results = [
+        cast(bytes | None, redis_client.get(f"celery-task-meta-{task_id}")) for task_id in ids
+    ]
     stored = b"\n".join(r for r in results if r)
     assert stored, "no task result stored"
     assert leaks(stored.decode(errors="replace"), secrets) == []
@@ -160,7 +162,7 @@ def test_a_worker_process_at_debug_leaks_nothing(stack: Stack) -> None:
         name = key.decode()
         if name.startswith("cxsweep:token:"):
             continue
-        kind = client.type(key).decode()
+        kind = cast(bytes, client.type(key)).decode()
         if kind == "string":
             values = [client.get(key) or b""]
         elif kind == "hash":
@@ -170,7 +172,8 @@ def test_a_worker_process_at_debug_leaks_nothing(stack: Stack) -> None:
         elif kind in ("set",):
             values = list(client.smembers(key))
         elif kind == "zset":
-            values = [m for m, _ in client.zrange(key, 0, -1, withscores=True)]
+            scored = cast(list[tuple[bytes, float]], client.zrange(key, 0, -1, withscores=True))
+            values = [m for m, _ in scored]
         else:
             values = []
         text = b"\n".join(v if isinstance(v, bytes) else str(v).encode() for v in values)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ import redis
 
 from cxsweep.errors import CxsweepError, RetryableApiError
 from cxsweep.phone.numbers import Directive, Sanitizer
-from cxsweep.platforms.base import Backend, WriteOutcome
+from cxsweep.platforms.base import Backend, Change, WriteOutcome
 from cxsweep.platforms.factory import make_backend
 from cxsweep.runs import keys
 from cxsweep.runs.latency import RequestTally
@@ -48,8 +49,13 @@ def new_store(client: redis.Redis, list_id: str = "") -> RunStore:
 def test_guarded_sends_nothing_without_the_lock(redis_client: redis.Redis) -> None:
     store = new_store(redis_client)
     sent: list[int] = []
+
+    def send() -> WriteOutcome:
+        sent.append(1)
+        return WriteOutcome()
+
     with pytest.raises(WriteStopped, match="lost the lock"):
-        guarded(store, store.meta()["list_id"], "w", 3, lambda: sent.append(1) or WriteOutcome())
+        guarded(store, store.meta()["list_id"], "w", 3, send)
     assert sent == []
 
 
@@ -241,7 +247,7 @@ def test_an_update_chunk_sends_a_request_per_batch_and_counts_what_it_wrote(
     """An update task of several requests: a server error mid-chunk sends the whole chunk
     again (the same values), counted once; a run stopped mid-chunk counts what was sent."""
     backend = make_backend(get_settings(), redis_client)
-    backend.update_batch_size = 2  # type: ignore[misc] # three requests for a chunk of five
+    backend.update_batch_size = 2  # three requests for a chunk of five
     store = fixes_run(redis_client, simulator, backend, 5)
     store.fix_task_sizes(10, 6)
     list_id = store.meta()["list_id"]
@@ -262,8 +268,8 @@ def test_an_update_chunk_sends_a_request_per_batch_and_counts_what_it_wrote(
     list_id = store.meta()["list_id"]
     sent = backend.update_contacts
 
-    def cancelled_after_one(*args: Any) -> WriteOutcome:
-        outcome = sent(*args)
+    def cancelled_after_one(list_id: str, changes: Sequence[Change]) -> WriteOutcome:
+        outcome = sent(list_id, changes)
         store.cancel("an operator")
         return outcome
 
