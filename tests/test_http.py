@@ -27,7 +27,13 @@ from cxsweep.errors import (
     SettingsError,
     TlsRefused,
 )
-from cxsweep.platforms.http import Transport, parse_json, raise_for_status
+from cxsweep.platforms import http_curl
+from cxsweep.platforms.http import (
+    Transport,
+    bearer_token_problem,
+    parse_json,
+    raise_for_status,
+)
 from cxsweep.platforms.http_session import ResolvedSession
 from cxsweep.runs import webhook
 from cxsweep.settings import Secret, get_settings, load_settings
@@ -363,9 +369,19 @@ def test_the_direct_path_sends_what_requests_would_send(
         return real_prepared(self, method, url, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(ResolvedSession, "_send_prepared", spy)
+    over_curl: list[str] = []
+    real_curl = http_curl.send
+
+    def curl_spy(method: str, url: str, *args: object, **kwargs: object) -> object:
+        over_curl.append(url)
+        return real_curl(method, url, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(http_curl, "send", curl_spy)
     for method, url, extra in calls:
         assert transport.send("write", method, method, url, token="t", **extra).ok  # type: ignore[arg-type]
     assert prepared == []  # every one of them went the direct way
+    # ... over libcurl where it is installed (it is a dependency: everywhere we ship).
+    assert len(over_curl) == (len(calls) if http_curl.available() else 0)
     sent = transport.send("read", "GET", "GET", f"{recorder}/x?a=1", params={"b": "2 3"})
     assert sent.url == f"{recorder}/x?a=1&b=2+3"  # the URL asked, as requests names it
     _Recorder.seen.pop()
@@ -399,3 +415,146 @@ def test_the_direct_path_sends_what_requests_would_send(
         assert transport.send("write", "DELETE", "DELETE", odd, token="t").ok
         assert prepared[-1] == odd
         assert _Recorder.seen[0][0] == f"DELETE {line} HTTP/1.1"
+
+
+class _Misbehaving(http.server.BaseHTTPRequestHandler):
+    """``/endless``: a chunked answer that never ends; ``/stall``: headers, then nothing."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        if self.path == "/endless":
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            chunk = b"[" * 65536
+            with contextlib.suppress(OSError):
+                while True:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        else:
+            # Some of the answer (libcurl's own low-speed check averages over seconds:
+            # after data moved it would notice the stall late), then nothing.
+            self.send_header("Content-Length", str(1 << 20))
+            self.end_headers()
+            self.wfile.write(b"[" * 40_000)
+            self.wfile.flush()
+            time.sleep(30)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def misbehaving() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Misbehaving)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_endless_answer_stops_at_the_cap(misbehaving: str) -> None:
+    """The answer is read where it is received (libcurl), at most the cap and a byte:
+    an answer that never ends fails the call at once instead of filling the worker."""
+    settings = load_settings(
+        {"CXSWEEP_ENV_FILE": "/dev/null", "CXSWEEP_MAX_RESPONSE_BYTES": "200000"}
+    )
+    transport = Transport(settings, session=ResolvedSession(2))
+    raised: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            transport.send("read", "GET /endless", "GET", f"{misbehaving}/endless")
+        except BaseException as exc:  # looked at below
+            raised.append(exc)
+
+    # In a thread: without the cap the call would read for ever, and this test would hang.
+    reader = threading.Thread(target=call, daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    assert not reader.is_alive(), "the endless answer was still being read after 10 s"
+    assert len(raised) == 1 and isinstance(raised[0], MalformedResponse)
+    assert "exceeds the 200000 byte cap" in str(raised[0])
+
+
+def test_an_answer_that_stalls_times_out(misbehaving: str) -> None:
+    """A read time-out is a stall that long (libcurl counts whole seconds), retryable."""
+    settings = load_settings({"CXSWEEP_ENV_FILE": "/dev/null", "CXSWEEP_READ_TIMEOUT": "1"})
+    transport = Transport(settings, session=ResolvedSession(2))
+    started = time.monotonic()
+    with pytest.raises(RetryableApiError, match="timed out"):
+        transport.send("read", "GET /stall", "GET", f"{misbehaving}/stall")
+    assert time.monotonic() - started < 3.5
+
+
+class _DropsWrites(http.server.BaseHTTPRequestHandler):
+    """Answers GETs (keep-alive); reads a DELETE whole, counts it, and closes the
+    connection without an answer: the server had it, the client never hears."""
+
+    protocol_version = "HTTP/1.1"
+    deletes = 0
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def do_DELETE(self) -> None:
+        type(self).deletes += 1
+        self.close_connection = True
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_write_is_sent_once_when_its_answer_is_lost() -> None:
+    """libcurl would send the DELETE again on a new connection by itself (the kept one
+    broke before an answer): a second write behind one permit. It is sent once, and the
+    call fails as urllib3's does; a retry is the task's, with a new permit."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _DropsWrites)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        transport = Transport(
+            load_settings({"CXSWEEP_ENV_FILE": "/dev/null"}), session=ResolvedSession(2)
+        )
+        for _ in range(3):  # a kept connection, as between a task's calls
+            assert transport.send("read", "GET /", "GET", f"{base}/").ok
+        with pytest.raises(RetryableApiError, match="connection failed"):
+            transport.send("write", "DELETE /c/1", "DELETE", f"{base}/c/1", token="t")
+        assert _DropsWrites.deletes == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_header_with_a_line_break_is_not_sent(recorder: str) -> None:
+    """A token is the platform's: one holding a line break would add headers, or a whole
+    second request, to ours. Refused before anything is sent, without showing it."""
+    _Recorder.seen.clear()
+    transport = Transport(
+        load_settings({"CXSWEEP_ENV_FILE": "/dev/null"}), session=ResolvedSession(2)
+    )
+    smuggled = "abc\r\nContent-Length: 0\r\n\r\nDELETE /c/victim HTTP/1.1\r\nX: y"
+    with pytest.raises(RetryableApiError) as refused:
+        transport.send("read", "GET /lists", "GET", f"{recorder}/lists", token=smuggled)
+    assert "victim" not in str(refused.value) and "abc" not in str(refused.value)
+    assert _Recorder.seen == []
+
+
+@pytest.mark.parametrize(
+    ("token", "problem"),
+    [
+        ("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln-_~+/==", None),
+        ("abc\r\nX-Evil: 1", "characters a bearer token may not"),
+        ("abc def", "characters a bearer token may not"),
+        ("", "no access_token"),
+        (12345, "no access_token"),
+    ],
+)
+def test_a_granted_token_must_be_a_bearer_token(token: object, problem: str | None) -> None:
+    found = bearer_token_problem(token)
+    assert (found is None) if problem is None else (problem in str(found))

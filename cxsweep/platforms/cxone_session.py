@@ -33,6 +33,7 @@ from cxsweep.errors import (
 from cxsweep.platforms.http import (
     ResponseObserver,
     Transport,
+    bearer_token_problem,
     error_field,
     origin_of,
     parse_json,
@@ -280,8 +281,9 @@ class CxoneSession:
             raise MalformedResponse(f"{call}: answer is not a JSON object")
         token = body.get("access_token")
         expires_in = body.get("expires_in", DEFAULT_EXPIRES_IN)
-        if not isinstance(token, str) or not token:
-            raise MalformedResponse(f"{call}: answer has no access_token")
+        problem = bearer_token_problem(token)
+        if problem is not None or not isinstance(token, str):
+            raise MalformedResponse(f"{call}: {problem}")
         if isinstance(expires_in, str) and expires_in.isdigit():
             expires_in = int(expires_in)
         if (

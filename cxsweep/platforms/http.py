@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import re
 import ssl
 import time
 from collections.abc import Callable, Mapping
@@ -26,7 +27,8 @@ from cxsweep.errors import (
     RetryableApiError,
     TlsRefused,
 )
-from cxsweep.platforms.http_session import shared_session
+from cxsweep.platforms.http_curl import BodyTooLarge
+from cxsweep.platforms.http_session import ResolvedSession, shared_session
 from cxsweep.platforms.ratelimit import RateLimiter
 from cxsweep.settings import Settings
 
@@ -37,6 +39,7 @@ ResponseObserver = Callable[[str, int | None, float], None]
 
 # Calls that take the shared rate's first free moment (``RateLimiter.acquire``).
 PRIORITY_KINDS = frozenset({"read"})
+
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
@@ -134,6 +137,21 @@ def _root_cause(exc: BaseException) -> BaseException:
     return exc
 
 
+# RFC 6750's b64token: what a bearer token may hold. Anything else (a line break above
+# all) would be sent inside our Authorization header.
+_BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
+def bearer_token_problem(token: object) -> str | None:
+    """Why a granted access token cannot be sent as a bearer token (None: it can). The
+    reason never shows the token."""
+    if not isinstance(token, str) or not token:
+        return "answer has no access_token"
+    if _BEARER_TOKEN.fullmatch(token) is None:
+        return "access_token holds characters a bearer token may not (RFC 6750)"
+    return None
+
+
 def short(exc: Exception, url: str = "") -> str:
     """What failed and where, in a few words: ``ConnectionRefusedError from
     127.0.0.1:9: Connection refused``, rather than the head of urllib3's nested repr."""
@@ -226,6 +244,7 @@ class Transport:
         self.max_bytes = settings.max_response_bytes
         self.insecure_hosts = settings.tls_insecure_hosts
         self.timeout = (settings.connect_timeout, settings.read_timeout)
+        self._ours = isinstance(self.session, ResolvedSession)
 
     def send(
         self,
@@ -249,6 +268,10 @@ class Transport:
         headers = {"Accept": "application/json"}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
+        # Our own session reads a plain call's answer itself, capped (over libcurl).
+        read_here: dict[str, Any] = (
+            {"response_cap": self.max_bytes} if not stream and self._ours else {}
+        )
         started = time.perf_counter()
         status: int | None = None
         try:
@@ -266,6 +289,7 @@ class Transport:
                 # raise_for_status), so a DELETE never lands on another host.
                 allow_redirects=False,
                 verify=(urlsplit(url).hostname or "").lower() not in self.insecure_hosts,
+                **read_here,
             )
             status = response.status_code
             if stream and status < 300:
@@ -275,6 +299,8 @@ class Transport:
             if status == 429 and self.limiter is not None:
                 self.limiter.penalize(parse_retry_after(response.headers.get("Retry-After")))
             return response
+        except BodyTooLarge as exc:
+            raise MalformedResponse(f"{call}: {exc}") from None
         except requests.exceptions.SSLError as exc:
             if not certificate_refused(exc):
                 raise RetryableApiError(f"{call}: TLS failed ({short(exc, url)})") from None
@@ -323,6 +349,11 @@ class Transport:
 
     def _read_capped(self, call: str, response: requests.Response) -> bytes:
         cap = self.max_bytes
+        if getattr(response, "_content_consumed", False) and isinstance(response._content, bytes):
+            # Read already (libcurl, at most cap + 1 bytes): only the cap to check.
+            if len(response._content) > cap:
+                raise MalformedResponse(f"{call}: answer exceeds the {cap} byte cap")
+            return response._content
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > cap:
             response.close()

@@ -1,6 +1,9 @@
 """The process's pooled HTTP session: the operator's environment read once, and our
 common calls sent to urllib3's pool without requests' per-call preparation.
 
+A common call whose answer the transport reads at once (``response_cap``) goes over
+libcurl instead (``http_curl``): the same request, sent once, at a fraction of the CPU.
+
 Kept for operators: ``HTTP(S)_PROXY``/``ALL_PROXY`` with ``NO_PROXY`` (decided once per
 origin), and ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` (else certifi's) as the
 certificates that verify. What the session sends is what requests would send
@@ -23,6 +26,8 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from requests.utils import DEFAULT_CA_BUNDLE_PATH, get_encoding_from_headers, should_bypass_proxies
+
+from cxsweep.platforms import http_curl
 
 _sessions: dict[tuple[int, int], requests.Session] = {}
 _sessions_lock = threading.Lock()
@@ -98,12 +103,15 @@ class ResolvedSession(requests.Session):
         return found
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        """requests' ``Session.request``; ``response_cap`` (ours: the answer is read here,
+        at most that many bytes and one) lets a plain call go over libcurl."""
+        response_cap = kwargs.pop("response_cap", None)
         if kwargs.get("proxies") is None:
             kwargs["proxies"] = self.proxies_for(url if isinstance(url, str) else url.decode())
         if args or kwargs.get("allow_redirects", True) or not _FAST_KEYS.issuperset(kwargs):
             return super().request(method, url, *args, **kwargs)
         if _direct_ok(str(url), kwargs):
-            return self._send_direct(str(method), str(url), **kwargs)
+            return self._send_direct(str(method), str(url), response_cap=response_cap, **kwargs)
         return self._send_prepared(str(method), str(url), **kwargs)
 
     def _send_direct(
@@ -117,13 +125,16 @@ class ResolvedSession(requests.Session):
         json: Any = None,
         timeout: tuple[float, float],
         verify: bool = True,
+        response_cap: int | None = None,
         **_unused: Any,
     ) -> requests.Response:
         """Our common call (no proxy, no Basic auth, no form, a plain URL) handed to the
         adapter's urllib3 pool as the adapter would hand it, without preparing a
         ``PreparedRequest`` or building the response through the cookie jar: a third of
         a DELETE's CPU (bench/PROFILE.md). Same pool, same TLS settings, same timeouts,
-        same errors as ``HTTPAdapter.send``; anything unusual takes ``_send_prepared``."""
+        same errors as ``HTTPAdapter.send``; anything unusual takes ``_send_prepared``.
+        With ``response_cap`` (the answer read here, capped) it goes over libcurl, with
+        the adapter's CA bundle (``http_curl.send``)."""
         parts = urlsplit(url)
         adapter = self.adapter
         key = (parts.scheme, parts.netloc, verify)
@@ -149,6 +160,25 @@ class ResolvedSession(requests.Session):
             sent["Content-Length"] = str(len(body))
         elif method not in ("GET", "HEAD"):
             sent["Content-Length"] = "0"
+        if (
+            response_cap is not None
+            and http_curl.available()
+            and adapter.ca_found
+            and not (body is not None and method in ("GET", "HEAD"))
+        ):
+            # Answer read here, capped: over libcurl, at a fraction of urllib3's CPU, sent
+            # once as urllib3 sends it (http_curl).
+            return http_curl.send(
+                method,
+                url,
+                sent,
+                body,
+                timeout=timeout,
+                verify=verify,
+                ca_bundle=adapter.ca_bundle,
+                ca_is_dir=adapter.ca_is_dir,
+                cap=response_cap,
+            )
         try:
             pool = adapter.poolmanager.connection_from_host(**host_params, pool_kwargs=pool_kwargs)
             adapter.cert_verify(pool, url, verify, None)
@@ -248,9 +278,7 @@ def _direct_ok(url: str, kwargs: Mapping[str, Any]) -> bool:
             not params
             or (
                 isinstance(params, Mapping)
-                and all(
-                    isinstance(k, str) and type(v) in _PLAIN_PARAM for k, v in params.items()
-                )
+                and all(isinstance(k, str) and type(v) in _PLAIN_PARAM for k, v in params.items())
             )
         )
         and _PLAIN_URL.fullmatch(url) is not None

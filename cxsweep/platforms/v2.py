@@ -21,6 +21,7 @@ from cxsweep.platforms.base import Change, Page, WriteOutcome, contact_id_proble
 from cxsweep.platforms.http import (
     ResponseObserver,
     Transport,
+    bearer_token_problem,
     error_field,
     parse_json,
     path_of,
@@ -95,8 +96,9 @@ class V2Client:
         body = parse_json(call, response)
         token = body.get("access_token") if isinstance(body, dict) else None
         expires_in = body.get("expires_in", 1800) if isinstance(body, dict) else None
-        if not isinstance(token, str) or not token:
-            raise MalformedResponse(f"{call}: answer has no access_token")
+        problem = bearer_token_problem(token)
+        if problem is not None or not isinstance(token, str):
+            raise MalformedResponse(f"{call}: {problem}")
         if not isinstance(expires_in, int | float) or expires_in <= 0:
             raise MalformedResponse(f"{call}: expires_in is not a positive number")
         return token, float(expires_in)
