@@ -558,3 +558,30 @@ def test_a_header_with_a_line_break_is_not_sent(recorder: str) -> None:
 def test_a_granted_token_must_be_a_bearer_token(token: object, problem: str | None) -> None:
     found = bearer_token_problem(token)
     assert (found is None) if problem is None else (problem in str(found))
+
+
+class _TimeUp(Exception):
+    pass
+
+
+def test_a_time_limit_met_during_a_call_is_raised_not_retried(misbehaving: str) -> None:
+    """Celery's soft time limit is an exception raised by a signal handler wherever the
+    task is: met inside a call (in libcurl's callbacks) it must come out as itself, not
+    as a connection error the task would retry."""
+    import signal
+
+    def time_up(*_: object) -> None:
+        raise _TimeUp
+
+    settings = load_settings({"CXSWEEP_ENV_FILE": "/dev/null", "CXSWEEP_READ_TIMEOUT": "20"})
+    transport = Transport(settings, session=ResolvedSession(2))
+    previous = signal.signal(signal.SIGALRM, time_up)
+    started = time.monotonic()
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.5)
+        with pytest.raises(_TimeUp):
+            transport.send("read", "GET /stall", "GET", f"{misbehaving}/stall")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert time.monotonic() - started < 5

@@ -25,13 +25,16 @@ and urllib3 did for them is done as they did it, and checked (tests/test_http.py
   well) unless ``verify`` is False; a certificate that does not verify is an
   ``ssl.SSLCertVerificationError`` inside requests' ``SSLError``, as with urllib3, so
   ``certificate_refused`` tells it from a handshake cut short;
-- the connect time-out as given; the read time-out as no byte moving for that long
-  (checked by the progress callback, at least once a second); no redirect followed; no
-  proxy from the environment (the session decided there is none for this origin);
+- the connect time-out as given; the read time-out as no byte moving for that long,
+  counted from the request's send (checked by the progress callback, which libcurl
+  calls about once a second when nothing arrives: a stall is noticed up to ~1 s after
+  the read time-out); no redirect followed; no proxy from the environment (the session
+  decided there is none for this origin);
 - the answer's body read at most ``cap + 1`` bytes: an endless answer cannot fill the
   worker's memory (the transport then refuses it, as before);
-- an exception raised in the worker's thread during the call (Celery's soft time limit)
-  stops it within a second and is raised again after it.
+- an exception a signal handler raises during the call (Celery's soft time limit,
+  Ctrl-C) stops it within about a second and is raised again after it, not turned into
+  a connection error that the task would retry.
 
 A connection is kept per thread (a pycurl handle is not shared between threads), made
 anew in a forked child. Every handle stays referenced for the process's life: a child
@@ -44,6 +47,7 @@ import io
 import os
 import select
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -114,11 +118,17 @@ def send(
     # As urllib3 checks before it reuses a connection: one the server closed while it was
     # idle (readable now) is not used; a new one is made.
     kept = curl.getinfo(pycurl.ACTIVESOCKET)
-    closed = kept != -1 and bool(select.select([kept], [], [], 0)[0])
+    closed = False
+    if kept != -1:
+        poller = select.poll()  # not select(): a descriptor may be past 1024
+        poller.register(kept, select.POLLIN)
+        closed = bool(poller.poll(0))
     curl.reset()  # options only: the kept connection stays
     if closed:
         curl.setopt(pycurl.FRESH_CONNECT, 1)
     curl.setopt(pycurl.URL, url)
+    # One kept connection a thread: the one the check above looks at.
+    curl.setopt(pycurl.MAXCONNECTS, 1)
     curl.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)
     curl.setopt(pycurl.PATH_AS_IS, 1)
     curl.setopt(pycurl.PROXY, "")  # not from the environment: the session decided
@@ -165,16 +175,28 @@ def send(
         return None
 
     header_lines: list[bytes] = []
+
+    def header(line: bytes) -> None:
+        watch.moved = time.monotonic()  # header bytes are bytes moving too
+        if not size:  # a chunked answer's trailer is not a header of the answer
+            header_lines.append(line)
+
     curl.setopt(pycurl.PREREQFUNCTION, watch.before_sending)
     curl.setopt(pycurl.NOPROGRESS, 0)
     curl.setopt(pycurl.XFERINFOFUNCTION, watch.progress)
     curl.setopt(pycurl.WRITEFUNCTION, write)
-    curl.setopt(pycurl.HEADERFUNCTION, header_lines.append)
+    curl.setopt(pycurl.HEADERFUNCTION, header)
+    # An exception raised in a callback (a signal handler's: Celery's soft time limit,
+    # Ctrl-C) is printed by pycurl, kept as sys.last_value, and the call aborted.
+    printed = getattr(sys, "last_value", None)
     try:
         curl.perform()
     except pycurl.error as exc:
+        last = getattr(sys, "last_value", None)
+        if last is not printed and isinstance(last, BaseException):
+            raise last from None
         if watch.raised is not None:
-            raise watch.raised from None  # a Celery time limit, met during the call
+            raise watch.raised from None
         raise _as_requests_error(exc, watch, size, cap) from None
     return _response(curl, url, header_lines, received.getvalue())
 
@@ -200,12 +222,16 @@ class _Watch:
         if self.sends > 1:
             self.resend_refused = True
             return int(pycurl.PREREQFUNC_ABORT)
+        # Connected: from here the read time-out counts (before, the connect time-out).
+        self.moved = time.monotonic()
         return int(pycurl.PREREQFUNC_OK)
 
     def progress(self, _dltotal: int, dlnow: int, _ultotal: int, ulnow: int) -> int:
         try:
             now = time.monotonic()
-            if dlnow + ulnow != self.seen:
+            if not self.sends:
+                pass  # still connecting: CONNECTTIMEOUT's to stop
+            elif dlnow + ulnow != self.seen:
                 self.seen, self.moved = dlnow + ulnow, now
             elif now - self.moved > self.read:
                 self.stalled = True
