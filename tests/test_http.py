@@ -441,6 +441,18 @@ class _Misbehaving(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
             time.sleep(30)
 
+    def do_PATCH(self) -> None:
+        """An answer that keeps coming, a byte at a time, well past the read time-out."""
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Length", "100")
+        self.end_headers()
+        with contextlib.suppress(OSError):
+            for _ in range(100):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(0.3)
+
     def log_message(self, *args: object) -> None:
         pass
 
@@ -585,3 +597,24 @@ def test_a_time_limit_met_during_a_call_is_raised_not_retried(misbehaving: str) 
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
     assert time.monotonic() - started < 5
+
+
+def test_a_write_is_over_within_connect_and_read_time(misbehaving: str) -> None:
+    """The watchdog fences a run's writes on connect + read + 1 s (tasks/record.py): a
+    write whose answer trickles in forever is cut at connect + read, not let run."""
+    if not http_curl.available():
+        pytest.skip("urllib3's read time-out is per read: a trickle is not cut there")
+    settings = load_settings(
+        {
+            "CXSWEEP_ENV_FILE": "/dev/null",
+            "CXSWEEP_CONNECT_TIMEOUT": "1",
+            "CXSWEEP_READ_TIMEOUT": "1",
+        }
+    )
+    transport = Transport(settings, session=ResolvedSession(2))
+    started = time.monotonic()
+    with pytest.raises(RetryableApiError, match="timed out"):
+        transport.send(
+            "write", "PATCH /c", "PATCH", f"{misbehaving}/c", token="t", json_body={"a": 1}
+        )
+    assert time.monotonic() - started < 2.9

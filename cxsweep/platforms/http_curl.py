@@ -29,7 +29,8 @@ and urllib3 did for them is done as they did it, and checked (tests/test_http.py
   counted from the request's send (checked by the progress callback, which libcurl
   calls about once a second when nothing arrives: a stall is noticed up to ~1 s after
   the read time-out); no redirect followed; no proxy from the environment (the session
-  decided there is none for this origin);
+  decided there is none for this origin); a write's whole call limited to connect +
+  read, so it is over within the budget the watchdog fences writes on;
 - the answer's body read at most ``cap + 1`` bytes: an endless answer cannot fill the
   worker's memory (the transport then refuses it, as before);
 - an exception a signal handler raises during the call (Celery's soft time limit,
@@ -151,6 +152,11 @@ def send(
     curl.setopt(pycurl.HTTPHEADER, lines)
     connect, read = timeout
     curl.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(connect * 1000)))
+    if method not in ("GET", "HEAD"):
+        # A write is over within connect + read, whatever the answer's pace: the
+        # watchdog fences a run's writes on that budget and one second more
+        # (tasks/record.py), which libcurl's once-a-second stall check could use up.
+        curl.setopt(pycurl.TIMEOUT_MS, max(1, int((connect + read) * 1000)))
     if url.startswith("https"):
         if not verify:
             curl.setopt(pycurl.SSL_VERIFYPEER, 0)
@@ -317,9 +323,8 @@ def _as_requests_error(exc: Any, watch: _Watch, size: int, cap: int | None) -> E
     if code == _SSL_CONNECT:
         return requests.exceptions.SSLError(message)
     if code == _TIMEOUT:
-        # A stalled answer is libcurl's "too slow" (the read time-out); else it never
-        # got as far as a connection.
-        if "too slow" in message:
+        # Sent (a write's whole-call limit) or still connecting.
+        if watch.sends:
             return requests.exceptions.ReadTimeout(message)
         return requests.exceptions.ConnectTimeout(message)
     return requests.ConnectionError(message)
