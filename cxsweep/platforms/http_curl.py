@@ -9,12 +9,13 @@ Only the calls ``http_session`` already sends without requests' preparation come
 no proxy, no Basic auth, no form, a plain URL, the answer read at once. What requests
 and urllib3 did for them is done as they did it, and checked (tests/test_http.py):
 
-- sent once. libcurl sends a request again by itself, on a new connection, when a kept
-  one breaks before any answer came, even if the server had it (``Curl_retry_request``;
-  no option turns it off): a second write behind one permit. ``PREREQFUNCTION`` refuses
-  the second send, and the call fails as urllib3's does (``max_retries=0``: a retry is
-  the task's, with a new permit). A connection the server closed while it was idle is
-  not used (as urllib3 checks), so that rarely costs a retry;
+- a write sent once. libcurl sends a request again by itself, on a new connection, when
+  a kept one breaks before any answer came, even if the server had it
+  (``Curl_retry_request``; no option turns it off): a second write behind one permit.
+  ``PREREQFUNCTION`` refuses the second send, and the call fails as urllib3's does
+  (``max_retries=0``: a retry is the task's, with a new permit). A connection the server
+  closed while it was idle is not used for a write (as urllib3 checks), so that rarely
+  costs a retry. A read may go twice: that does no harm;
 - the same request line, headers and body (curl adds none of its own: no ``Accept: */*``,
   no ``Expect``, no form ``Content-Type``; HTTP/1.1 only; ``Accept-Encoding`` as the
   caller's, the body decoded as requests decodes it) and path (dot segments as given);
@@ -25,12 +26,13 @@ and urllib3 did for them is done as they did it, and checked (tests/test_http.py
   well) unless ``verify`` is False; a certificate that does not verify is an
   ``ssl.SSLCertVerificationError`` inside requests' ``SSLError``, as with urllib3, so
   ``certificate_refused`` tells it from a handshake cut short;
-- the connect time-out as given; the read time-out as no byte moving for that long,
+- the connect time-out as given. A read's time-out is no byte moving for that long,
   counted from the request's send (checked by the progress callback, which libcurl
   calls about once a second when nothing arrives: a stall is noticed up to ~1 s after
-  the read time-out); no redirect followed; no proxy from the environment (the session
-  decided there is none for this origin); a write's whole call limited to connect +
-  read, so it is over within the budget the watchdog fences writes on;
+  the read time-out). A write's whole call is limited to connect + read, stricter than
+  urllib3's per-read limit, so it is over within the budget the watchdog fences writes
+  on (connect + read + 1 s). No redirect followed; no proxy from the environment (the
+  session decided there is none for this origin);
 - the answer's body read at most ``cap + 1`` bytes: an endless answer cannot fill the
   worker's memory (the transport then refuses it, as before);
 - an exception a signal handler raises during the call (Celery's soft time limit,
@@ -116,9 +118,11 @@ def send(
             lines.append(f"{own}:")
     encodings = headers_get(headers, "accept-encoding")
     curl = _handle()
-    # As urllib3 checks before it reuses a connection: one the server closed while it was
-    # idle (readable now) is not used; a new one is made.
-    kept = curl.getinfo(pycurl.ACTIVESOCKET)
+    # A write is sent once (``_Watch.before_sending``), so, as urllib3 checks before it
+    # reuses a connection, one the server closed while it was idle (readable now) is not
+    # used for it: a new one is made. (A read may be sent again: libcurl does that.)
+    writes = method not in ("GET", "HEAD")
+    kept = curl.getinfo(pycurl.ACTIVESOCKET) if writes else -1
     closed = False
     if kept != -1:
         poller = select.poll()  # not select(): a descriptor may be past 1024
@@ -168,7 +172,7 @@ def send(
             curl.unsetopt(pycurl.CAINFO)
         else:
             curl.setopt(pycurl.CAINFO, ca_bundle)
-    watch = _Watch(read)
+    watch = _Watch(read, once=writes)
     received = io.BytesIO()
     size = 0
 
@@ -184,14 +188,18 @@ def send(
 
     def header(line: bytes) -> None:
         watch.moved = time.monotonic()  # header bytes are bytes moving too
-        if not size:  # a chunked answer's trailer is not a header of the answer
-            header_lines.append(line)
+        header_lines.append(line)
 
+    # Calls into Python cost a request's CPU: a write gets no stall check (its whole
+    # call is limited, above); a read is let be sent again (reading twice does no harm).
     curl.setopt(pycurl.PREREQFUNCTION, watch.before_sending)
-    curl.setopt(pycurl.NOPROGRESS, 0)
-    curl.setopt(pycurl.XFERINFOFUNCTION, watch.progress)
+    if writes:
+        curl.setopt(pycurl.HEADERFUNCTION, header_lines.append)
+    else:
+        curl.setopt(pycurl.NOPROGRESS, 0)
+        curl.setopt(pycurl.XFERINFOFUNCTION, watch.progress)
+        curl.setopt(pycurl.HEADERFUNCTION, header)
     curl.setopt(pycurl.WRITEFUNCTION, write)
-    curl.setopt(pycurl.HEADERFUNCTION, header)
     # An exception raised in a callback (a signal handler's: Celery's soft time limit,
     # Ctrl-C) is printed by pycurl, kept as sys.last_value, and the call aborted.
     printed = getattr(sys, "last_value", None)
@@ -208,14 +216,16 @@ def send(
 
 
 class _Watch:
-    """libcurl's callbacks for one request: it is sent once (``before_sending``: libcurl
-    would send it again by itself on a new connection when the kept one broke before
-    an answer, even if the server had it); a read that stalls ``read`` seconds stops
-    it, as urllib3's read time-out would (``progress``, called at least once a second);
-    an exception raised meanwhile in this thread (a Celery soft time limit) is kept."""
+    """libcurl's callbacks for one request: a write is sent once (``before_sending``:
+    libcurl would send it again by itself on a new connection when the kept one broke
+    before an answer, even if the server had it); a read that stalls ``read`` seconds is
+    stopped, as urllib3's read time-out would (``progress``, called at least once a
+    second); an exception raised meanwhile in this thread (a Celery soft time limit) is
+    kept."""
 
-    def __init__(self, read: float) -> None:
+    def __init__(self, read: float, *, once: bool) -> None:
         self.read = read
+        self.once = once
         self.sends = 0
         self.moved = time.monotonic()
         self.seen = -1
@@ -225,7 +235,7 @@ class _Watch:
 
     def before_sending(self, *_: Any) -> int:
         self.sends += 1
-        if self.sends > 1:
+        if self.sends > 1 and self.once:
             self.resend_refused = True
             return int(pycurl.PREREQFUNC_ABORT)
         # Connected: from here the read time-out counts (before, the connect time-out).
@@ -274,13 +284,18 @@ def _response(curl: Any, url: str, lines: list[bytes], content: bytes) -> reques
     status = int(curl.getinfo(pycurl.RESPONSE_CODE))
     fields: list[tuple[str, str]] = []
     reason = ""
+    ended = False
     for raw in lines:
         line = raw.decode("latin-1").rstrip("\r\n")
         if line.startswith("HTTP/"):
             # A 100 Continue or another interim answer came first: the last block counts.
-            fields = []
+            fields, ended = [], False
             parts = line.split(" ", 2)
             reason = parts[2] if len(parts) > 2 else ""
+        elif not line or ended:
+            # The block's end; what follows it (a chunked answer's trailer) is not a
+            # header of the answer.
+            ended = True
         elif line[:1] in (" ", "\t") and fields:
             name, value = fields[-1]
             fields[-1] = (name, f"{value} {line.strip()}")
