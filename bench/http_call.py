@@ -5,14 +5,15 @@
 A local HTTP/1.1 server (its own process, so it does not share our GIL) answers every
 call at once with a small JSON body; this process sends DELETEs through
 
-- ``direct``: ``Transport.send`` as shipped (``ResolvedSession._send_direct``: the
-  adapter's urllib3 pool, no ``PreparedRequest``);
-- ``prepared``: ``Transport.send`` with the direct path off (the adapter's ``send``, as
-  the transport sent calls before);
+- ``direct``: ``Transport.send`` as shipped (``ResolvedSession._send_direct``: over
+  libcurl, ``cxsweep/platforms/http_curl.py``);
+- ``urllib3``: ``Transport.send`` with libcurl off (the direct path to the adapter's
+  urllib3 pool, as the transport sent calls before session 6);
+- ``prepared``: ``Transport.send`` with the direct path off (the adapter's ``send``);
 - ``requests``: ``requests.Session.request``, as the original loop (bench/_baseline.py)
   sends them.
 
-Rounds alternate the three, and each figure is the median over rounds of the process's
+Rounds alternate the four, and each figure is the median over rounds of the process's
 CPU seconds per call (``time.process_time``): compare ratios, not absolute figures, on a
 shared machine. Target: the direct path at most 0.75x the CPU of ``Session.request``.
 """
@@ -34,7 +35,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cxsweep.platforms import http, http_session  # noqa: E402
+from cxsweep.platforms import http, http_curl, http_session  # noqa: E402
 from cxsweep.settings import load_settings  # noqa: E402
 
 SERVER = textwrap.dedent(
@@ -96,6 +97,14 @@ def main() -> int:
             answer = transport.send("write", "DELETE", "DELETE", f"{base}{i}", token="bench")
             assert answer.status_code == 200
 
+        def over_urllib3(i: int) -> None:
+            real = http_curl.available
+            http_curl.available = lambda: False
+            try:
+                direct(i)
+            finally:
+                http_curl.available = real
+
         def prepared(i: int) -> None:
             real = http_session._direct_ok
             http_session._direct_ok = lambda url, kwargs: False
@@ -108,7 +117,12 @@ def main() -> int:
             answer = plain.request("DELETE", f"{base}{i}", headers=headers, timeout=60)
             assert answer.status_code == 200 and answer.content
 
-        paths = {"direct": direct, "prepared": prepared, "requests": original}
+        paths = {
+            "direct": direct,
+            "urllib3": over_urllib3,
+            "prepared": prepared,
+            "requests": original,
+        }
         figures: dict[str, list[float]] = {name: [] for name in paths}
         for _ in range(args.rounds):
             for name, send in paths.items():
