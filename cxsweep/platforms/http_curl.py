@@ -156,7 +156,7 @@ def send(
     curl.setopt(pycurl.HTTPHEADER, lines)
     connect, read = timeout
     curl.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(connect * 1000)))
-    if method not in ("GET", "HEAD"):
+    if writes:
         # A write is over within connect + read, whatever the answer's pace: the
         # watchdog fences a run's writes on that budget and one second more
         # (tasks/record.py), which libcurl's once-a-second stall check could use up.
