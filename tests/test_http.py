@@ -618,3 +618,34 @@ def test_a_write_is_over_within_connect_and_read_time(misbehaving: str) -> None:
             "write", "PATCH /c", "PATCH", f"{misbehaving}/c", token="t", json_body={"a": 1}
         )
     assert time.monotonic() - started < 2.9
+
+
+def test_an_interim_answer_is_never_a_success() -> None:
+    """103 Early Hints then 500: urllib3 hands over the 103 as the answer. A DELETE must
+    not count as done on it; over libcurl the 500 comes through. Either way, retryable."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                with conn:
+                    conn.recv(65536)
+                    conn.sendall(
+                        b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n"
+                        b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"
+                    )
+
+    threading.Thread(target=serve, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/api/v2/campaigns/contacts/c-1"
+    settings = load_settings({"CXSWEEP_ENV_FILE": "/dev/null"})
+    try:
+        for session in (requests_sessions.Session(), ResolvedSession(2)):  # urllib3, libcurl
+            transport = Transport(settings, session=session)
+            answer = transport.send("delete", "DELETE /c-1", "DELETE", url, token="t")
+            with pytest.raises(RetryableApiError):
+                raise_for_status("DELETE /c-1", answer)
+    finally:
+        listener.close()

@@ -180,8 +180,16 @@ def error_field(response: requests.Response) -> str:
 
 def raise_for_status(call: str, response: requests.Response) -> None:
     status = response.status_code
-    if status < 300:
+    if 200 <= status < 300:
         return
+    if status < 200:
+        # An interim answer (103 Early Hints) handed over as the answer: what the call
+        # did is unknown (urllib3 stops at the first status line; the real one may be a
+        # 500). Never a success: the task tries again, and a removal is confirmed by the
+        # list's re-read anyway.
+        raise RetryableApiError(
+            f"{call}: an interim answer ({status}) came as the answer", status=status
+        )
     if status == 429:
         raise RateLimited(
             f"{call}: 429 Too Many Requests",
