@@ -18,6 +18,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
+from cxsweep import jsoncodec
 from cxsweep.errors import (
     ApiError,
     ForeignOrigin,
@@ -220,7 +221,7 @@ def raise_for_status(call: str, response: requests.Response) -> None:
 
 def parse_json(call: str, response: requests.Response) -> Any:
     try:
-        return json.loads(response.content)
+        return jsoncodec.loads(response.content)
     except ValueError:
         raise MalformedResponse(f"{call}: answer is not valid JSON") from None
     except RecursionError:

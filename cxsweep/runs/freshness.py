@@ -8,7 +8,6 @@ confirms them: a contact still there is a failure, whatever its DELETE was answe
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 from redis.client import Pipeline
 
+from cxsweep import jsoncodec
 from cxsweep.redisconn import text
 from cxsweep.runs import keys, scripts
 from cxsweep.runs.model import DATA_TTL, STILL_PRESENT, PlanEntry
@@ -67,7 +67,7 @@ class Freshness:
             if row is not None and text(row).startswith("[")
         ]
         # One JSON document for the page's rows: json.loads per row cost ~5x as much.
-        decoded = json.loads("[" + ",".join(row for _, row in found) + "]")
+        decoded = jsoncodec.loads("[" + ",".join(row for _, row in found) + "]")
         # A row is [before, after, reason] and its chunk's tag, which is not the entry's.
         return {
             cid: PlanEntry(cid, *row[:3]) for (cid, _), row in zip(found, decoded, strict=True)

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
+from cxsweep import jsoncodec
+
 # Bulky keys (pages, the plan) expire on their own; a week covers any review of a dry run.
 DATA_TTL = 7 * 24 * 3600
 # What a run changed must outlive the run long enough to be restored.
@@ -71,8 +73,8 @@ class PlanEntry:
         row: list[Any] = [self.contact_id, self.before, self.after, self.reason]
         if self.record is not None:
             row.append(self.record)
-        return json.dumps(row, separators=(",", ":"))
+        return jsoncodec.dumps_text(row)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> PlanEntry:
-        return cls(*json.loads(raw))
+        return cls(*jsoncodec.loads(raw))

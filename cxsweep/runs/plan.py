@@ -7,12 +7,12 @@ when they run and retry them. Nothing here sleeps or retries.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cxsweep import jsoncodec
 from cxsweep.phone.numbers import Directive, Sanitizer
 from cxsweep.platforms.base import Backend
 from cxsweep.runs import keys
@@ -112,7 +112,7 @@ def plan_page(
             # claim, its removal must still be undoable, so its row carries the record.
             # (A contact to update is archived with its page.)
             kept = None if after else contact
-            row = json.dumps([contact_id, category, before, kept])
+            row = jsoncodec.dumps_text([contact_id, category, before, kept])
             plan.numbers.append((str(primary.e164), first_position + position, row))
         for name, verdict in present:
             if not verdict.kept:

@@ -20,6 +20,7 @@ from typing import Any, cast
 
 import redis
 
+from cxsweep import jsoncodec
 from cxsweep.errors import ListBusy
 from cxsweep.phone.numbers import Reason
 from cxsweep.redisconn import text
@@ -198,7 +199,7 @@ class RunStore(WriteState, Freshness):
         return [n for n, found in enumerate(pipe.execute()) if not found]
 
     def store_page(self, page_no: int, contacts: list[dict[str, Any]]) -> None:
-        self.redis.set(self.keys.page(page_no), json.dumps(contacts), ex=DATA_TTL)
+        self.redis.set(self.keys.page(page_no), jsoncodec.dumps(contacts), ex=DATA_TTL)
 
     def page_committed(self, page_no: int) -> bool:
         return bool(self.redis.exists(self.keys.done("page", page_no)))
@@ -213,7 +214,7 @@ class RunStore(WriteState, Freshness):
 
     def load_page(self, page_no: int) -> list[dict[str, Any]] | None:
         raw = self.redis.get(self.keys.page(page_no))
-        return None if raw is None else json.loads(raw)
+        return None if raw is None else jsoncodec.loads(raw)
 
     def commit_page(
         self,
@@ -230,7 +231,7 @@ class RunStore(WriteState, Freshness):
         marker = self.keys.done("page", page_no)
         update_rows = [entry.to_json() for entry in updates]
         remove_rows = [entry.to_json() for entry in removes]
-        blob = zlib.compress(json.dumps(archive).encode(), 6) if archive else None
+        blob = zlib.compress(jsoncodec.dumps(archive), 6) if archive else None
 
         def apply(pipe: redis.client.Pipeline) -> bool:
             if pipe.exists(marker):
