@@ -17,6 +17,20 @@ def test_plan_entry_round_trips_through_json() -> None:
         assert PlanEntry.from_json(entry.to_json().encode()) == entry
 
 
+def test_plan_entries_decode_many_at_once_as_one_by_one() -> None:
+    entries = [
+        PlanEntry("c-1", {"phone": "(650) 253-0000"}, {"phone": "+16502530000"}, None),
+        PlanEntry("c-2", {"phone": "n/a"}, None, "unparseable"),
+        # A value past 64 bits and a lone surrogate: the whole batch decodes exactly.
+        PlanEntry("c-3", {"p": "1"}, {"p": ""}, None, record={"n": 2**70, "s": "\ud800"}),
+    ]
+    rows = [entry.to_json().encode() for entry in entries]
+    assert PlanEntry.many_from_json(rows) == entries
+    assert PlanEntry.many_from_json([row.decode() for row in rows]) == entries
+    assert PlanEntry.many_from_json([]) == []
+    assert repr(PlanEntry.many_from_json(rows)[2].record) == repr({"n": 2**70, "s": "\ud800"})
+
+
 def test_plan_entry_omits_an_absent_record() -> None:
     row = json.loads(PlanEntry("c-1", {"phone": None}, None, "missing").to_json())
     assert row == ["c-1", {"phone": None}, None, "missing"]

@@ -344,11 +344,9 @@ class RunStore(WriteState, Freshness):
         if not contact_ids:
             return {}
         rows = self.redis.hmget(self.keys.planned, contact_ids)
-        return {
-            cid: PlanEntry.from_json(row)
-            for cid, row in zip(contact_ids, rows, strict=True)
-            if row is not None
-        }
+        found = [(cid, row) for cid, row in zip(contact_ids, rows, strict=True) if row is not None]
+        entries = PlanEntry.many_from_json([row for _, row in found])
+        return {cid: entry for (cid, _), entry in zip(found, entries, strict=True)}
 
     def note_stale(self, contact_ids: list[str]) -> None:
         if contact_ids:
@@ -390,7 +388,7 @@ class RunStore(WriteState, Freshness):
 
     def plan_slice(self, kind: str, start: int, stop: int) -> list[PlanEntry]:
         key = self.keys.updates if kind == "update" else self.keys.removes
-        return [PlanEntry.from_json(raw) for raw in self.redis.lrange(key, start, stop - 1)]
+        return PlanEntry.many_from_json(self.redis.lrange(key, start, stop - 1))
 
     def iter_plan(self, kind: str, batch: int = 1000) -> Iterable[PlanEntry]:
         key = self.keys.updates if kind == "update" else self.keys.removes
@@ -399,8 +397,7 @@ class RunStore(WriteState, Freshness):
             rows = self.redis.lrange(key, start, start + batch - 1)
             if not rows:
                 return
-            for raw in rows:
-                yield PlanEntry.from_json(raw)
+            yield from PlanEntry.many_from_json(rows)
             start += batch
 
 
