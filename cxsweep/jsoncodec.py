@@ -4,14 +4,16 @@ orjson's speed with the standard library's answers.
 orjson parses and writes several times faster than ``json`` (bench/PROFILE.md, session
 7), but differs where the platform's data could reach it: an integer past 64 bits comes
 back as a float (a record restored with a rounded value would be a wrong write); it
-refuses what ``json`` takes (a lone surrogate, NaN, nesting past 1,024); and it cannot
-write some of what ``json`` reads (those integers, lone surrogates, non-string keys).
-Each of those goes to ``json``, so a value reads and writes exactly as it did before.
+refuses what ``json`` takes (a lone surrogate, NaN, nesting past 1,024); it cannot
+write some of what ``json`` reads (those integers, lone surrogates, non-string keys);
+and it would write NaN and infinity (``1e400`` in an answer) as null. Each of those goes
+to ``json``, so a value reads and writes exactly as it did before.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import orjson
@@ -28,21 +30,38 @@ def loads(raw: bytes | bytearray | memoryview | str) -> Any:
     """``json.loads(raw)``, the same value and the same errors, at orjson's speed."""
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
     if data.translate(_DIGITS_TO_ZERO).find(_LONG_DIGITS) != -1:
-        return json.loads(raw if isinstance(raw, str) else data)
+        return _json_loads(raw if isinstance(raw, str) else data)
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
         # What json may still take (and else raise its own error for): see the module.
-        return json.loads(raw if isinstance(raw, str) else data)
+        return _json_loads(raw if isinstance(raw, str) else data)
 
 
 def dumps(value: Any) -> bytes:
     """Compact JSON of ``value`` that ``loads`` reads back as ``json`` would."""
     try:
         return orjson.dumps(value)
-    except TypeError:  # past 64 bits, a lone surrogate, a key that is not a string
+    except TypeError:  # past 64 bits, a lone surrogate, a key that is not a string, NaN
         return json.dumps(value, separators=(",", ":")).encode()
 
 
 def dumps_text(value: Any) -> str:
     return dumps(value).decode()
+
+
+class _NonFinite(float):
+    """NaN or an infinity, as ``json`` reads them (``NaN``, ``1e400``): orjson would write
+    them as null, but it refuses a float subclass, so ``dumps`` hands a value holding one
+    to ``json``, which writes it back as it was read. orjson never reads them, so in
+    these paths they come only from here (walking every value written to find them
+    cost more than orjson saves)."""
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    return value if math.isfinite(value) else _NonFinite(value)
+
+
+def _json_loads(raw: bytes | str) -> Any:
+    return json.loads(raw, parse_constant=_NonFinite, parse_float=_float)

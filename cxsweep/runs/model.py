@@ -85,5 +85,12 @@ class PlanEntry:
         several times as much (a chunk's slice is a thousand rows)."""
         if not raws:
             return []
-        joined = b",".join(raw if isinstance(raw, bytes) else raw.encode() for raw in raws)
-        return [cls(*row) for row in jsoncodec.loads(b"[" + joined + b"]")]
+        joined = b",".join(
+            raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass") for raw in raws
+        )
+        rows = jsoncodec.loads(b"[" + joined + b"]")
+        # Joined, a row that is not one array (empty, or two) could still make a document:
+        # as many arrays as rows, or the slice is not what the plan holds.
+        if len(rows) != len(raws) or not all(isinstance(row, list) for row in rows):
+            raise ValueError("a plan row is not one JSON array")
+        return [cls(*row) for row in rows]
