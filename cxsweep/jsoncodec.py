@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -36,6 +37,21 @@ def loads(raw: bytes | bytearray | memoryview | str) -> Any:
     except orjson.JSONDecodeError:
         # What json may still take (and else raise its own error for): see the module.
         return _json_loads(raw if isinstance(raw, str) else data)
+
+
+def loads_rows(rows: Sequence[bytes | str]) -> list[list[Any]]:
+    """Rows of a Redis list or hash, each one JSON array, decoded as one document (a call
+    per row costs several times as much). A row that is not one array (empty, or two
+    joined) could still make a document: ValueError unless there is one array a row."""
+    if not rows:
+        return []
+    joined = b",".join(
+        row if isinstance(row, bytes) else row.encode("utf-8", "surrogatepass") for row in rows
+    )
+    decoded = loads(b"[" + joined + b"]")
+    if len(decoded) != len(rows) or not all(isinstance(row, list) for row in decoded):
+        raise ValueError("a stored row is not one JSON array")
+    return decoded
 
 
 def dumps(value: Any) -> bytes:

@@ -81,16 +81,6 @@ class PlanEntry:
 
     @classmethod
     def many_from_json(cls, raws: Sequence[bytes | str]) -> list[PlanEntry]:
-        """Rows as Redis returns them, decoded as one document: a call per row cost
-        several times as much (a chunk's slice is a thousand rows)."""
-        if not raws:
-            return []
-        joined = b",".join(
-            raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass") for raw in raws
-        )
-        rows = jsoncodec.loads(b"[" + joined + b"]")
-        # Joined, a row that is not one array (empty, or two) could still make a document:
-        # as many arrays as rows, or the slice is not what the plan holds.
-        if len(rows) != len(raws) or not all(isinstance(row, list) for row in rows):
-            raise ValueError("a plan row is not one JSON array")
-        return [cls(*row) for row in rows]
+        """Rows as Redis returns them, decoded together (``jsoncodec.loads_rows``): a
+        chunk's slice is a thousand rows."""
+        return [cls(*row) for row in jsoncodec.loads_rows(raws)]
