@@ -126,3 +126,28 @@ def test_a_worker_shortens_the_gil_switch_interval() -> None:
         assert _signals.GIL_SWITCH_SECONDS < 0.005
     finally:
         sys.setswitchinterval(before)
+
+
+@pytest.mark.parametrize("signal_name", ["worker_ready", "worker_process_init"])
+def test_a_worker_freezes_its_boot_heap_and_collects_less_often(signal_name: str) -> None:
+    """The threads pool's process (``worker_ready``) and each prefork or solo pool's
+    (``worker_process_init``) freeze what they built to boot, so that full collections
+    no longer walk it, and raise the young generation's threshold."""
+    import gc
+
+    from celery import signals
+
+    from workers import _signals
+
+    before = gc.get_threshold()
+    frozen_before = gc.get_freeze_count()
+    try:
+        gc.set_threshold(700, 10, 10)
+        getattr(signals, signal_name).send(sender=None)
+        assert gc.get_threshold() == _signals.GC_THRESHOLDS
+        assert _signals.GC_THRESHOLDS[0] > 700
+        # This test process's own heap (pytest, the project) is what was frozen.
+        assert gc.get_freeze_count() > frozen_before + 10_000
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

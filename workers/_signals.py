@@ -1,11 +1,13 @@
 """Worker-process hooks: logs made safe to ship (masked, JSON lines with the task's
-ids on request), the Prometheus metrics server, and the GIL's switch interval."""
+ids on request), the Prometheus metrics server, the GIL's switch interval and the
+garbage collector's thresholds."""
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
 import functools
+import gc
 import inspect
 import logging
 import sys
@@ -20,6 +22,7 @@ from celery.signals import (
     task_prerun,
     task_retry,
     worker_init,
+    worker_process_init,
     worker_process_shutdown,
     worker_ready,
     worker_shutdown,
@@ -122,6 +125,33 @@ GIL_SWITCH_SECONDS = 0.001
 @worker_init.connect
 def _shorter_gil_switch(**_: Any) -> None:
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
+
+
+# A worker allocates in bursts (a page's contacts, a chunk's plan rows: thousands of small
+# dicts and lists a task) beside a large heap that lives as long as it does (Celery,
+# kombu, redis-py, phonenumbers' metadata). CPython's default thresholds (700, 10, 10)
+# ran a young collection every 700 allocations and a full one, walking that whole heap,
+# every few hundred tasks: ~1 s of CPU a worker at 100,000 contacts (bench/PROFILE.md,
+# session 8). What the worker built to boot is frozen (``gc.freeze``: never walked
+# again), and young collections wait for 20,000 allocations.
+GC_THRESHOLDS = (20_000, 20, 20)
+
+
+@worker_ready.connect
+def _tune_gc_in_worker(**_: Any) -> None:
+    """The threads (and solo) pool's tasks run in this process: its boot heap, collected
+    once, is frozen. (Sent in a prefork parent too, which runs no task: harmless.)"""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
+@worker_process_init.connect
+def _tune_gc_in_child(**_: Any) -> None:
+    """A prefork child: what it inherited is frozen as it is, without a collection first,
+    which would write to every inherited page and undo the fork's sharing of them."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _metrics_port(sender: Any) -> int:
