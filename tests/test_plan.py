@@ -51,6 +51,46 @@ def test_plan_page_keeps_rewrites_and_removes(backend: Backend) -> None:
     assert counts[keys.PHONE_VALUES] == 3 and counts[keys.VALUES_DESTROYED] == 1
 
 
+def test_plan_page_counts_every_phone_field_a_backend_names(backend: Backend) -> None:
+    """Two phone fields: a bad secondary number is blanked (destroyed, not removed), a
+    contact is removed only when no field holds a good number, and the guard's counts
+    weigh every value."""
+
+    class TwoFields:
+        phone_fields = ("phone", "mobile")
+        update_needs_record = False
+        contact_id = staticmethod(backend.contact_id)
+
+    contacts = [
+        {"id": "a", "phone": "+16502530000", "mobile": "junk"},
+        {"id": "b", "phone": "", "mobile": "(650) 253-0001"},
+        {"id": "c", "phone": None},
+        {"id": "d", "phone": "x", "mobile": "y"},
+    ]
+    plan = plan_page(contacts, Sanitizer(Directive()), TwoFields())  # type: ignore[arg-type]
+    assert {e.contact_id: e.after for e in plan.updates} == {
+        "a": {"mobile": ""},
+        "b": {"mobile": "+16502530001"},
+    }
+    assert plan.updates[1].before == {"phone": "", "mobile": "(650) 253-0001"}
+    assert {e.contact_id: e.reason for e in plan.removes} == {"c": "missing", "d": "unparseable"}
+    assert dict(plan.counts) == {
+        keys.PHONE_VALUES: 5,
+        keys.VALUES_DESTROYED: 3,
+        "blanked": 1,
+        keys.TO_REMOVE: 2,
+        keys.TO_UPDATE: 2,
+        keys.REASON_PREFIX + "unparseable": 2,
+        keys.REASON_PREFIX + "missing": 1,
+        keys.REGION_PREFIX + "US": 2,
+        keys.TYPE_PREFIX + "FIXED_LINE_OR_MOBILE": 2,
+        keys.FETCHED: 4,
+        keys.LATENCY_N: 4,
+        keys.LATENCY_US_SUM: plan.counts[keys.LATENCY_US_SUM],
+    }
+    assert plan.counts[keys.LATENCY_US_SUM] > 0
+
+
 def test_plan_page_numbers_kept_contacts_for_keep_first(backend: Backend) -> None:
     contacts = [{"id": "a", "phone": "+16502530000"}, {"id": "b", "phone": "650 253 0000"}]
     plan = plan_page(contacts, Sanitizer(Directive()), backend, first_position=50)

@@ -70,41 +70,56 @@ def plan_page(
     removed, one with a good and a bad number keeps the good one and blanks the bad.
     """
     plan = PagePlan()
-    counts = plan.counts
     fields = backend.phone_fields
+    width = len(fields)
+    contact_id_of = backend.contact_id
+    needs_record = backend.update_needs_record
     # One sanitizer call for the whole page: look-ups and caches work in batches.
     raws = [contact.get(name) for contact in contacts for name in fields]
     verdicts = sanitizer.check_many(raws)
+    # Counted here and added to the page's counts once: this loop runs for every contact
+    # of the list, and a counter's increment per contact cost a tenth of its planning.
     latency = 0.0
+    phone_values = destroyed = to_remove = to_update = unchanged = blanked = 0
+    regions: Counter[str] = Counter()
+    types: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
     for position, contact in enumerate(contacts):
-        contact_id = backend.contact_id(contact)
-        judged = verdicts[position * len(fields) : (position + 1) * len(fields)]
-        before = {name: contact.get(name) for name in fields}
+        contact_id = contact_id_of(contact)
+        first = position * width
+        values = raws[first : first + width]
+        judged = verdicts[first : first + width]
+        before = dict(zip(fields, values, strict=True))
         present = [
-            (name, v)
-            for name, v in zip(fields, judged, strict=True)
-            if isinstance(contact.get(name), str) and contact[name].strip()
-        ] or [(fields[0], judged[0])]
-        latency += sum(v.latency_us for _, v in present)
+            (name, verdict)
+            for name, value, verdict in zip(fields, values, judged, strict=True)
+            if isinstance(value, str) and value.strip()
+        ]
         # The purge guard weighs phone values as well as records: blanking secondary
         # numbers destroys data without removing a record.
-        values = sum(1 for name in fields if _filled(contact.get(name)))
-        counts[keys.PHONE_VALUES] += values
-        good = [(name, v) for name, v in present if v.kept]
+        filled = len(present)
+        phone_values += filled
+        if not present:
+            present = [(fields[0], judged[0])]
+        good = []
+        for pair in present:
+            latency += pair[1].latency_us
+            if pair[1].reason is None:
+                good.append(pair)
         if not good:
             reason = str(present[0][1].reason)
-            counts[keys.VALUES_DESTROYED] += values
-            counts[keys.TO_REMOVE] += 1
-            counts[REASON_PREFIX + reason] += 1
+            destroyed += filled
+            to_remove += 1
+            reasons[reason] += 1
             plan.removes.append(PlanEntry(contact_id, before, None, reason))
             plan.archive.append(contact)
             continue
-        _, primary = good[0]
+        primary = good[0][1]
         if primary.region:
-            counts[REGION_PREFIX + primary.region] += 1
+            regions[primary.region] += 1
         if primary.line_type:
-            counts[TYPE_PREFIX + primary.line_type] += 1
-        after = {name: str(v.e164) for name, v in good if v.e164 != contact.get(name)}
+            types[primary.line_type] += 1
+        after = {name: str(v.e164) for name, v in good if v.e164 != before[name]}
         if first_position is not None:
             # keep_first: who dials this number first is decided once the plan is whole.
             category = keys.TO_UPDATE if after else keys.UNCHANGED
@@ -114,19 +129,36 @@ def plan_page(
             kept = None if after else contact
             row = jsoncodec.dumps_text([contact_id, category, before, kept])
             plan.numbers.append((str(primary.e164), first_position + position, row))
-        for name, verdict in present:
-            if not verdict.kept:
-                after[name] = ""  # a bad secondary number is blanked, not dialled
-                counts["blanked"] += 1
-                counts[keys.VALUES_DESTROYED] += 1
-                counts[REASON_PREFIX + str(verdict.reason)] += 1
+        if len(good) < len(present):
+            for name, verdict in present:
+                if verdict.reason is not None:
+                    after[name] = ""  # a bad secondary number is blanked, not dialled
+                    blanked += 1
+                    reasons[str(verdict.reason)] += 1
         if after:
-            counts[keys.TO_UPDATE] += 1
-            record = contact if backend.update_needs_record else None
+            to_update += 1
+            record = contact if needs_record else None
             plan.updates.append(PlanEntry(contact_id, before, after, None, record))
             plan.archive.append(contact)
         else:
-            counts[keys.UNCHANGED] += 1
+            unchanged += 1
+    counts = plan.counts
+    # Only the counters a contact moved are set (a page of none sets none), as before.
+    if contacts:
+        counts[keys.PHONE_VALUES] += phone_values
+    if to_remove or blanked:
+        counts[keys.VALUES_DESTROYED] += destroyed + blanked
+    if to_remove:
+        counts[keys.TO_REMOVE] += to_remove
+    if blanked:
+        counts["blanked"] += blanked
+    if to_update:
+        counts[keys.TO_UPDATE] += to_update
+    if unchanged:
+        counts[keys.UNCHANGED] += unchanged
+    for prefix, tally in ((REASON_PREFIX, reasons), (REGION_PREFIX, regions), (TYPE_PREFIX, types)):
+        for name, count in tally.items():
+            counts[prefix + name] += count
     counts[keys.FETCHED] += len(contacts)
     counts[keys.LATENCY_N] += len(contacts)
     counts[keys.LATENCY_US_SUM] += round(latency)
