@@ -144,7 +144,8 @@ def _confirm_once_removed(store: RunStore, task_id: str) -> None:
     re-read's page reads go ahead of their requests (``RateLimiter``), so the two overlap
     instead of the re-read waiting for the last update (issue 15). Claimed by its id: a
     redelivery of it sends the re-read again, no other task does."""
-    if writes.waves_stop(store) or not writes.removals_all_done(store, shared_backend()):
+    # The cheap question first: only the last removal tasks find every chunk done.
+    if not writes.removals_all_done(store, shared_backend()) or writes.waves_stop(store):
         return
     if store.claim("confirm", task_id):
         _start_confirm(store.run_id)

@@ -255,9 +255,13 @@ def test_an_update_chunk_sends_a_request_per_batch_and_counts_what_it_wrote(
     simulator.add_faults([{"method": "PATCH", "path": list_id, "action": 503, "after": 1}])
     with pytest.raises(RetryableApiError):
         apply_update_chunk(store, backend, list_id, 0, threshold=5)
+    # The 503 stands as the run's streak (the answer before it ended none: there was none).
+    assert store.meta()["consecutive_5xx"] == "1" and store.writers_active(within=60) == 0
     simulator.clear_faults()
     result = apply_update_chunk(store, backend, list_id, 0, threshold=5)
     assert result == {"ok": True, "kind": "update", "chunk": 0, "updated": 5, "failed": 0}
+    # Answered since: the streak ended (by the next permit, or as the task ended).
+    assert "consecutive_5xx" not in store.meta()
     assert simulator.stats()["requests"]["patch"] - patches == 2 + 3
     assert store.counts()[keys.UPDATED] == 5
     assert all(c["phone"].startswith("+1650253") for c in simulator.get_list(list_id))

@@ -236,12 +236,13 @@ def plan_stored_page(
     ``sanitizer_for`` (the list's sanitizer) is asked for only when numbers are judged.
     """
     contacts, repeated = unique_contacts(store, page_no, contacts, backend)
-    if store.options().get("apply"):
+    meta, options = store.meta_and_options()
+    if options.get("apply"):
         ids = [backend.contact_id(c) for c in contacts]
         plan = plan_page_from_plan(contacts, store.planned_among(ids), backend)
         store.note_stale(plan.stale)
     else:
-        sanitizer = sanitizer_for(store.meta()["list_id"])
+        sanitizer = sanitizer_for(meta["list_id"])
         keep_first = sanitizer.directive.duplicates == "keep_first"
         plan = plan_page(
             contacts,

@@ -120,6 +120,12 @@ class RunStore(WriteState, Freshness):
         raw = self.redis.hget(self.keys.meta, "options")
         return json.loads(raw) if raw else {}
 
+    def meta_and_options(self) -> tuple[dict[str, str], dict[str, Any]]:
+        """``meta()`` and ``options()`` (a field of it) in one read."""
+        meta = self.meta()
+        raw = meta.get("options")
+        return meta, json.loads(raw) if raw else {}
+
     def fail(self, message: str) -> None:
         """Remember why the run cannot complete; the first reason is kept."""
         self.redis.hsetnx(self.keys.meta, "error", message[:500])

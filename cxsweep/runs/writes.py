@@ -7,13 +7,11 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from functools import partial
 
 import redis
 
 from cxsweep.errors import CxsweepError, RetryableApiError
 from cxsweep.platforms.base import Backend, Change, WriteOutcome
-from cxsweep.runs import keys
 from cxsweep.runs.latency import RequestTally
 from cxsweep.runs.outcomes import ChunkResult
 from cxsweep.runs.store import PlanEntry, RunStore, persistence_problem
@@ -167,11 +165,11 @@ def wave(
 def removals_all_done(store: RunStore, backend: Backend) -> bool:
     """Whether every removal chunk of the run is marked done (the list may be re-read to
     confirm them while the updates still go)."""
-    _, removes = store.plan_sizes()
+    removes, per_task, done = store.removal_progress()
     if not removes:
         return False
-    _, size = run_chunk_sizes(store, backend)
-    return store.counts().get(keys.REMOVE_CHUNKS_DONE, 0) >= -(-removes // size)
+    _, size = chunk_sizes(backend, per_task)
+    return done >= -(-removes // size)
 
 
 def waves_stop(store: RunStore) -> str:
@@ -230,8 +228,9 @@ def apply_update_chunk(
     threshold: int,
     tally: RequestTally | None = None,
 ) -> ChunkResult:
-    """Write update chunk ``index``, a request (``guarded``) per ``update_batch_size`` of
-    it; ``tally``, the counter of the backend's requests, is kept with the chunk's done
+    """Write update chunk ``index``, a request per ``update_batch_size`` of it, each
+    behind its permit (as ``guarded``, with the streak carried as the removals carry
+    it); ``tally``, the counter of the backend's requests, is kept with the chunk's done
     marker (``_mark_done``). A retried chunk sends its requests again: an update writes
     the same values twice, and only the attempt that ends counts what it updated."""
     if store.chunk_done("update", index):
@@ -250,28 +249,40 @@ def apply_update_chunk(
     writer = f"update:{index}"
     updated = 0
     failed: dict[str, str] = {}
+    # As the removals do: an answer that was not a server error ends the run's streak
+    # with the next permit, or as the task ends, not with a round trip of its own after
+    # every request (600 of them at 100,000 contacts).
+    answered = False
     renewed = time.monotonic()  # the task renewed the lock as it began (tasks.write)
     try:
         for start in range(0, len(changes), backend.update_batch_size):
             renew = time.monotonic() - renewed >= LOCK_RENEWAL_SECONDS
             batch = changes[start : start + backend.update_batch_size]
-            send = partial(backend.update_contacts, list_id, batch)
-            try:
-                outcome = guarded(store, list_id, writer, threshold, send, renew=renew)
-            except WriteStopped:
+            why = store.permit_write(list_id, writer, answered=answered, renew=renew)
+            if why:
                 # The run stops writing: what this chunk did write is counted, as the
                 # removals count theirs (a stopped chunk is not sent again).
                 store.record_failures(failed)
                 store.count_updated(updated)
-                raise
+                raise WriteStopped(why)
             if renew:
                 renewed = time.monotonic()
+            answered = False
+            try:
+                outcome = backend.update_contacts(list_id, batch)
+            except RetryableApiError as exc:
+                # The contract's breaker counts 5xx answers; a 429, a time-out or a job
+                # still running neither trips it nor ends the streak.
+                if exc.is_server_error:
+                    store.note_write_outcome(server_error=True, threshold=threshold)
+                raise
+            answered = True
             updated += len(outcome.done)
             failed.update(outcome.failed)
         store.record_failures(failed)
         _mark_done(store, "update", index, tally, updated=updated)
     finally:
-        store.writer_done(writer)
+        store.writer_done(writer, answered=answered)
     result: ChunkResult = {
         "ok": not failed,
         "kind": "update",

@@ -59,9 +59,17 @@ class WriteState:
         )
         return text(why)
 
-    def writer_done(self, writer: str) -> None:
-        """The task's outcomes are recorded: nothing of it is in flight any more."""
-        self.redis.zrem(self.keys.writers, writer)
+    def writer_done(self, writer: str, *, answered: bool = False) -> None:
+        """The task's outcomes are recorded: nothing of it is in flight any more. With
+        ``answered`` (its last request got an answer that was not a server error) the
+        run's streak of server errors ends, in the same round trip."""
+        if not answered:
+            self.redis.zrem(self.keys.writers, writer)
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hdel(self.keys.meta, SERVER_ERROR_STREAK)
+        pipe.zrem(self.keys.writers, writer)
+        pipe.execute()
 
     def writers_active(self, within: float, now: float | None = None) -> int:
         """Tasks permitted a write in the last ``within`` seconds and not done yet."""
@@ -104,6 +112,16 @@ class WriteState:
         it was stored; an update size, before the update tasks were sized too)."""
         raw = self.redis.hmget(self.keys.meta, ["removals_per_task", "updates_per_task"])
         return int(raw[0]) if raw[0] else None, int(raw[1]) if raw[1] else None
+
+    def removal_progress(self) -> tuple[int, int | None, int]:
+        """(removals planned, contacts per removal task or None, removal chunks done), in
+        one round trip: every removal task asks as it ends (``removals_all_done``)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.llen(self.keys.removes)
+        pipe.hget(self.keys.meta, "removals_per_task")
+        pipe.hget(self.keys.counts, keys.REMOVE_CHUNKS_DONE)
+        removes, per_task, done = pipe.execute()
+        return int(removes), int(per_task) if per_task else None, int(done or 0)
 
     def fix_task_sizes(self, removals: int, updates: int) -> tuple[int, int | None]:
         """Store the run's task sizes unless they are stored; the ones that hold."""
