@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import redis
 
@@ -197,16 +198,21 @@ def guarded(
     why = store.permit_write(list_id, writer, renew=renew)
     if why:
         raise WriteStopped(why)
+    result = _sent(store, threshold, send)
+    store.note_write_outcome(server_error=False, threshold=threshold)
+    return result
+
+
+def _sent(store: RunStore, threshold: int, send: Callable[[], WriteOutcome]) -> WriteOutcome:
+    """``send()``'s outcome; a server error it raises is fed to the run's breaker first.
+    The contract's breaker counts 5xx answers; a 429, a time-out or a job still running
+    neither trips it nor ends the streak."""
     try:
-        result = send()
+        return send()
     except RetryableApiError as exc:
-        # The contract's breaker counts 5xx answers; a 429, a time-out or a job still
-        # running neither trips it nor resets the streak.
         if exc.is_server_error:
             store.note_write_outcome(server_error=True, threshold=threshold)
         raise
-    store.note_write_outcome(server_error=False, threshold=threshold)
-    return result
 
 
 def _mark_done(
@@ -268,14 +274,7 @@ def apply_update_chunk(
             if renew:
                 renewed = time.monotonic()
             answered = False
-            try:
-                outcome = backend.update_contacts(list_id, batch)
-            except RetryableApiError as exc:
-                # The contract's breaker counts 5xx answers; a 429, a time-out or a job
-                # still running neither trips it nor ends the streak.
-                if exc.is_server_error:
-                    store.note_write_outcome(server_error=True, threshold=threshold)
-                raise
+            outcome = _sent(store, threshold, partial(backend.update_contacts, list_id, batch))
             answered = True
             updated += len(outcome.done)
             failed.update(outcome.failed)
@@ -340,12 +339,7 @@ def apply_remove_chunk(
                 renewed = time.monotonic()
             batch = pending[start : start + backend.remove_batch_size]
             answered = False
-            try:
-                outcome = backend.remove_contacts(list_id, batch)
-            except RetryableApiError as exc:
-                if exc.is_server_error:
-                    store.note_write_outcome(server_error=True, threshold=threshold)
-                raise
+            outcome = _sent(store, threshold, partial(backend.remove_contacts, list_id, batch))
             answered = True
             removed += outcome.done
             gone += outcome.missing
