@@ -131,9 +131,9 @@ def _shorter_gil_switch(**_: Any) -> None:
 # dicts and lists a task) beside a large heap that lives as long as it does (Celery,
 # kombu, redis-py, phonenumbers' metadata). CPython's default thresholds (700, 10, 10)
 # ran a young collection every 700 allocations and a full one, walking that whole heap,
-# every few hundred tasks: ~1 s of CPU a worker at 100,000 contacts (bench/PROFILE.md,
-# session 8). What the worker built to boot is frozen (``gc.freeze``: never walked
-# again), and young collections wait for 20,000 allocations.
+# every few hundred tasks: 0.55 s of CPU a worker at 100,000 contacts, 0.18 s tuned
+# (bench/PROFILE.md, session 8). What the worker built to boot is frozen (``gc.freeze``:
+# never walked again), and young collections wait for 20,000 allocations.
 GC_THRESHOLDS = (20_000, 20, 20)
 
 
@@ -142,8 +142,7 @@ def _tune_gc_in_worker(**_: Any) -> None:
     """The threads (and solo) pool's tasks run in this process: its boot heap, collected
     once, is frozen. (Sent in a prefork parent too, which runs no task: harmless.)"""
     gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+    _tune_gc_in_child()
 
 
 @worker_process_init.connect

@@ -117,14 +117,12 @@ class RunStore(WriteState, Freshness):
         self.redis.hset(self.keys.meta, mapping={k: v for k, v in fields.items()})
 
     def options(self) -> dict[str, Any]:
-        raw = self.redis.hget(self.keys.meta, "options")
-        return json.loads(raw) if raw else {}
+        return _options(self.redis.hget(self.keys.meta, "options"))
 
     def meta_and_options(self) -> tuple[dict[str, str], dict[str, Any]]:
         """``meta()`` and ``options()`` (a field of it) in one read."""
         meta = self.meta()
-        raw = meta.get("options")
-        return meta, json.loads(raw) if raw else {}
+        return meta, _options(meta.get("options"))
 
     def fail(self, message: str) -> None:
         """Remember why the run cannot complete; the first reason is kept."""
@@ -405,6 +403,11 @@ class RunStore(WriteState, Freshness):
                 return
             yield from PlanEntry.many_from_json(rows)
             start += batch
+
+
+def _options(raw: bytes | str | None) -> dict[str, Any]:
+    """A run's options, stored as JSON in its metadata (none: {})."""
+    return json.loads(raw) if raw else {}
 
 
 def prepare_run(
